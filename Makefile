@@ -1,0 +1,49 @@
+# nodeboot: two commands on a fresh machine.
+#   make demo   installs what is missing, builds examples/hello, boots it, prints its URL
+#   make test   installs what is missing, runs every test (QEMU end-to-end included)
+
+GO      ?= go
+BIN     := bin/nodeboot
+VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/nodeboot/nodeboot/internal/cli.Version=$(VERSION) \
+           -X github.com/nodeboot/nodeboot/internal/initbuild.SourceDir=$(CURDIR)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the tests and the demo need: QEMU to boot images, gcc for
+# the native-addon test, iproute2 for the network tests.
+APT_PKGS := qemu-system-x86 gcc iproute2
+
+.PHONY: all build demo test deps check bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodeboot
+
+# deps installs what is missing, and only that.
+deps:
+	@missing=""; \
+	command -v qemu-system-x86_64 >/dev/null || missing="$$missing qemu-system-x86"; \
+	command -v gcc >/dev/null || missing="$$missing gcc"; \
+	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@command -v node >/dev/null || { echo "node is missing: install Node.js (it also brings npm, whose registry configuration nodeboot uses)"; exit 1; }
+
+demo: deps build
+	./$(BIN) run examples/hello
+
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps check
+	NODEBOOT_E2E=1 $(GO) test -timeout 40m ./...
+
+bench: deps build
+	$(GO) run ./bench -o docs/benchmarks.md
+
+clean:
+	rm -rf bin out

@@ -1,0 +1,178 @@
+package boot
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Action is what to do when the system goes down.
+type Action int
+
+const (
+	PowerOff Action = iota
+	Reboot
+)
+
+func (a Action) String() string {
+	if a == Reboot {
+		return "reboot"
+	}
+	return "power off"
+}
+
+// PowerEvents delivers power-off and reboot requests: SIGTERM and SIGUSR2
+// (power off), SIGINT (ctrl-alt-del, once the kernel is told to signal PID 1
+// instead of rebooting hard) and SIGUSR1 (reboot), and the ACPI power button,
+// which the kernel reports as KEY_POWER on an evdev device: there is no acpid
+// in the image to turn it into anything else.
+func PowerEvents(log func(string, ...any)) <-chan Action {
+	ch := make(chan Action, 4)
+	// Ctrl-alt-del: send SIGINT to PID 1 rather than an immediate reboot, so
+	// services are stopped and file systems synced first.
+	if err := unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF); err != nil && os.Getpid() == 1 {
+		log("ctrl-alt-del: %v", err)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
+	go func() {
+		for s := range sigs {
+			a := PowerOff
+			if s == unix.SIGINT || s == unix.SIGUSR1 {
+				a = Reboot
+			}
+			log("received %v: %v", s, a)
+			ch <- a
+		}
+	}()
+	go watchPowerButtons(ch, log)
+	return ch
+}
+
+// watchPowerButtons finds input devices that have KEY_POWER and forwards a
+// press. Devices are looked up once at boot: the ACPI button is built in, not
+// hot-plugged.
+func watchPowerButtons(ch chan<- Action, log func(string, ...any)) {
+	devs, _ := filepath.Glob("/sys/class/input/event*")
+	for _, d := range devs {
+		name, _ := os.ReadFile(filepath.Join(d, "device", "name"))
+		if !hasPowerKey(filepath.Join(d, "device", "capabilities", "key")) {
+			continue
+		}
+		dev := "/dev/input/" + filepath.Base(d)
+		f, err := os.Open(dev)
+		if err != nil {
+			log("power button %s: %v", dev, err)
+			continue
+		}
+		log("listening for the power button on %s (%s)", dev, strings.TrimSpace(string(name)))
+		go readPowerKey(f, ch, log)
+	}
+}
+
+const keyPower = 116 // KEY_POWER in linux/input-event-codes.h
+
+// hasPowerKey parses the capability bitmap sysfs prints as space-separated
+// hex words, most significant first, each the width of a C long.
+func hasPowerKey(capPath string) bool {
+	b, err := os.ReadFile(capPath)
+	if err != nil {
+		return false
+	}
+	words := strings.Fields(string(b))
+	const bits = 64
+	idx := len(words) - 1 - keyPower/bits
+	if idx < 0 {
+		return false
+	}
+	var w uint64
+	for _, c := range words[idx] {
+		w <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			w |= uint64(c - '0')
+		case c >= 'a' && c <= 'f':
+			w |= uint64(c-'a') + 10
+		}
+	}
+	return w&(1<<(keyPower%bits)) != 0
+}
+
+func readPowerKey(f *os.File, ch chan<- Action, log func(string, ...any)) {
+	defer f.Close()
+	// struct input_event on 64-bit: timeval (16 bytes), type u16, code u16, value s32.
+	r := bufio.NewReader(f)
+	var ev [24]byte
+	for {
+		if _, err := io.ReadFull(r, ev[:]); err != nil {
+			log("power button: %v", err)
+			return
+		}
+		typ := binary.LittleEndian.Uint16(ev[16:])
+		code := binary.LittleEndian.Uint16(ev[18:])
+		val := int32(binary.LittleEndian.Uint32(ev[20:]))
+		const evKey = 1
+		if typ == evKey && code == keyPower && val == 1 {
+			log("power button pressed: power off")
+			ch <- PowerOff
+		}
+	}
+}
+
+// Halt ends the system: sync, unmount what can be unmounted, then power off
+// or reboot. It does not return.
+func Halt(a Action, log func(string, ...any)) {
+	unix.Sync()
+	unmountAll(log)
+	unix.Sync()
+	log("system halted: %v", a)
+	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
+	if a == Reboot {
+		cmd = unix.LINUX_REBOOT_CMD_RESTART
+	}
+	for {
+		if err := unix.Reboot(cmd); err != nil {
+			log("reboot(2): %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// unmountAll unmounts every mount in reverse order of /proc/self/mounts,
+// except the kernel's own, so that /data's journal is clean. Busy file
+// systems are remounted read-only instead.
+func unmountAll(log func(string, ...any)) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		f := strings.Fields(lines[i])
+		if len(f) < 3 {
+			continue
+		}
+		target, fstype := f[1], f[2]
+		switch fstype {
+		case "proc", "sysfs", "devtmpfs", "devpts", "cgroup2", "rootfs":
+			continue
+		}
+		if target == "/" {
+			continue
+		}
+		if err := unix.Unmount(target, 0); err != nil {
+			if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+				log("unmount %s: %v", target, err)
+			}
+			continue
+		}
+		log("unmounted %s", target)
+	}
+}

@@ -1,0 +1,123 @@
+package build
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nodeboot/nodeboot/internal/elfdeps"
+	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/noderuntime"
+	"github.com/nodeboot/nodeboot/internal/spec"
+)
+
+// assemble lays out the root tree:
+//
+//	/init                    PID 1
+//	/usr/bin/node            node, plus its libraries at their loader paths
+//	/etc/...                 generated: passwd, group, hosts, nsswitch.conf, ...
+//	/apps/<name>/...         each app's code
+//	/dev /proc /sys /run /tmp /data   mount points
+func assemble(t *image.Tree, proj *spec.Project, rt *spec.Runtime, node *noderuntime.Runtime, closure *elfdeps.Closure, initPath string) error {
+	for _, d := range []string{"/dev", "/proc", "/sys", "/run", "/data", "/usr/bin", "/apps"} {
+		if err := t.AddDir(d, 0o755, 0, 0); err != nil {
+			return err
+		}
+	}
+	if err := t.AddDir("/tmp", 0o1777, 0, 0); err != nil {
+		return err
+	}
+	if err := t.AddFile("/init", initPath, 0o755, fileSize(initPath)); err != nil {
+		return err
+	}
+	if err := t.AddFile(NodePath, node.Path, 0o755, fileSize(node.Path)); err != nil {
+		return err
+	}
+	for _, f := range closure.Files {
+		if err := t.AddFile(f.Target, f.Path, 0o755, fileSize(f.Path)); err != nil {
+			return fmt.Errorf("adding library %s: %w", f.Target, err)
+		}
+	}
+	for name, data := range etcFiles(rt) {
+		if err := t.AddData(name, []byte(data), 0o644); err != nil {
+			return err
+		}
+	}
+	// resolv.conf is written at run time (DHCP) to the writable /run.
+	if err := t.AddSymlink("/etc/resolv.conf", "../run/resolv.conf"); err != nil {
+		return err
+	}
+	for _, a := range proj.Apps {
+		root := "/apps/" + a.Name
+		if err := t.AddDir(root, 0o755, 0, 0); err != nil {
+			return err
+		}
+		for _, f := range a.Files {
+			p := path.Join(root, f.Rel)
+			src := filepath.Join(a.SrcDir, filepath.FromSlash(f.Rel))
+			var err error
+			switch {
+			case f.Mode.IsDir():
+				err = t.AddDir(p, 0o755, 0, 0)
+			case f.Mode&fs.ModeSymlink != 0:
+				err = t.AddSymlink(p, f.Link)
+			case f.Mode.IsRegular():
+				// Code is read-only for the app; keep only the executable bit.
+				mode := fs.FileMode(0o644)
+				if f.Mode&0o111 != 0 {
+					mode = 0o755
+				}
+				err = t.AddFile(p, src, mode, f.Size)
+			default:
+				// Sockets, fifos and devices in an app dir cannot be part of
+				// an image; spec already refuses them, this is a backstop.
+				err = fmt.Errorf("%s: unsupported file type %v", src, f.Mode.Type())
+			}
+			if err != nil {
+				return fmt.Errorf("adding app %s: %w", a.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func fileSize(p string) int64 {
+	if st, err := os.Stat(p); err == nil {
+		return st.Size()
+	}
+	return 0
+}
+
+// etcFiles renders the generated /etc. Users: root, and one unprivileged
+// user per app, named after it, whose home is its data dir.
+func etcFiles(rt *spec.Runtime) map[string]string {
+	var passwd, group strings.Builder
+	passwd.WriteString("root:x:0:0:root:/root:/nonexistent\n")
+	group.WriteString("root:x:0:\ntty:x:5:\n")
+	apps := append([]spec.RuntimeApp(nil), rt.Apps...)
+	sort.Slice(apps, func(i, j int) bool { return apps[i].UID < apps[j].UID })
+	seen := map[int]bool{}
+	for _, a := range apps {
+		if seen[a.UID] {
+			continue
+		}
+		seen[a.UID] = true
+		fmt.Fprintf(&passwd, "%s:x:%d:%d:%s:%s:/nonexistent\n", a.Name, a.UID, a.GID, a.Name, a.DataDir)
+		fmt.Fprintf(&group, "%s:x:%d:\n", a.Name, a.GID)
+	}
+	passwd.WriteString("nobody:x:65534:65534:nobody:/nonexistent:/nonexistent\n")
+	group.WriteString("nogroup:x:65534:\n")
+	return map[string]string{
+		"/etc/passwd": passwd.String(),
+		"/etc/group":  group.String(),
+		"/etc/hosts": "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
+			"127.0.1.1\t" + rt.Hostname + "\n",
+		"/etc/hostname":      rt.Hostname + "\n",
+		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n",
+		"/etc/os-release":    "NAME=nodeboot\nID=nodeboot\nPRETTY_NAME=\"nodeboot (" + rt.Hostname + ")\"\nHOME_URL=\"https://github.com/nodeboot/nodeboot\"\n",
+	}
+}

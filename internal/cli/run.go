@@ -1,0 +1,233 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/nodeboot/nodeboot/internal/build"
+	"github.com/nodeboot/nodeboot/internal/vm"
+)
+
+type runFlags struct {
+	memory   string
+	cpus     int
+	accel    string
+	forwards []string
+	quiet    bool
+}
+
+func newRun(stdout, stderr io.Writer) *cobra.Command {
+	var bf buildFlags
+	var rf runFlags
+	cmd := &cobra.Command{
+		Use:   "run [APP_DIR | BUILD_DIR]",
+		Short: "Build an app if needed and boot it under QEMU",
+		Long: `Boot an image under QEMU with its console on this terminal.
+
+APP_DIR (default: the current directory) is built first into the user cache
+dir; a BUILD_DIR from 'nodeboot build' is booted as it is. Each app's port is
+forwarded from a free port on 127.0.0.1; once the first app answers HTTP,
+'ready: http://127.0.0.1:PORT/' is printed. Ctrl-C presses the guest's power
+button: apps get SIGTERM, file systems are synced, the guest powers off.
+A second Ctrl-C kills QEMU.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := "."
+			if len(args) == 1 {
+				dir = args[0]
+			}
+			return runImage(cmd.Context(), dir, bf, rf, stdout, stderr)
+		},
+	}
+	bf.register(cmd.Flags())
+	cmd.Flags().StringVarP(&rf.memory, "memory", "m", "512M", "guest RAM (QEMU syntax: 512M, 1G)")
+	cmd.Flags().IntVar(&rf.cpus, "cpus", 1, "guest CPUs")
+	cmd.Flags().StringVar(&rf.accel, "accel", "auto", "QEMU accelerator: auto (KVM if /dev/kvm is usable, else TCG), kvm or tcg")
+	cmd.Flags().StringArrayVarP(&rf.forwards, "publish", "p", nil, "forward host port to guest port, HOST:GUEST (repeatable)")
+	cmd.Flags().BoolVarP(&rf.quiet, "quiet", "q", false, "do not stream the guest console")
+	return cmd
+}
+
+// buildDirFor is where `run APP_DIR` builds: per app dir in the user cache.
+func buildDirFor(appDir string) (string, error) {
+	abs, err := filepath.Abs(appDir)
+	if err != nil {
+		return "", err
+	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no user cache dir: %w (set XDG_CACHE_HOME)", err)
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(cache, "nodeboot", "run", hex.EncodeToString(sum[:8])), nil
+}
+
+func parseForward(s string) (vm.Forward, error) {
+	h, g, ok := strings.Cut(s, ":")
+	hp, err1 := strconv.Atoi(h)
+	gp, err2 := strconv.Atoi(g)
+	if !ok || err1 != nil || err2 != nil || hp < 1 || hp > 65535 || gp < 1 || gp > 65535 {
+		return vm.Forward{}, fmt.Errorf("bad -p %q: want HOST:GUEST, two port numbers, e.g. -p 8080:8080", s)
+	}
+	return vm.Forward{Host: hp, Guest: gp}, nil
+}
+
+func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdout, stderr io.Writer) error {
+	var forwards []vm.Forward
+	for _, s := range rf.forwards {
+		f, err := parseForward(s)
+		if err != nil {
+			return err
+		}
+		if err := vm.PortFree(f.Host); err != nil {
+			return err
+		}
+		forwards = append(forwards, f)
+	}
+	// Fail before a long build when QEMU is missing.
+	if _, err := vm.FindQEMU(bf.arch); err != nil {
+		return err
+	}
+
+	buildDir := dir
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		out, err := buildDirFor(dir)
+		if err != nil {
+			return err
+		}
+		o, err := bf.options(dir, out, stderr)
+		if err != nil {
+			return err
+		}
+		if _, err := build.Build(ctx, o); err != nil {
+			return err
+		}
+		buildDir = out
+	}
+	m, err := build.ReadManifest(buildDir)
+	if err != nil {
+		return fmt.Errorf("%s is not a nodeboot build (%w): pass an app dir or a dir written by `nodeboot build`", buildDir, err)
+	}
+
+	// Every app port not explicitly published gets a free host port.
+	published := map[int]bool{}
+	for _, f := range forwards {
+		published[f.Guest] = true
+	}
+	var readyPort int
+	for _, a := range m.Apps {
+		if published[a.Port] {
+			for _, f := range forwards {
+				if f.Guest == a.Port && readyPort == 0 {
+					readyPort = f.Host
+				}
+			}
+			continue
+		}
+		hp, err := vm.FreePort()
+		if err != nil {
+			return err
+		}
+		forwards = append(forwards, vm.Forward{Host: hp, Guest: a.Port})
+		if readyPort == 0 {
+			readyPort = hp
+		}
+	}
+
+	var console io.Writer = stdout
+	if rf.quiet {
+		console = nil
+	}
+	vmCtx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, err := vm.Start(vmCtx, vm.Config{
+		Kernel:   filepath.Join(buildDir, "vmlinuz"),
+		Initrd:   filepath.Join(buildDir, m.Initramfs.Name),
+		Cmdline:  m.Cmdline,
+		Memory:   rf.memory,
+		CPUs:     rf.cpus,
+		Arch:     m.Arch,
+		Accel:    rf.accel,
+		Forwards: forwards,
+		Console:  console,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "booting %s under QEMU (%s)\n", m.Hostname, v.Accel)
+	for _, f := range forwards {
+		fmt.Fprintf(stderr, "forwarding 127.0.0.1:%d -> guest :%d\n", f.Host, f.Guest)
+	}
+
+	if readyPort != 0 {
+		go func() {
+			url := fmt.Sprintf("http://127.0.0.1:%d/", readyPort)
+			if WaitHTTP(vmCtx, url, v.Done()) == nil {
+				fmt.Fprintf(stdout, "ready: %s (%.1fs after QEMU start)\n", url, v.Since().Seconds())
+			}
+		}()
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	presses := 0
+	for {
+		select {
+		case <-v.Done():
+			if err := v.Err(); err != nil && presses == 0 {
+				return fmt.Errorf("QEMU: %w", err)
+			}
+			return nil
+		case <-ctx.Done():
+			v.Shutdown(30 * time.Second)
+			return ctx.Err()
+		case <-sigs:
+			presses++
+			if presses > 1 {
+				fmt.Fprintln(stderr, "killing QEMU")
+				v.Kill()
+				return errors.New("guest killed")
+			}
+			fmt.Fprintln(stderr, "powering the guest off (Ctrl-C again to kill it)")
+			if err := v.Powerdown(); err != nil {
+				fmt.Fprintf(stderr, "power button: %v; killing QEMU\n", err)
+				v.Kill()
+			}
+		}
+	}
+}
+
+// WaitHTTP polls url until it answers with any HTTP status, or done closes.
+func WaitHTTP(ctx context.Context, url string, done <-chan struct{}) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-done:
+			return errors.New("guest stopped")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

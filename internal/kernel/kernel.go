@@ -1,0 +1,178 @@
+// Package kernel finds the Linux kernel an image boots: by default the
+// prebuilt kernel published as a Go module and pinned in nodeboot's go.mod,
+// or a file the user names with --kernel.
+package kernel
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+
+	// The kernel module is an empty Go package next to the vmlinuz file.
+	// Importing it makes the go command pin its version in go.mod and record
+	// it in this binary's build info, which is how Default finds it.
+	_ "github.com/gokrazy/kernel.amd64"
+)
+
+// Kernel is a kernel file and where it came from.
+type Kernel struct {
+	Path    string // host path of the bzImage / Image
+	Source  string // "module:<path>@<version>" or "file"
+	Version string // the kernel release from the bzImage header, if found
+	License string // host path of the kernel's license text, if known
+}
+
+// ModulePath returns the Go module that provides the default kernel of arch.
+func ModulePath(arch string) (string, error) {
+	switch arch {
+	case "amd64":
+		return "github.com/gokrazy/kernel.amd64", nil
+	}
+	return "", fmt.Errorf("no default kernel for %s yet: pass --kernel PATH", arch)
+}
+
+// Default locates the pinned kernel module in the Go module cache, downloading
+// it through the Go module proxy if needed. It needs the go command, as
+// building the init does.
+func Default(arch string) (*Kernel, error) {
+	mod, err := ModulePath(arch)
+	if err != nil {
+		return nil, err
+	}
+	version := pinnedVersion(mod)
+	if version == "" {
+		return nil, fmt.Errorf("cannot tell which version of %s this nodeboot pins (no build info): pass --kernel PATH", mod)
+	}
+	dir, err := moduleDir(mod, version)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernel{
+		Path:    filepath.Join(dir, "vmlinuz"),
+		Source:  "module:" + mod + "@" + version,
+		Version: versionString(filepath.Join(dir, "vmlinuz")),
+		License: filepath.Join(dir, "LICENSE.linux"),
+	}
+	if err := Check(k.Path, arch); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// pinnedVersion reads the version of mod from this binary's build info.
+// Test binaries and `go run` carry it too.
+func pinnedVersion(mod string) string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	for _, d := range bi.Deps {
+		if d.Path == mod {
+			if d.Replace != nil {
+				return d.Replace.Version
+			}
+			return d.Version
+		}
+	}
+	return ""
+}
+
+func moduleDir(mod, version string) (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("finding the default kernel needs the go command (%s@%s comes from the Go module proxy): install Go, or pass --kernel PATH", mod, version)
+	}
+	cmd := exec.Command(goBin, "mod", "download", "-json", mod+"@"+version)
+	// Outside any module, so the user's current directory does not matter.
+	cmd.Dir = os.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var info struct {
+		Dir   string
+		Error string
+	}
+	if jerr := json.Unmarshal(out, &info); jerr == nil && info.Error != "" {
+		return "", fmt.Errorf("downloading kernel module %s@%s: %s", mod, version, info.Error)
+	}
+	if err != nil {
+		return "", fmt.Errorf("downloading kernel module %s@%s: %w: %s", mod, version, err, strings.TrimSpace(stderr.String()))
+	}
+	if info.Dir == "" {
+		return "", fmt.Errorf("downloading kernel module %s@%s: go mod download reported no directory", mod, version)
+	}
+	return info.Dir, nil
+}
+
+// FromFile checks a user-supplied kernel.
+func FromFile(path, arch string) (*Kernel, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := Check(abs, arch); err != nil {
+		return nil, err
+	}
+	return &Kernel{Path: abs, Source: "file", Version: versionString(abs)}, nil
+}
+
+// Check tells whether path looks like a bootable kernel for arch, so that a
+// wrong --kernel fails at build time with a reason instead of as a silent
+// QEMU hang.
+func Check(path, arch string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 0x240)
+	n, _ := io.ReadFull(f, hdr)
+	hdr = hdr[:n]
+	switch arch {
+	case "amd64":
+		// x86 boot protocol: "HdrS" at 0x202 in every bzImage since 2.00.
+		if len(hdr) >= 0x206 && string(hdr[0x202:0x206]) == "HdrS" {
+			return nil
+		}
+		return fmt.Errorf("%s is not an x86 Linux kernel (no bzImage boot header): pass a bzImage, e.g. /boot/vmlinuz-*", path)
+	case "arm64":
+		// arm64 Image header: magic "ARM\x64" at 0x38.
+		if len(hdr) >= 0x3c && binary.LittleEndian.Uint32(hdr[0x38:]) == 0x644d5241 {
+			return nil
+		}
+		return fmt.Errorf("%s is not an arm64 Linux kernel Image (no ARM\\x64 magic)", path)
+	}
+	return fmt.Errorf("unsupported architecture %q", arch)
+}
+
+// versionString extracts the kernel version from an x86 bzImage: the header
+// holds an offset (at 0x20e, relative to 0x200) to a NUL-terminated string.
+func versionString(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var off [2]byte
+	if _, err := f.ReadAt(off[:], 0x20e); err != nil {
+		return ""
+	}
+	buf := make([]byte, 128)
+	n, _ := f.ReadAt(buf, int64(binary.LittleEndian.Uint16(off[:]))+0x200)
+	s := string(buf[:n])
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	if i := strings.IndexByte(s, ' '); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}

@@ -1,0 +1,224 @@
+// Package pid1 is the image's init: it brings the system up (boot), the
+// network (netconf), starts and supervises the apps (supervise), and takes
+// everything down cleanly on power-off. It never exits: a fatal error is
+// logged, then the system syncs and reboots after a delay.
+package pid1
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/boot"
+	"github.com/nodeboot/nodeboot/internal/netconf"
+	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/internal/supervise"
+)
+
+const (
+	// stopGrace is how long apps get between SIGTERM and SIGKILL at power-off.
+	stopGrace = 10 * time.Second
+	// fatalDelay leaves time to read the console before a fatal reboot.
+	fatalDelay = 10 * time.Second
+	// networkWait bounds how long app start waits for the first DHCP lease.
+	// Under QEMU a lease takes milliseconds; on a LAN without a DHCP server
+	// the apps still start (they bind 0.0.0.0) and the lease may come later.
+	networkWait = 3 * time.Second
+)
+
+// Main runs PID 1. It does not return.
+func Main() {
+	log := boot.NewLogger(os.Stderr)
+	if err := run(log); err != nil {
+		fatal(log, err)
+	}
+	// run returns nil only after a completed shutdown request, which halts.
+	fatal(log, fmt.Errorf("init loop ended unexpectedly"))
+}
+
+func fatal(log *boot.Logger, err error) {
+	log.Printf("FATAL: %v", err)
+	log.Printf("rebooting in %v", fatalDelay)
+	unix.Sync()
+	time.Sleep(fatalDelay)
+	boot.Halt(boot.Reboot, log.Printf)
+}
+
+func run(log *boot.Logger) error {
+	if err := boot.Run(boot.OS{}, func(string, ...any) {}, boot.EarlyMounts); err != nil {
+		return err
+	}
+	if console, err := boot.OpenConsole(); err == nil {
+		log.SetOutput(console)
+	}
+	log.Printf("init started (pid %d)", os.Getpid())
+	if err := boot.Run(boot.OS{}, log.Printf, boot.SystemMounts); err != nil {
+		return err
+	}
+
+	// Reaping starts before the first child exists: PID 1 inherits every
+	// orphan, and the supervisor's own children must not be reaped by a
+	// racing wait elsewhere.
+	if _, err := supervise.NewReaper(supervise.ReaperOptions{Log: log.Printf}); err != nil {
+		return err
+	}
+
+	rt, err := spec.ReadRuntime(spec.RuntimePath)
+	if err != nil {
+		return err
+	}
+	if rt.ImageVersion != "" {
+		log.Printf("image %s", rt.ImageVersion)
+	}
+	if rt.Hostname != "" {
+		if err := unix.Sethostname([]byte(rt.Hostname)); err != nil {
+			log.Printf("sethostname: %v", err)
+		}
+	}
+	if err := setupData(log, rt); err != nil {
+		return err
+	}
+	if err := boot.RemountRootReadOnly(); err != nil {
+		log.Printf("root stays writable: %v", err)
+	} else {
+		log.Printf("root file system is read-only")
+	}
+
+	ctx := context.Background()
+	netState := startNetwork(ctx, log, rt)
+	_ = netState
+
+	power := boot.PowerEvents(log.Printf)
+
+	services := make([]*supervise.Service, 0, len(rt.Apps))
+	for _, a := range rt.Apps {
+		o, err := serviceOptions(log, rt, a)
+		if err != nil {
+			log.Printf("app %s not started: %v", a.Name, err)
+			continue
+		}
+		s := supervise.New(o)
+		services = append(services, s)
+		go s.Run(ctx)
+		go watchListening(log, a)
+	}
+
+	action := <-power
+	log.Printf("%v requested: stopping %d app(s)", action, len(services))
+	supervise.StopAll(services, stopGrace)
+	log.Printf("all apps stopped")
+	boot.Halt(action, log.Printf)
+	return nil
+}
+
+func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supervise.Options, error) {
+	nodePath := rt.NodePath
+	if nodePath == "" {
+		nodePath = "/usr/bin/node"
+	}
+	o, err := supervise.AppOptions(nodePath, a)
+	if err != nil {
+		return o, err
+	}
+	o.Env = append(o.Env, "PATH=/usr/bin")
+	o.Console = log.Writer()
+	o.Log = log.Printf
+	o.StopGrace = stopGrace
+	return o, nil
+}
+
+// setupData mounts /data and creates each app's state dir, owned by the app.
+func setupData(log *boot.Logger, rt *spec.Runtime) error {
+	if err := boot.Run(boot.OS{}, log.Printf, []boot.Mount{boot.DataTmpfs}); err != nil {
+		return err
+	}
+	log.Printf("WARNING: /data is a tmpfs: this image has no data partition, nothing the apps write survives a reboot")
+	for _, d := range []string{"/data/state", "/data/logs"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", d, err)
+		}
+	}
+	for _, a := range rt.Apps {
+		dir := a.DataDir
+		if dir == "" {
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("creating %s: %w", dir, err)
+		}
+		if err := os.Chown(dir, a.UID, a.GID); err != nil {
+			return fmt.Errorf("chown %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+// startNetwork brings up loopback and the first Ethernet link. It waits for
+// the first lease for at most networkWait, so a node without DHCP on its LAN
+// still starts its apps; the lease, if it comes, is applied in the background.
+func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) *netconf.State {
+	if err := netconf.LoopbackUp(); err != nil {
+		log.Printf("loopback: %v", err)
+	}
+	ifname, err := netconf.FirstEthernet()
+	if err != nil {
+		log.Printf("network: %v (apps run with loopback only)", err)
+		return nil
+	}
+	var (
+		mu    sync.Mutex
+		state *netconf.State
+		done  = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		st, err := netconf.Start(ctx, netconf.Config{
+			Interface:  ifname,
+			Net:        rt.Network,
+			Hostname:   rt.Hostname,
+			ResolvConf: "/run/resolv.conf",
+			Log:        log.Printf,
+		})
+		if err != nil {
+			log.Printf("network %s: %v", ifname, err)
+			return
+		}
+		mu.Lock()
+		state = st
+		mu.Unlock()
+		log.Printf("network configured: %s %s", ifname, strings.Join(st.Addrs(), " "))
+	}()
+	select {
+	case <-done:
+	case <-time.After(networkWait):
+		log.Printf("network: no address after %v, starting apps anyway", networkWait)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return state
+}
+
+// watchListening logs when an app's port accepts connections: the boot's
+// last phase, and the marker the benchmark and `nodeboot run` read.
+func watchListening(log *boot.Logger, a spec.RuntimeApp) {
+	if a.Port == 0 {
+		return
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			log.Printf("app %s listening on port %d", a.Name, a.Port)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

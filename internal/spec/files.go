@@ -1,0 +1,192 @@
+package spec
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	ignore "github.com/sabhiram/go-gitignore"
+)
+
+// IgnoreFile lists, in .gitignore syntax, paths of the app directory that do
+// not go into the image.
+const IgnoreFile = ".nodebootignore"
+
+// File is one entry of an app's tree as it goes into the image.
+type File struct {
+	Rel  string      // path relative to the app dir, forward slashes
+	Mode fs.FileMode // type bits and permissions, as lstat reports them
+	Size int64       // regular files only
+	Link string      // symlink target, as written (relative, within the app)
+}
+
+// ErrSymlinkEscapes: a symlink of the app points outside it, so it would
+// dangle in the image, where only the app directory exists.
+var ErrSymlinkEscapes = errors.New("symlink points outside the app directory")
+
+// maxLinkErrors caps how many escaping symlinks one error lists.
+const maxLinkErrors = 10
+
+// ListFiles walks an app directory and returns what goes into the image,
+// sorted by Rel (so a directory comes before its contents), and the relative
+// paths of the native addons (*.node) among them, which need their shared
+// libraries in the image too.
+//
+// Left out: .git anywhere (version control metadata, never loaded at run
+// time, and often larger than the app), .nodeboot at the top (nodeboot's own
+// work directory), whatever .nodebootignore matches, and files that are
+// neither regular, directory nor symlink (sockets and fifos left by dev
+// tools; an image cannot ship them meaningfully). node_modules is included:
+// it is the app's dependencies.
+//
+// Symlinks are not followed; they are kept as symlinks. One whose target is
+// absolute or leaves the app directory is an error naming it, because it
+// would dangle in the image.
+func ListFiles(dir string) (files []File, addons []string, err error) {
+	root, err := filepath.Abs(dir)
+	if err == nil {
+		// The app dir itself may be reached through a symlink; walk what
+		// it points to, since WalkDir does not descend into a symlink root.
+		root, err = filepath.EvalSymlinks(root)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("app directory %s: %w", dir, err)
+	}
+	ign, err := readIgnore(root)
+	if err != nil {
+		return nil, nil, err
+	}
+	var linkErrs []error
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("walking app directory: %w", err)
+		}
+		if p == root {
+			return nil
+		}
+		r, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel := filepath.ToSlash(r)
+		if skip(rel, d, ign) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return fmt.Errorf("walking app directory: %w", err)
+		}
+		f := File{Rel: rel, Mode: info.Mode()}
+		switch {
+		case info.IsDir():
+		case info.Mode().IsRegular():
+			f.Size = info.Size()
+			if strings.HasSuffix(rel, ".node") {
+				addons = append(addons, rel)
+			}
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return fmt.Errorf("walking app directory: %w", err)
+			}
+			if err := checkLink(rel, target); err != nil {
+				linkErrs = append(linkErrs, err)
+			}
+			f.Link = target
+		default:
+			return nil
+		}
+		files = append(files, f)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(linkErrs) > 0 {
+		if len(linkErrs) > maxLinkErrors {
+			more := len(linkErrs) - maxLinkErrors
+			linkErrs = append(linkErrs[:maxLinkErrors:maxLinkErrors], fmt.Errorf("... and %d more such symlinks", more))
+		}
+		return nil, nil, kindErr(ErrSymlinkEscapes, fmt.Errorf(
+			"app directory %s has symlinks that would dangle in the image, which holds only the app directory; make them relative links within it, replace them by copies, or list them in %s:\n%w",
+			root, IgnoreFile, errors.Join(linkErrs...)))
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Rel < files[j].Rel })
+	sort.Strings(addons)
+	return files, addons, nil
+}
+
+// skip reports whether rel is left out of the image.
+func skip(rel string, d fs.DirEntry, ign *ignore.GitIgnore) bool {
+	if d.Name() == ".git" || rel == ".nodeboot" {
+		return true
+	}
+	if ign == nil {
+		return false
+	}
+	// The library matches a directory-only pattern ("build/") against paths
+	// with a trailing slash, so directories are asked about as "dir/".
+	if d.IsDir() {
+		return ign.MatchesPath(rel + "/")
+	}
+	return ign.MatchesPath(rel)
+}
+
+// checkLink rejects a symlink whose target is absolute or, resolved from the
+// link's directory, leaves the app. The check is lexical, like the image's
+// symlink will be: the target is judged as it will be resolved there.
+func checkLink(rel, target string) error {
+	t := filepath.ToSlash(target)
+	if path.IsAbs(t) || filepath.IsAbs(target) {
+		return fmt.Errorf("%s -> %s: absolute target", rel, target)
+	}
+	if !filepath.IsLocal(filepath.FromSlash(path.Join(path.Dir(rel), t))) {
+		return fmt.Errorf("%s -> %s: leaves the app directory", rel, target)
+	}
+	return nil
+}
+
+// readIgnore compiles dir/.nodebootignore, or returns nil when there is none.
+func readIgnore(dir string) (*ignore.GitIgnore, error) {
+	data, err := os.ReadFile(filepath.Join(dir, IgnoreFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", IgnoreFile, err)
+	}
+	return compileIgnore(string(data)), nil
+}
+
+// compileIgnore compiles .gitignore-syntax lines. One rule of git that the
+// library does not implement is added here: a pattern with a slash at its
+// start or middle ("src/test", "docs/*.md") is relative to the ignore file's
+// directory, while the library would match it at any depth. Anchoring such
+// patterns with a leading "/" gives git's meaning.
+func compileIgnore(text string) *ignore.GitIgnore {
+	lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
+	for i, l := range lines {
+		l = strings.TrimRight(l, " \t")
+		neg := ""
+		body := l
+		if strings.HasPrefix(body, "!") {
+			neg, body = "!", body[1:]
+		}
+		inner := strings.TrimSuffix(body, "/")
+		if body == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(body, "/") ||
+			strings.HasPrefix(body, `\`) || strings.HasPrefix(body, "**/") || !strings.Contains(inner, "/") {
+			lines[i] = l
+			continue
+		}
+		lines[i] = neg + "/" + body
+	}
+	return ignore.CompileIgnoreLines(lines...)
+}

@@ -1,0 +1,83 @@
+package spec
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+)
+
+// RuntimePath is where the build writes the resolved node configuration inside
+// the image and where PID 1 reads it. It is generated data, not user input: the
+// user-facing config (nodeboot.json) is validated at build time, and the init
+// only ever sees this resolved form.
+const RuntimePath = "/etc/nodeboot/runtime.json"
+
+// Runtime is everything PID 1 needs to know about the node it is running:
+// resolved from package.json + nodeboot.json + flags at build time.
+type Runtime struct {
+	Hostname string       `json:"hostname"`
+	Network  Network      `json:"network"`
+	NodePath string       `json:"nodePath"` // absolute path of node in the image
+	Apps     []RuntimeApp `json:"apps"`
+	// ImageVersion identifies the build (a digest of its inputs) so the node can
+	// report what it runs.
+	ImageVersion string `json:"imageVersion,omitempty"`
+}
+
+// RuntimeApp is one supervised service.
+type RuntimeApp struct {
+	Name  string `json:"name"`
+	Dir   string `json:"dir"`   // absolute code dir in the image, e.g. /apps/hello; cwd of the process
+	Entry string `json:"entry"` // entry file relative to Dir
+	// The process is: node NodeArgs... Entry Args...
+	NodeArgs []string `json:"nodeArgs,omitempty"`
+	Args     []string `json:"args,omitempty"`
+	// Env is the complete environment of the process (PORT, NODE_ENV, HOME,
+	// NODEBOOT_DATA_DIR, and the user's), already merged; PATH is added by init.
+	Env  map[string]string `json:"env"`
+	Port int               `json:"port"`
+	UID  int               `json:"uid"`
+	GID  int               `json:"gid"`
+	// DataDir is the app's writable state dir ($NODEBOOT_DATA_DIR).
+	DataDir string `json:"dataDir"`
+}
+
+// Network is the node's network configuration.
+type Network struct {
+	// Mode is "dhcp" (default) or "static".
+	Mode    string   `json:"mode,omitempty"`
+	Address string   `json:"address,omitempty"` // CIDR, static only
+	Gateway string   `json:"gateway,omitempty"` // static only
+	DNS     []string `json:"dns,omitempty"`     // static: the resolvers; dhcp: extra/override
+	// NTP servers; empty means the defaults of internal/netconf.
+	NTP []string `json:"ntp,omitempty"`
+}
+
+// ReadRuntime reads the runtime configuration PID 1 boots with.
+func ReadRuntime(path string) (*Runtime, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading runtime config: %w", err)
+	}
+	defer f.Close()
+	return DecodeRuntime(f)
+}
+
+// DecodeRuntime decodes runtime.json strictly: a field the init does not know
+// means the image was built by a newer nodeboot, which it must say rather than
+// silently ignore.
+func DecodeRuntime(r io.Reader) (*Runtime, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var rt Runtime
+	if err := dec.Decode(&rt); err != nil {
+		return nil, fmt.Errorf("decoding runtime config: %w", err)
+	}
+	for i, a := range rt.Apps {
+		if a.Name == "" || a.Dir == "" || a.Entry == "" {
+			return nil, fmt.Errorf("runtime config: app %d lacks name, dir or entry", i)
+		}
+	}
+	return &rt, nil
+}

@@ -1,0 +1,48 @@
+package supervise
+
+import (
+	"fmt"
+	"syscall"
+)
+
+// ExitStatus is how a process ended, decoded from the kernel's wait status
+// into a form that can be logged and tested without platform code.
+type ExitStatus struct {
+	// Code is the exit code when the process exited normally, -1 otherwise.
+	Code int
+	// Signal is the signal that killed the process, 0 when it exited.
+	Signal syscall.Signal
+	// CoreDumped reports whether the kernel wrote a core for the signal.
+	CoreDumped bool
+}
+
+// Exited reports whether the process exited on its own (as opposed to being
+// killed by a signal).
+func (e ExitStatus) Exited() bool { return e.Signal == 0 }
+
+// String gives the reason in the words used on the console, e.g. "exited with
+// status 1" or "killed by signal SEGV (core dumped)".
+func (e ExitStatus) String() string {
+	if e.Signal == 0 {
+		return fmt.Sprintf("exited with status %d", e.Code)
+	}
+	s := "killed by signal " + SignalName(e.Signal)
+	if e.CoreDumped {
+		s += " (core dumped)"
+	}
+	return s
+}
+
+// SignalName returns the short conventional name of sig without the "SIG"
+// prefix ("SEGV", "TERM"), which is what operators grep for; Go's own
+// Signal.String gives prose ("segmentation fault"). Unknown signals are
+// rendered by number.
+func SignalName(sig syscall.Signal) string {
+	if name, ok := signalNames[sig]; ok {
+		return name
+	}
+	if sig >= sigRTMin && sig <= sigRTMax {
+		return fmt.Sprintf("RTMIN+%d", int(sig-sigRTMin))
+	}
+	return fmt.Sprintf("%d", int(sig))
+}

@@ -1,0 +1,471 @@
+// Package vm boots an image under QEMU: for `nodeboot run`, the end-to-end
+// tests and the benchmark. It owns the console stream, so callers can wait for
+// boot markers and learn at once when the guest died or panicked instead of
+// waiting out a timeout.
+package vm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Forward is a host TCP port forwarded to a guest port.
+type Forward struct {
+	Host, Guest int
+}
+
+// Config describes one VM.
+type Config struct {
+	Kernel  string
+	Initrd  string
+	Cmdline string
+	Memory  string // QEMU -m syntax, e.g. "512M"; default 512M
+	CPUs    int    // default 1
+	Arch    string // "" = amd64
+	// Accel is "auto" (KVM when /dev/kvm is usable, else TCG), "kvm" or "tcg".
+	Accel    string
+	Forwards []Forward
+	// Console receives the guest's serial console (may be nil).
+	Console io.Writer
+	// QEMU overrides the emulator binary.
+	QEMU string
+}
+
+// VM is a running QEMU.
+type VM struct {
+	cmd     *exec.Cmd
+	dir     string
+	qmpPath string
+	Accel   string // what was used
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	console bytes.Buffer
+	exited  bool
+	exitErr error
+	done    chan struct{}
+	started time.Time
+}
+
+// ErrNoQEMU says the emulator is missing.
+type ErrNoQEMU struct{ Binary string }
+
+func (e *ErrNoQEMU) Error() string {
+	return fmt.Sprintf("%s not found: install QEMU (Debian/Ubuntu: `sudo apt-get install qemu-system-x86`; Fedora: `sudo dnf install qemu-system-x86`; macOS: `brew install qemu`), or run `make demo`, which installs it", e.Binary)
+}
+
+func qemuBinary(arch string) string {
+	if arch == "arm64" {
+		return "qemu-system-aarch64"
+	}
+	return "qemu-system-x86_64"
+}
+
+// FindQEMU returns the path of the emulator for arch.
+func FindQEMU(arch string) (string, error) {
+	b := qemuBinary(arch)
+	p, err := exec.LookPath(b)
+	if err != nil {
+		return "", &ErrNoQEMU{Binary: b}
+	}
+	return p, nil
+}
+
+// KVMUsable tells whether /dev/kvm can be opened for reading and writing.
+func KVMUsable() bool {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return true
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// PortFree tells whether a host port can be bound on 127.0.0.1.
+func PortFree(port int) error {
+	l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("host port %d is busy: %w (pick another with -p HOST:GUEST)", port, err)
+	}
+	return l.Close()
+}
+
+// Args returns QEMU's command line for cfg (without the binary).
+func Args(cfg Config, accel, qmpPath string) []string {
+	mem := cfg.Memory
+	if mem == "" {
+		mem = "512M"
+	}
+	cpus := cfg.CPUs
+	if cpus <= 0 {
+		cpus = 1
+	}
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-M", "pc",
+		"-m", mem,
+		"-smp", strconv.Itoa(cpus),
+		"-display", "none",
+		"-serial", "stdio",
+		"-kernel", cfg.Kernel,
+		"-append", cfg.Cmdline,
+		// Entropy from the host, so node's crypto never waits on an empty pool.
+		"-device", "virtio-rng-pci",
+	}
+	if cfg.Initrd != "" {
+		args = append(args, "-initrd", cfg.Initrd)
+	}
+	if accel == "kvm" {
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else {
+		args = append(args, "-accel", "tcg")
+	}
+	netdev := "user,id=n0"
+	for _, f := range cfg.Forwards {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+	}
+	args = append(args, "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0")
+	if qmpPath != "" {
+		args = append(args, "-qmp", "unix:"+qmpPath+",server=on,wait=off")
+	}
+	return args
+}
+
+// Start boots the VM. ctx bounds its whole life: when it is cancelled, QEMU
+// is killed.
+func Start(ctx context.Context, cfg Config) (*VM, error) {
+	bin := cfg.QEMU
+	if bin == "" {
+		var err error
+		if bin, err = FindQEMU(cfg.Arch); err != nil {
+			return nil, err
+		}
+	}
+	accel := cfg.Accel
+	switch accel {
+	case "", "auto":
+		accel = "tcg"
+		if KVMUsable() && !kvmKnownBroken() {
+			accel = "kvm"
+		}
+	case "kvm", "tcg":
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q: use auto, kvm or tcg", accel)
+	}
+	dir, err := os.MkdirTemp("", "nodeboot-vm-")
+	if err != nil {
+		return nil, err
+	}
+	v := &VM{dir: dir, qmpPath: filepath.Join(dir, "qmp.sock"), done: make(chan struct{})}
+	v.cond = sync.NewCond(&v.mu)
+	v.started = time.Now()
+	if err := v.launch(ctx, bin, cfg, accel, cfg.Accel == "" || cfg.Accel == "auto"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return v, nil
+}
+
+// launch starts QEMU. With fallback set, a KVM that fails at run time (seen
+// with nested virtualisation: /dev/kvm opens, then "KVM internal error" and
+// the guest freezes) is remembered and the VM is started again under TCG.
+func (v *VM) launch(ctx context.Context, bin string, cfg Config, accel string, fallback bool) error {
+	cmd := exec.CommandContext(ctx, bin, Args(cfg, accel, v.qmpPath)...)
+	// Its own process group: Ctrl-C in the terminal reaches nodeboot, which
+	// powers the guest off cleanly, instead of killing QEMU outright.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 2 * time.Second
+	stderrPipe, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting %s: %w", bin, err)
+	}
+	v.mu.Lock()
+	v.cmd, v.Accel = cmd, accel
+	v.mu.Unlock()
+	var stderr bytes.Buffer
+	kvmFailed := make(chan struct{})
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(stderrPipe)
+		failed := false
+		for sc.Scan() {
+			line := sc.Text()
+			stderr.WriteString(line + "\n")
+			if accel == "kvm" && !failed && strings.Contains(line, "KVM internal error") {
+				failed = true
+				close(kvmFailed)
+			}
+		}
+	}()
+	consoleDone := make(chan struct{})
+	go func() {
+		v.readConsole(out, cfg.Console)
+		close(consoleDone)
+	}()
+	go func() {
+		retry := false
+		select {
+		case <-kvmFailed:
+			retry = fallback
+			markKVMBroken()
+			cmd.Process.Kill()
+		case <-stderrDone:
+		}
+		err := cmd.Wait()
+		<-stderrDone
+		<-consoleDone
+		if retry {
+			v.mu.Lock()
+			v.console.Reset()
+			v.mu.Unlock()
+			if cfg.Console != nil {
+				fmt.Fprintln(cfg.Console, "nodeboot: KVM failed on this host (KVM internal error); booting again under TCG")
+			}
+			if err := v.launch(ctx, bin, cfg, "tcg", false); err == nil {
+				return
+			}
+		}
+		if err != nil && stderr.Len() > 0 {
+			err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		v.mu.Lock()
+		v.exited, v.exitErr = true, err
+		v.cond.Broadcast()
+		v.mu.Unlock()
+		os.RemoveAll(v.dir)
+		close(v.done)
+	}()
+	return nil
+}
+
+// kvmBrokenPath records that KVM failed at run time on this host, so later
+// boots go straight to TCG instead of failing first.
+func kvmBrokenPath() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(dir, "nodeboot", "kvm-broken")
+}
+
+func kvmKnownBroken() bool {
+	p := kvmBrokenPath()
+	if p == "" {
+		return false
+	}
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func markKVMBroken() {
+	if p := kvmBrokenPath(); p != "" {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, []byte("KVM internal error seen; delete this file to try KVM again\n"), 0o644)
+	}
+}
+
+func (v *VM) readConsole(r io.Reader, tee io.Writer) {
+	br := bufio.NewReader(r)
+	buf := make([]byte, 4096)
+	for {
+		n, err := br.Read(buf)
+		if n > 0 {
+			// The serial console sends CRLF; keep the log plain.
+			chunk := bytes.ReplaceAll(buf[:n], []byte("\r"), nil)
+			v.mu.Lock()
+			v.console.Write(chunk)
+			v.cond.Broadcast()
+			v.mu.Unlock()
+			if tee != nil {
+				tee.Write(chunk)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// Console returns everything the guest printed so far.
+func (v *VM) Console() string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.console.String()
+}
+
+// Tail returns the last n lines of the console, for error messages.
+func (v *VM) Tail(n int) string {
+	lines := strings.Split(strings.TrimRight(v.Console(), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Since is the time since QEMU was started.
+func (v *VM) Since() time.Duration { return time.Since(v.started) }
+
+// panicMarkers are console lines after which the guest will not recover.
+var panicMarkers = []string{"Kernel panic - not syncing", "---[ end Kernel panic"}
+
+// ErrGuestDied is wrapped by WaitFor when QEMU exited or the kernel panicked.
+var ErrGuestDied = errors.New("guest died")
+
+// WaitFor waits until the console contains marker (after byte offset from),
+// and returns the offset just past it. It fails at once when the guest
+// panics or QEMU exits, with the console's tail in the error.
+func (v *VM) WaitFor(ctx context.Context, marker string, from int) (int, error) {
+	stop := context.AfterFunc(ctx, func() {
+		v.mu.Lock()
+		v.cond.Broadcast()
+		v.mu.Unlock()
+	})
+	defer stop()
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for {
+		s := v.console.String()
+		if from > len(s) {
+			from = len(s)
+		}
+		if i := strings.Index(s[from:], marker); i >= 0 {
+			return from + i + len(marker), nil
+		}
+		for _, p := range panicMarkers {
+			if strings.Contains(s, p) {
+				return 0, fmt.Errorf("%w: kernel panic while waiting for %q\n%s", ErrGuestDied, marker, tailOf(s, 40))
+			}
+		}
+		if v.exited {
+			return 0, fmt.Errorf("%w: QEMU exited (%v) while waiting for %q\n%s", ErrGuestDied, v.exitErr, marker, tailOf(s, 40))
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("waiting for %q: %w\n%s", marker, err, tailOf(s, 40))
+		}
+		v.cond.Wait()
+	}
+}
+
+func tailOf(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "--- console tail ---\n" + strings.Join(lines, "\n")
+}
+
+// Done is closed when QEMU has exited.
+func (v *VM) Done() <-chan struct{} { return v.done }
+
+// Err is QEMU's exit error once Done is closed.
+func (v *VM) Err() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.exitErr
+}
+
+// Kill ends QEMU at once: a hard power cut.
+func (v *VM) Kill() {
+	v.mu.Lock()
+	cmd := v.cmd
+	v.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Kill()
+	}
+	<-v.done
+}
+
+// Powerdown presses the ACPI power button through QMP, as a user would on
+// real hardware; the init stops the apps and powers off.
+func (v *VM) Powerdown() error {
+	return v.qmp("system_powerdown")
+}
+
+// Shutdown presses the power button and waits up to timeout for QEMU to
+// exit, then kills it.
+func (v *VM) Shutdown(timeout time.Duration) error {
+	if err := v.Powerdown(); err != nil {
+		v.Kill()
+		return err
+	}
+	select {
+	case <-v.done:
+		return nil
+	case <-time.After(timeout):
+		v.Kill()
+		return fmt.Errorf("guest did not power off within %v; killed QEMU", timeout)
+	}
+}
+
+// qmp runs one QMP command.
+func (v *VM) qmp(command string) error {
+	var c net.Conn
+	var err error
+	for i := 0; i < 50; i++ {
+		if c, err = net.Dial("unix", v.qmpPath); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("QMP: %w", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	dec := json.NewDecoder(c)
+	var greeting map[string]any
+	if err := dec.Decode(&greeting); err != nil {
+		return fmt.Errorf("QMP greeting: %w", err)
+	}
+	for _, cmd := range []string{"qmp_capabilities", command} {
+		if _, err := fmt.Fprintf(c, `{"execute":%q}`+"\n", cmd); err != nil {
+			return fmt.Errorf("QMP %s: %w", cmd, err)
+		}
+		for {
+			var resp map[string]json.RawMessage
+			if err := dec.Decode(&resp); err != nil {
+				return fmt.Errorf("QMP %s: %w", cmd, err)
+			}
+			if e, ok := resp["error"]; ok {
+				return fmt.Errorf("QMP %s: %s", cmd, e)
+			}
+			if _, ok := resp["return"]; ok {
+				break
+			}
+			// Asynchronous events come in between; skip them.
+		}
+	}
+	return nil
+}
