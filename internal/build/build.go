@@ -140,6 +140,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	relocateHidden(closure)
 	logf("%d shared libraries", len(closure.Files))
 
 	tmp, err := os.MkdirTemp("", "nodeboot-build-")
@@ -258,6 +259,32 @@ func ext(c image.Compression) string {
 		return ".gz"
 	}
 	return ""
+}
+
+// mountPoints are directories PID 1 mounts over at boot; files the image puts
+// below them would be hidden.
+var mountPoints = []string{"/tmp/", "/run/", "/data/", "/dev/", "/proc/", "/sys/"}
+
+// relocatedLibDir receives libraries whose loader path would be hidden.
+const relocatedLibDir = "/usr/lib/nodeboot"
+
+// relocateHidden moves libraries found under a mount point (an addon linked
+// with RUNPATH /tmp/build/lib, say) to relocatedLibDir and puts that dir on
+// LD_LIBRARY_PATH, which the loader searches before RUNPATH.
+func relocateHidden(c *elfdeps.Closure) {
+	moved := false
+	for i, f := range c.Files {
+		for _, mp := range mountPoints {
+			if strings.HasPrefix(f.Target, mp) && f.Target != c.Interpreter {
+				c.Files[i].Target = relocatedLibDir + "/" + filepath.Base(f.Target)
+				moved = true
+				break
+			}
+		}
+	}
+	if moved {
+		c.LibraryPath = append(c.LibraryPath, relocatedLibDir)
+	}
 }
 
 // Cmdline is the kernel command line of an image: the console on the first

@@ -46,6 +46,15 @@ func Build(arch, dir string) (string, error) {
 	return out, nil
 }
 
+// Source returns the directory of nodeboot's source (see sourceDir).
+func Source() (string, error) {
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("the go command is missing: install Go from https://go.dev/dl or your distribution")
+	}
+	return sourceDir(goBin)
+}
+
 // sourceDir finds nodeboot's source: the released module in the module cache
 // when this binary was installed at a version, else the checkout it was built
 // from (stamped, or found by walking up from the working directory and the

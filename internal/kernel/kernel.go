@@ -19,6 +19,8 @@ import (
 	// Importing it makes the go command pin its version in go.mod and record
 	// it in this binary's build info, which is how Default finds it.
 	_ "github.com/gokrazy/kernel.amd64"
+
+	"github.com/nodeboot/nodeboot/internal/initbuild"
 )
 
 // Kernel is a kernel file and where it came from.
@@ -46,11 +48,15 @@ func Default(arch string) (*Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	var dir string
 	version := pinnedVersion(mod)
-	if version == "" {
-		return nil, fmt.Errorf("cannot tell which version of %s this nodeboot pins (no build info): pass --kernel PATH", mod)
+	if version != "" {
+		dir, err = moduleDir(mod, version)
+	} else {
+		// Test binaries carry no dependency list; ask the go command in
+		// nodeboot's own source tree, whose go.mod pins the kernel.
+		version, dir, err = listModule(mod)
 	}
-	dir, err := moduleDir(mod, version)
 	if err != nil {
 		return nil, err
 	}
@@ -110,6 +116,31 @@ func moduleDir(mod, version string) (string, error) {
 		return "", fmt.Errorf("downloading kernel module %s@%s: go mod download reported no directory", mod, version)
 	}
 	return info.Dir, nil
+}
+
+func listModule(mod string) (version, dir string, err error) {
+	src, err := initbuild.Source()
+	if err != nil {
+		return "", "", fmt.Errorf("cannot tell which version of %s this nodeboot pins: %w; pass --kernel PATH", mod, err)
+	}
+	cmd := exec.Command("go", "list", "-m", "-json", mod)
+	cmd.Dir = src
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", "", fmt.Errorf("go list -m %s: %w: %s", mod, err, strings.TrimSpace(stderr.String()))
+	}
+	var info struct{ Version, Dir string }
+	if err := json.Unmarshal(out, &info); err != nil {
+		return "", "", fmt.Errorf("go list -m %s: %w", mod, err)
+	}
+	if info.Dir == "" {
+		// Pinned but not downloaded yet.
+		d, err := moduleDir(mod, info.Version)
+		return info.Version, d, err
+	}
+	return info.Version, info.Dir, nil
 }
 
 // FromFile checks a user-supplied kernel.
