@@ -43,7 +43,7 @@ func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.T
 				failures++
 				// Log the first failures and then only now and then, so that an
 				// offline node does not fill its log.
-				if failures <= 3 || wait >= retryMax {
+				if failures == 1 || wait >= retryMax {
 					log("ntp: %v; retrying in %v", err, wait)
 				}
 				if !sleepCtx(ctx, wait) {

@@ -1,0 +1,108 @@
+package build
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodeboot/nodeboot/internal/elfdeps"
+	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/spec"
+)
+
+// TestReproducible builds examples/hello twice, into two directories, and
+// expects byte-identical kernels, initramfs and manifests.
+func TestReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a real image")
+	}
+	app, err := filepath.Abs("../../examples/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var outs [2]string
+	for i := range outs {
+		outs[i] = filepath.Join(t.TempDir(), "out")
+		var log bytes.Buffer
+		if _, err := Build(context.Background(), Options{AppDir: app, OutDir: outs[i], Compression: image.Zstd, Log: &log, Version: "test"}); err != nil {
+			t.Fatalf("build %d: %v\n%s", i, err, log.String())
+		}
+	}
+	for _, f := range []string{"vmlinuz", "initramfs.cpio.zst", "manifest.json"} {
+		a, err := os.ReadFile(filepath.Join(outs[0], f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(outs[1], f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(a, b) {
+			t.Errorf("%s differs between two builds of the same inputs", f)
+		}
+	}
+	m, err := ReadManifest(outs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Node.SHA256 == "" || m.Kernel.SHA256 == "" || m.Init.SHA256 == "" || len(m.Libraries) == 0 || len(m.Apps) != 1 {
+		t.Errorf("manifest incomplete: %+v", m)
+	}
+	if m.Initramfs.Uncompressed <= m.Initramfs.Size {
+		t.Errorf("sizes: compressed %d, uncompressed %d", m.Initramfs.Size, m.Initramfs.Uncompressed)
+	}
+}
+
+func TestRelocateHidden(t *testing.T) {
+	c := &elfdeps.Closure{
+		Interpreter: "/lib64/ld-linux-x86-64.so.2",
+		Files: []elfdeps.File{
+			{Target: "/lib64/ld-linux-x86-64.so.2"},
+			{Target: "/lib/x86_64-linux-gnu/libc.so.6"},
+			{Target: "/tmp/build/lib/libfoo.so.1"},
+			{Target: "/data/x/libbar.so"},
+		},
+	}
+	relocateHidden(c)
+	got := []string{}
+	for _, f := range c.Files {
+		got = append(got, f.Target)
+	}
+	want := "/lib64/ld-linux-x86-64.so.2 /lib/x86_64-linux-gnu/libc.so.6 /usr/lib/nodeboot/libfoo.so.1 /usr/lib/nodeboot/libbar.so"
+	if strings.Join(got, " ") != want {
+		t.Errorf("targets = %v", got)
+	}
+	if len(c.LibraryPath) != 1 || c.LibraryPath[0] != relocatedLibDir {
+		t.Errorf("LibraryPath = %v", c.LibraryPath)
+	}
+}
+
+func TestEtcFiles(t *testing.T) {
+	rt := &spec.Runtime{Hostname: "box", Apps: []spec.RuntimeApp{
+		{Name: "web", UID: 1000, GID: 1000, DataDir: "/data/state/web"},
+		{Name: "api", UID: 1001, GID: 1001, DataDir: "/data/state/api"},
+	}}
+	etc := etcFiles(rt)
+	for file, want := range map[string]string{
+		"/etc/passwd":        "web:x:1000:1000:web:/data/state/web:/nonexistent\napi:x:1001:1001",
+		"/etc/group":         "web:x:1000:\napi:x:1001:",
+		"/etc/hosts":         "127.0.1.1\tbox\n",
+		"/etc/nsswitch.conf": "hosts: files dns",
+	} {
+		if !strings.Contains(etc[file], want) {
+			t.Errorf("%s = %q, want it to contain %q", file, etc[file], want)
+		}
+	}
+}
+
+func TestCmdline(t *testing.T) {
+	if got := Cmdline(""); !strings.HasPrefix(got, "console=ttyS0") {
+		t.Errorf("Cmdline() = %q", got)
+	}
+	if got := Cmdline("  quiet "); !strings.HasSuffix(got, " quiet") {
+		t.Errorf("Cmdline(quiet) = %q", got)
+	}
+}

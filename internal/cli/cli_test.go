@@ -1,0 +1,246 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func nodeboot(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	err := Run(context.Background(), args, &out, &out)
+	return out.String(), err
+}
+
+// assertNoImage checks that a failed build left nothing bootable behind.
+func assertNoImage(t *testing.T, out string) {
+	t.Helper()
+	for _, f := range []string{"initramfs.cpio.zst", "manifest.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
+			t.Errorf("failed build left %s behind", f)
+		}
+	}
+}
+
+const helloJS = "require('http').createServer((q, s) => s.end('hi')).listen(process.env.PORT)\n"
+
+// TestBadInput runs `nodeboot build` on each kind of bad input a user can
+// give and checks that the error names what is wrong and what to do.
+func TestBadInput(t *testing.T) {
+	notKernel := filepath.Join(t.TempDir(), "vmlinuz")
+	if err := os.WriteFile(notKernel, []byte("this is not a kernel\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	aFile := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		files map[string]string
+		args  []string // extra flags
+		out   string   // -o, default a temp dir
+		want  []string // substrings of the error
+	}{
+		{
+			name: "no package.json",
+			want: []string{"no package.json", "npm init"},
+		},
+		{
+			name:  "entry file missing",
+			files: map[string]string{"package.json": `{"name":"a","main":"server.js"}`},
+			want:  []string{"server.js"},
+		},
+		{
+			name:  "unsupported scripts.start",
+			files: map[string]string{"package.json": `{"name":"a","scripts":{"start":"nodemon app.js"}}`, "app.js": helloJS},
+			want:  []string{"scripts.start", `"node app.js"`},
+		},
+		{
+			name:  "unknown config key",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS, "nodeboot.json": `{"hostnam": "x"}`},
+			want:  []string{"nodeboot.json", "hostnam", "unknown key", `"hostname"`},
+		},
+		{
+			name:  "wrong config type",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS, "nodeboot.json": `{"apps":[{"name":"a","path":".","port":"80"}]}`},
+			want:  []string{"apps[0].port", "expected"},
+		},
+		{
+			name:  "kernel is not a kernel",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--kernel", notKernel},
+			want:  []string{notKernel, "not an x86 Linux kernel"},
+		},
+		{
+			name:  "output dir not writable",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			out:   filepath.Join(aFile, "out"),
+			want:  []string{"output directory", filepath.Join(aFile, "out"), "-o"},
+		},
+		{
+			name:  "output dir in a read-only file system",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			out:   "/proc/nodeboot-out",
+			want:  []string{"output directory", "/proc/nodeboot-out"},
+		},
+		{
+			name:  "bad compression",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--compression", "lz4"},
+			want:  []string{"lz4", "zstd, gzip or none"},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, c.files)
+			out := c.out
+			if out == "" {
+				out = filepath.Join(t.TempDir(), "out")
+			}
+			args := append([]string{"build", dir, "-o", out}, c.args...)
+			log, err := nodeboot(t, args...)
+			if err == nil {
+				t.Fatalf("build succeeded; log:\n%s", log)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+			assertNoImage(t, out)
+		})
+	}
+}
+
+// TestEnginesUnsatisfiable asks the npm registry (as npm is configured) for
+// a Node no release satisfies.
+func TestEnginesUnsatisfiable(t *testing.T) {
+	if _, err := exec.LookPath("npm"); err != nil && os.Getenv("NODEBOOT_E2E") == "" {
+		t.Skip("no npm: cannot tell which registry to ask")
+	}
+	dir := t.TempDir()
+	write(t, dir, map[string]string{"package.json": `{"name":"a","main":"app.js","engines":{"node":">=999"}}`, "app.js": helloJS})
+	out := filepath.Join(t.TempDir(), "out")
+	_, err := nodeboot(t, "build", dir, "-o", out)
+	if err == nil {
+		t.Fatal("build with engines.node >=999 succeeded")
+	}
+	for _, w := range []string{">=999", "engines.node"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	assertNoImage(t, out)
+}
+
+// TestAddonMissingLibrary builds a native addon linked against a library,
+// removes the library, and expects an error naming both.
+func TestAddonMissingLibrary(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		if os.Getenv("NODEBOOT_E2E") != "" {
+			t.Fatal("gcc is missing (make deps installs it)")
+		}
+		t.Skip("no gcc")
+	}
+	dir := t.TempDir()
+	lib := t.TempDir()
+	write(t, dir, map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS})
+	write(t, lib, map[string]string{"dep.c": "int nbdep(void) { return 1; }\n", "addon.c": "int nbdep(void);\nint addon(void) { return nbdep(); }\n"})
+	addon := filepath.Join(dir, "node_modules", "thing", "build", "Release", "thing.node")
+	if err := os.MkdirAll(filepath.Dir(addon), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"-shared", "-fPIC", "-Wl,-soname,libnbdep.so.1", "-o", filepath.Join(lib, "libnbdep.so.1"), filepath.Join(lib, "dep.c")},
+		{"-shared", "-fPIC", "-o", addon, filepath.Join(lib, "addon.c"), filepath.Join(lib, "libnbdep.so.1"), "-Wl,-rpath," + lib},
+	} {
+		if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+			t.Fatalf("gcc: %v\n%s", err, out)
+		}
+	}
+	if err := os.Remove(filepath.Join(lib, "libnbdep.so.1")); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	_, err := nodeboot(t, "build", dir, "-o", out)
+	if err == nil {
+		t.Fatal("build with a missing addon library succeeded")
+	}
+	for _, w := range []string{"libnbdep.so.1", "thing.node"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %q", err, w)
+		}
+	}
+	assertNoImage(t, out)
+}
+
+func TestRunWithoutQEMU(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := nodeboot(t, "run", t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "apt-get install qemu-system-x86") {
+		t.Errorf("run without QEMU: %v; want the install command", err)
+	}
+}
+
+func TestRunBusyPort(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	_, err = nodeboot(t, "run", t.TempDir(), "-p", strings.TrimPrefix(l.Addr().String(), "127.0.0.1:")+":8080")
+	if err == nil || !strings.Contains(err.Error(), "busy") || !strings.Contains(err.Error(), "-p") {
+		t.Errorf("run with busy port %d: %v", port, err)
+	}
+}
+
+func TestRunBadPublish(t *testing.T) {
+	for _, p := range []string{"8080", "a:b", "0:80", "80:70000"} {
+		_, err := nodeboot(t, "run", t.TempDir(), "-p", p)
+		if err == nil || !strings.Contains(err.Error(), "HOST:GUEST") {
+			t.Errorf("-p %s: %v", p, err)
+		}
+	}
+}
+
+func TestVersionAndCompletion(t *testing.T) {
+	out, err := nodeboot(t, "version")
+	if err != nil || !strings.HasPrefix(out, "nodeboot ") {
+		t.Errorf("version: %q %v", out, err)
+	}
+	out, err = nodeboot(t, "completion", "bash")
+	if err != nil || !strings.Contains(out, "nodeboot") {
+		t.Errorf("completion bash: %v", err)
+	}
+	out, err = nodeboot(t, "build", "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, flag := range []string{"--output", "--node", "--kernel", "--config", "--compression"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("build --help lacks %s", flag)
+		}
+	}
+}
