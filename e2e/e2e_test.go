@@ -312,3 +312,90 @@ func TestBoot(t *testing.T) {
 		}
 	})
 }
+
+// TestRunCommand drives `nodeboot run` as a user does in a terminal: it
+// waits for the ready line, fetches the URL, then presses Ctrl-C and expects
+// a clean power-off and exit status 0.
+func TestRunCommand(t *testing.T) {
+	requireQEMU(t)
+	root := repoRoot(t)
+	bin := filepath.Join(t.TempDir(), "nodeboot")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/nodeboot")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "run", filepath.Join(root, "examples", "hello"))
+	cmd.Dir = root
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	lines := make(chan string, 1024)
+	var console strings.Builder
+	go func() {
+		defer close(lines)
+		buf := make([]byte, 4096)
+		var partial string
+		for {
+			n, err := stdout.Read(buf)
+			partial += string(buf[:n])
+			for {
+				i := strings.IndexByte(partial, '\n')
+				if i < 0 {
+					break
+				}
+				lines <- partial[:i]
+				partial = partial[i+1:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer func() {
+		if t.Failed() {
+			t.Logf("stderr:\n%s\nconsole:\n%s", stderr.String(), console.String())
+		}
+	}()
+	ready := regexp.MustCompile(`^ready: (http://127\.0\.0\.1:\d+/)`)
+	var url string
+	timeout := time.After(4 * time.Minute)
+	for url == "" {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("nodeboot run ended before printing ready")
+			}
+			console.WriteString(l + "\n")
+			if m := ready.FindStringSubmatch(l); m != nil {
+				url = m[1]
+			}
+		case <-timeout:
+			t.Fatal("no ready line within 4 minutes")
+		}
+	}
+	if body := get(t, url); !strings.Contains(body, "hello from hello") {
+		t.Errorf("GET %s = %q", url, body)
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for l := range lines {
+		console.WriteString(l + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("nodeboot run after Ctrl-C: %v", err)
+	}
+	for _, want := range []string{"power button pressed", "hello: exited with status 0", "system halted: power off"} {
+		if !strings.Contains(console.String(), want) {
+			t.Errorf("console lacks %q", want)
+		}
+	}
+}
