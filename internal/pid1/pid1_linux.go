@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodeboot/nodeboot/internal/boot"
+	"github.com/nodeboot/nodeboot/internal/datafs"
 	"github.com/nodeboot/nodeboot/internal/netconf"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
@@ -136,10 +137,23 @@ func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supe
 
 // setupData mounts /data and creates each app's state dir, owned by the app.
 func setupData(log *boot.Logger, rt *spec.Runtime) error {
-	if err := boot.Run(boot.OS{}, log.Printf, []boot.Mount{boot.DataTmpfs}); err != nil {
-		return err
+	if rt.DataPartition == "" {
+		if err := boot.Run(boot.OS{}, log.Printf, []boot.Mount{boot.DataTmpfs}); err != nil {
+			return err
+		}
+		log.Printf("WARNING: /data is a tmpfs: this image has no data partition, nothing the apps write survives a reboot")
+	} else {
+		res := datafs.Mount("/data", log.Printf)
+		if res.Tmpfs {
+			// Loud on purpose: the node runs, but nothing it writes will last.
+			for i := 0; i < 3; i++ {
+				log.Printf("WARNING: %s", res.Warning)
+			}
+			log.Printf("WARNING: /data is a tmpfs for this boot: nothing the apps write survives a reboot")
+		} else {
+			log.Printf("mounted ext4 %s on /data (%d MiB)", res.Device, res.Size>>20)
+		}
 	}
-	log.Printf("WARNING: /data is a tmpfs: this image has no data partition, nothing the apps write survives a reboot")
 	for _, d := range []string{"/data/state", "/data/logs"} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("creating %s: %w", d, err)

@@ -20,6 +20,9 @@ type Runtime struct {
 	Network  Network      `json:"network"`
 	NodePath string       `json:"nodePath"` // absolute path of node in the image
 	Apps     []RuntimeApp `json:"apps"`
+	// DataPartition is the GPT name of the persistent data partition (disk
+	// images); empty means /data is a tmpfs (initramfs images).
+	DataPartition string `json:"dataPartition,omitempty"`
 	// ImageVersion identifies the build (a digest of its inputs) so the node can
 	// report what it runs.
 	ImageVersion string `json:"imageVersion,omitempty"`

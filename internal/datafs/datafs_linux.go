@@ -1,0 +1,116 @@
+package datafs
+
+import (
+	"fmt"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"golang.org/x/sys/unix"
+)
+
+// Result says what Mount did.
+type Result struct {
+	Device  string
+	Created bool   // a new file system was made (first boot)
+	Tmpfs   bool   // /data is a tmpfs: Warning says why
+	Warning string //
+	Size    int64  // bytes of the partition
+}
+
+// Label is the GPT partition name of the data partition.
+const Label = "nodeboot-data"
+
+// findTimeout bounds the wait for the partition's device: the root is on the
+// same disk, so it is normally there at once.
+const findTimeout = 5 * time.Second
+
+// Mount mounts the data partition on target, creating an ext4 file system
+// on an empty partition first. When it cannot be used, target gets a tmpfs
+// and Result.Warning says why; the partition is left untouched.
+func Mount(target string, log func(string, ...any)) Result {
+	var dev string
+	var err error
+	for deadline := time.Now().Add(findTimeout); ; time.Sleep(50 * time.Millisecond) {
+		if dev, err = FindByLabel("/sys", "/dev", Label); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		return tmpfs(target, Result{}, fmt.Sprintf("%v: /data is a tmpfs", err))
+	}
+	res := Result{Device: dev}
+	f, err := os.OpenFile(dev, os.O_RDWR, 0)
+	if err != nil {
+		return tmpfs(target, res, fmt.Sprintf("opening %s: %v", dev, err))
+	}
+	res.Size, err = deviceSize(f)
+	if err != nil {
+		f.Close()
+		return tmpfs(target, res, fmt.Sprintf("size of %s: %v", dev, err))
+	}
+	state, err := Probe(f)
+	if err != nil {
+		f.Close()
+		return tmpfs(target, res, fmt.Sprintf("%s: %v", dev, err))
+	}
+	switch state {
+	case Empty:
+		log("data partition %s is empty (first boot): creating an ext4 file system of %d MiB", dev, res.Size>>20)
+		start := time.Now()
+		if err := Format(f, res.Size); err != nil {
+			f.Close()
+			return tmpfs(target, res, fmt.Sprintf("creating a file system on %s: %v", dev, err))
+		}
+		res.Created = true
+		log("created ext4 on %s in %v", dev, time.Since(start).Round(time.Millisecond))
+	case Unknown:
+		f.Close()
+		return tmpfs(target, res, fmt.Sprintf("data partition %s holds no ext4 file system and is not empty (corrupted superblock?); it was NOT formatted and is left as it is", dev))
+	}
+	f.Close()
+	if err := os.MkdirAll(target, 0o755); err != nil {
+		return tmpfs(target, res, err.Error())
+	}
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, ""); err != nil {
+		return tmpfs(target, res, fmt.Sprintf("mounting %s (ext4): %v; it was NOT formatted and is left as it is", dev, err))
+	}
+	return res
+}
+
+// Format creates an ext4 file system (with a journal, so a power cut
+// leaves it consistent) spanning the whole partition.
+func Format(f *os.File, size int64) error {
+	_, err := ext4.Create(file.New(f, false), size, 0, 512, &ext4.Params{VolumeName: Label})
+	if err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func deviceSize(f *os.File) (int64, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if st.Mode().IsRegular() {
+		return st.Size(), nil
+	}
+	var size uint64
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); errno != 0 {
+		return 0, errno
+	}
+	return int64(size), nil
+}
+
+func tmpfs(target string, res Result, why string) Result {
+	res.Tmpfs = true
+	res.Warning = why
+	os.MkdirAll(target, 0o755)
+	if err := unix.Mount("tmpfs", target, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		res.Warning += fmt.Sprintf("; and mounting a tmpfs on %s failed too: %v", target, err)
+	}
+	return res
+}
