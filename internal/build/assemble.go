@@ -81,6 +81,17 @@ func assemble(t *image.Tree, proj *spec.Project, rt *spec.Runtime, node *noderun
 				return fmt.Errorf("adding app %s: %w", a.Name, err)
 			}
 		}
+		// Mount points for the persistent dirs: the root is read-only
+		// at run time, so they must exist in the image.
+		for _, p := range a.Persist {
+			full := path.Join(root, p)
+			if e, ok := t.Get(full); ok && e.Kind != image.KindDir {
+				return fmt.Errorf("app %s: persist %q is a file in the app, not a directory", a.Name, p)
+			}
+			if err := t.AddDir(full, 0o755, 0, 0); err != nil {
+				return fmt.Errorf("app %s: persist %q: %w", a.Name, p, err)
+			}
+		}
 	}
 	return nil
 }

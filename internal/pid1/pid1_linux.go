@@ -7,8 +7,10 @@ package pid1
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodeboot/nodeboot/internal/applog"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/datafs"
 	"github.com/nodeboot/nodeboot/internal/netconf"
@@ -130,6 +133,13 @@ func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supe
 	}
 	o.Env = append(o.Env, "PATH=/usr/bin")
 	o.Console = log.Writer()
+	// Output also goes to /data/logs/<app>.log, size-bounded, so it
+	// survives reboots on disk images.
+	if f, err := applog.Open(filepath.Join("/data/logs", a.Name+".log"), 0, 0); err == nil {
+		o.Console = io.MultiWriter(log.Writer(), f)
+	} else {
+		log.Printf("app %s: no log file: %v", a.Name, err)
+	}
 	o.Log = log.Printf
 	o.StopGrace = stopGrace
 	return o, nil
@@ -170,8 +180,35 @@ func setupData(log *boot.Logger, rt *spec.Runtime) error {
 		if err := os.Chown(dir, a.UID, a.GID); err != nil {
 			return fmt.Errorf("chown %s: %w", dir, err)
 		}
+		for _, p := range a.Persist {
+			if err := bindPersist(a, p); err != nil {
+				// The app would write into a read-only dir and fail in
+				// its own way; say here what went wrong.
+				log.Printf("app %s: persist %s: %v", a.Name, p, err)
+			}
+		}
 	}
 	return nil
+}
+
+// bindPersist mounts DataDir/persist/<p> over the app's code dir <p>, owned
+// by the app, so an app that writes next to its code keeps those files.
+func bindPersist(a spec.RuntimeApp, p string) error {
+	src := filepath.Join(a.DataDir, "persist", p)
+	if err := os.MkdirAll(src, 0o700); err != nil {
+		return err
+	}
+	// Every level under DataDir belongs to the app.
+	for d := src; d != a.DataDir && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chown(d, a.UID, a.GID); err != nil {
+			return err
+		}
+	}
+	dst := filepath.Join(a.Dir, p)
+	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
+	}
+	return unix.Mount("", dst, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 // startNetwork brings up loopback and the first Ethernet link. It waits for

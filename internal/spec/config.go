@@ -26,6 +26,7 @@ import (
 	"math"
 	"net/netip"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -61,6 +62,10 @@ type AppConfig struct {
 	Args []string `json:"args,omitempty"`
 	// Port is the app's PORT; 0 means the next free one from 8080.
 	Port int `json:"port,omitempty"`
+	// Persist lists directories of the (read-only) code dir, relative to
+	// it, that are bind-mounted from the app's persistent state, so apps
+	// that write next to their code run unchanged.
+	Persist []string `json:"persist,omitempty"`
 }
 
 // The keys each object of nodeboot.json accepts. The schema test checks that
@@ -68,7 +73,7 @@ type AppConfig struct {
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -500,6 +505,19 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 				})
 			case "port":
 				a.Port = c.port(m.val, kp)
+			case "persist":
+				seen := map[string]bool{}
+				a.Persist = c.stringList(m.val, kp, func(s string) error {
+					clean, err := PersistPath(s)
+					if err != nil {
+						return err
+					}
+					if seen[clean] {
+						return fmt.Errorf("%q is listed twice", s)
+					}
+					seen[clean] = true
+					return nil
+				})
 			}
 		}
 		if !hasPath {
@@ -528,6 +546,25 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 		}
 	}
 	return apps
+}
+
+// PersistPath checks one "persist" entry and returns it cleaned, relative
+// to the app dir: it must name a directory strictly inside the app.
+func PersistPath(s string) (string, error) {
+	if s == "" || strings.ContainsRune(s, 0) {
+		return "", errors.New(`must be a directory of the app, e.g. "./uploads"`)
+	}
+	if path.IsAbs(s) {
+		return "", errors.New(`must be relative to the app's directory, e.g. "./uploads"`)
+	}
+	clean := path.Clean(s)
+	if clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+		return "", errors.New(`must be a directory inside the app, e.g. "./uploads"`)
+	}
+	if clean == "node_modules" || strings.HasPrefix(clean, "node_modules/") {
+		return "", errors.New("node_modules is code, not data: it cannot be persistent")
+	}
+	return clean, nil
 }
 
 // port accepts an integer 1..65535. JSON has only numbers, so 8080.0 counts

@@ -109,6 +109,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"port huge", `{"apps":[{"path":".","port":1e999}]}`, []string{"is not a port number"}},
 		{"args type", `{"apps":[{"path":".","args":["a",1]}]}`, []string{"apps[0].args[1]: expected string, got number 1"}},
 		{"path empty", `{"apps":[{"path":""}]}`, []string{"apps[0].path: must not be empty"}},
+		{"persist absolute", `{"apps":[{"path":".","persist":["/data"]}]}`, []string{"apps[0].persist[0]", "relative"}},
+		{"persist escapes", `{"apps":[{"path":".","persist":["./a/../../x"]}]}`, []string{"apps[0].persist[0]", "inside the app"}},
+		{"persist the app dir", `{"apps":[{"path":".","persist":["."]}]}`, []string{"apps[0].persist[0]", "inside the app"}},
+		{"persist node_modules", `{"apps":[{"path":".","persist":["node_modules/x"]}]}`, []string{"apps[0].persist[0]", "node_modules is code"}},
+		{"persist twice", `{"apps":[{"path":".","persist":["db","./db"]}]}`, []string{"apps[0].persist[1]", "listed twice"}},
+		{"persist type", `{"apps":[{"path":".","persist":"db"}]}`, []string{"apps[0].persist: expected array"}},
 		{"too deep", strings.Repeat("[", 100) + strings.Repeat("]", 100), []string{"nested deeper than"}},
 	}
 	for _, tc := range tests {

@@ -38,12 +38,15 @@ type App struct {
 	Entry    string // entry file relative to SrcDir, forward slashes
 	NodeArgs []string
 	Args     []string
-	Env      map[string]string // the app's own env from nodeboot.json
-	Port     int
-	Engines  string // package.json engines.node, for checking the node version
-	Package  Package
-	Files    []File   // what goes into the image, sorted
-	Addons   []string // native addons (*.node) among Files
+	// Persist are cleaned dirs relative to SrcDir, bind-mounted from the
+	// app's state at boot (see AppConfig.Persist).
+	Persist []string
+	Env     map[string]string // the app's own env from nodeboot.json
+	Port    int
+	Engines string // package.json engines.node, for checking the node version
+	Package Package
+	Files   []File   // what goes into the image, sorted
+	Addons  []string // native addons (*.node) among Files
 }
 
 // Load reads the project in appDir. configPath names a nodeboot.json to use
@@ -230,6 +233,7 @@ func loadApp(dir string, ac AppConfig) (*App, error) {
 		Package:  *pkg,
 		Files:    files,
 		Addons:   addons,
+		Persist:  persistPaths(ac.Persist),
 	}, nil
 }
 
@@ -273,7 +277,19 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 			UID:      FirstUID + i,
 			GID:      FirstUID + i,
 			DataDir:  dataDir,
+			Persist:  slices.Clone(a.Persist),
 		})
 	}
 	return rt
+}
+
+// persistPaths cleans the config's persist entries (validated already).
+func persistPaths(in []string) []string {
+	var out []string
+	for _, p := range in {
+		if c, err := PersistPath(p); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
 }

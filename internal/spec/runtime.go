@@ -44,6 +44,9 @@ type RuntimeApp struct {
 	GID  int               `json:"gid"`
 	// DataDir is the app's writable state dir ($NODEBOOT_DATA_DIR).
 	DataDir string `json:"dataDir"`
+	// Persist are dirs relative to Dir that PID 1 bind-mounts from
+	// DataDir/persist/<dir>.
+	Persist []string `json:"persist,omitempty"`
 }
 
 // Network is the node's network configuration.
