@@ -31,3 +31,19 @@ func TestPortFree(t *testing.T) {
 		t.Errorf("free port %d reported busy: %v", p, err)
 	}
 }
+
+func TestDiskArgs(t *testing.T) {
+	args := strings.Join(Args(Config{Disk: "/x/app.img", Firmware: "/fw/OVMF.fd"}, "tcg", ""), " ")
+	for _, want := range []string{"-bios /fw/OVMF.fd", "file=/x/app.img,format=raw,if=virtio", "snapshot=on"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("disk args lack %q: %s", want, args)
+		}
+	}
+	if strings.Contains(args, "-kernel") {
+		t.Errorf("disk boot passes a kernel: %s", args)
+	}
+	persist := strings.Join(Args(Config{Disk: "/x/app.img", Firmware: "f", Persist: true}, "tcg", ""), " ")
+	if strings.Contains(persist, "snapshot") {
+		t.Errorf("--persist still uses a snapshot: %s", persist)
+	}
+}
