@@ -26,7 +26,7 @@ const (
 
 // EarlyMounts come first: /dev, so the console can be opened.
 var EarlyMounts = []Mount{
-	{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: nosuid, Data: "mode=0755", Mode: 0o755, Required: true},
+	{Source: "devtmpfs", Target: "/dev", FSType: "devtmpfs", Flags: nosuid, Data: "mode=0755", Mode: 0o755, Required: true, BusyOK: true},
 }
 
 // SystemMounts are the kernel and runtime file systems every Node app

@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 type fakeMounter struct {
+	busy    map[string]bool
 	fail    map[string]bool
 	mounted []string
 }
@@ -19,6 +21,9 @@ func (f *fakeMounter) MkdirAll(string, fs.FileMode) error { return nil }
 func (f *fakeMounter) Mount(source, target, fstype string, flags uintptr, data string) error {
 	if f.fail[target] {
 		return errors.New("no such device")
+	}
+	if f.busy[target] {
+		return syscall.EBUSY
 	}
 	f.mounted = append(f.mounted, target)
 	return nil
@@ -41,6 +46,16 @@ func TestRunMounts(t *testing.T) {
 	}
 	if len(m.mounted) != 0 {
 		t.Errorf("went on after a required mount failed: %v", m.mounted)
+	}
+}
+
+func TestDevAlreadyMounted(t *testing.T) {
+	m := &fakeMounter{busy: map[string]bool{"/dev": true}}
+	if err := Run(m, func(string, ...any) {}, EarlyMounts); err != nil {
+		t.Errorf("devtmpfs mounted by the kernel stopped the boot: %v", err)
+	}
+	if err := Run(m, func(string, ...any) {}, []Mount{{Target: "/dev", Required: true}}); err == nil {
+		t.Error("EBUSY accepted without BusyOK")
 	}
 }
 

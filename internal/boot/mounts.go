@@ -1,8 +1,10 @@
 package boot
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
+	"syscall"
 )
 
 // Mount is one file system PID 1 mounts at boot.
@@ -14,6 +16,10 @@ type Mount struct {
 	// Required mounts stop the boot when they fail; optional ones are logged
 	// and skipped (e.g. cgroup2 on a kernel without it).
 	Required bool
+	// BusyOK treats EBUSY as done: the kernel mounts devtmpfs on /dev
+	// itself when it mounts a disk root (CONFIG_DEVTMPFS_MOUNT), but not
+	// for an initramfs.
+	BusyOK bool
 }
 
 // Mounter is the OS boundary for mounting, so the plan can be run against a
@@ -34,6 +40,8 @@ func Run(m Mounter, log func(string, ...any), mounts []Mount) error {
 		switch {
 		case err == nil:
 			log("mounted %s on %s", mt.FSType, mt.Target)
+		case mt.BusyOK && errors.Is(err, syscall.EBUSY):
+			log("%s already mounted on %s", mt.FSType, mt.Target)
 		case mt.Required:
 			return fmt.Errorf("mounting %s on %s: %w", mt.FSType, mt.Target, err)
 		default:

@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/initbuild"
@@ -32,9 +33,14 @@ const NodePath = "/usr/bin/node"
 
 // Options are the inputs of a build besides the project itself.
 type Options struct {
-	AppDir      string
-	ConfigPath  string // --config; "" = <AppDir>/nodeboot.json if present
+	AppDir     string
+	ConfigPath string // --config; "" = <AppDir>/nodeboot.json if present
+	// Format is FormatInitramfs (default: OutDir receives kernel, initramfs
+	// and manifest) or FormatDisk (Output is the image file).
+	Format      string
 	OutDir      string
+	Output      string // disk image path (FormatDisk)
+	DiskSize    int64  // 0 = the disk writer's default
 	Arch        string // "" = amd64
 	Node        string // --node: version spec or path; overrides nodeboot.json "node"
 	Kernel      string // --kernel PATH; "" = the pinned module kernel
@@ -44,8 +50,15 @@ type Options struct {
 	Version string
 }
 
+// Image formats.
+const (
+	FormatInitramfs = "initramfs"
+	FormatDisk      = "disk"
+)
+
 // Result is what a build produced.
 type Result struct {
+	DiskPath     string
 	Manifest     *Manifest
 	KernelPath   string
 	InitrdPath   string
@@ -78,6 +91,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf := func(format string, args ...any) { fmt.Fprintf(logw, format+"\n", args...) }
 
+	switch o.Format {
+	case "", FormatInitramfs:
+		o.Format = FormatInitramfs
+	case FormatDisk:
+		if o.Output == "" {
+			return nil, errors.New("no output file for the disk image: pass -o app.img")
+		}
+		if st, err := os.Stat(o.Output); err == nil && st.IsDir() {
+			return nil, fmt.Errorf("%s is a directory: a disk image is one file, e.g. -o %s", o.Output, filepath.Join(o.Output, "app.img"))
+		}
+		o.OutDir = filepath.Dir(o.Output)
+	default:
+		return nil, fmt.Errorf("unknown format %q: use initramfs or disk", o.Format)
+	}
 	if err := checkOutDir(o.OutDir); err != nil {
 		return nil, err
 	}
@@ -200,12 +227,12 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		{Component: "nodeboot-init", License: "Apache-2.0"},
 	}
 
-	kernelOut := filepath.Join(o.OutDir, "vmlinuz")
-	if err := copyAtomic(k.Path, kernelOut); err != nil {
+	if m.Kernel, err = describe(k.Path, "vmlinuz", k.Version, k.Source); err != nil {
 		return nil, err
 	}
-	if m.Kernel, err = describe(kernelOut, "vmlinuz", k.Version, k.Source); err != nil {
-		return nil, err
+	if o.Format == FormatDisk {
+		m.Format = FormatDisk
+		runtimeCfg.DataPartition = disk.LabelData
 	}
 
 	// Inputs are final: the image version is the digest of everything in it.
@@ -218,12 +245,21 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := tree.AddData(spec.RuntimePath, append(rtJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
+	if o.Format == FormatDisk {
+		return writeDisk(o, m, tree, k, logf)
+	}
+	return writeInitramfs(o, m, tree, k, logf)
+}
 
+func writeInitramfs(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
 	res := &Result{
-		KernelPath:   kernelOut,
+		KernelPath:   filepath.Join(o.OutDir, "vmlinuz"),
 		InitrdPath:   filepath.Join(o.OutDir, "initramfs.cpio"+ext(o.Compression)),
 		ManifestPath: filepath.Join(o.OutDir, "manifest.json"),
 		Manifest:     m,
+	}
+	if err := copyAtomic(k.Path, res.KernelPath); err != nil {
+		return nil, err
 	}
 	st, err := image.WriteInitramfs(tree, res.InitrdPath, o.Compression, mtime())
 	if err != nil {
@@ -240,15 +276,56 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 			os.Remove(filepath.Join(o.OutDir, "initramfs.cpio"+ext(c)))
 		}
 	}
-	mj, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
+	if err := writeManifest(res.ManifestPath, m); err != nil {
 		return nil, err
-	}
-	if err := renameio.WriteFile(res.ManifestPath, append(mj, '\n'), 0o644); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
 	}
 	logf("wrote %s (%s, %s uncompressed)", res.InitrdPath, humanSize(st.Compressed), humanSize(st.Uncompressed))
 	return res, nil
+}
+
+// writeDisk writes the GPT image at o.Output and its manifest beside it.
+func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
+	res := &Result{DiskPath: o.Output, ManifestPath: DiskManifestPath(o.Output), Manifest: m}
+	layout, err := disk.Write(disk.Options{
+		Path:    o.Output,
+		Size:    o.DiskSize,
+		Root:    tree,
+		Kernel:  k.Path,
+		Cmdline: m.Cmdline,
+		Title:   "nodeboot " + m.Hostname,
+		MTime:   mtime(),
+		Seed:    m.ImageVersion,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if m.Disk, err = describe(o.Output, filepath.Base(o.Output), "", "gpt"); err != nil {
+		return nil, err
+	}
+	m.Disk.Uncompressed = layout.RootFSSize
+	m.Cmdline = layout.SlotA.Cmdline
+	if err := writeManifest(res.ManifestPath, m); err != nil {
+		return nil, err
+	}
+	logf("wrote %s (%s; root file system %s)", o.Output, humanSize(layout.Size), humanSize(layout.RootFSSize))
+	return res, nil
+}
+
+// DiskManifestPath is where a disk image's manifest lives: app.img →
+// app.manifest.json.
+func DiskManifestPath(img string) string {
+	return strings.TrimSuffix(img, filepath.Ext(img)) + ".manifest.json"
+}
+
+func writeManifest(path string, m *Manifest) error {
+	mj, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := renameio.WriteFile(path, append(mj, '\n'), 0o644); err != nil {
+		return fmt.Errorf("writing manifest: %w", err)
+	}
+	return nil
 }
 
 func ext(c image.Compression) string {

@@ -23,7 +23,8 @@ type Manifest struct {
 	Hostname     string      `json:"hostname"`
 	Cmdline      string      `json:"cmdline"`
 	Kernel       Component   `json:"kernel"`
-	Initramfs    Component   `json:"initramfs"`
+	Initramfs    Component   `json:"initramfs,omitempty"`
+	Disk         Component   `json:"disk,omitempty"`
 	Init         Component   `json:"init"`
 	Node         Component   `json:"node"`
 	Libraries    []Component `json:"libraries"`
@@ -104,15 +105,20 @@ func (m *Manifest) inputDigest() string {
 	return hex.EncodeToString(s[:])[:16]
 }
 
-// ReadManifest reads a build's manifest.json.
+// ReadManifest reads a build directory's manifest.json.
 func ReadManifest(dir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
+	return ReadManifestFile(filepath.Join(dir, "manifest.json"))
+}
+
+// ReadManifestFile reads a manifest.
+func ReadManifestFile(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, fmt.Errorf("%s/manifest.json: %w", dir, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &m, nil
 }

@@ -1,7 +1,11 @@
 package cli
 
 import (
+	"fmt"
 	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -13,6 +17,7 @@ import (
 // buildFlags are shared by build and run.
 type buildFlags struct {
 	config, node, kernel, compression, arch string
+	format, size                            string
 }
 
 func (f *buildFlags) register(fs *pflag.FlagSet) {
@@ -21,6 +26,33 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel (bzImage) to boot (default: the kernel pinned in nodeboot's go.mod)")
 	fs.StringVar(&f.compression, "compression", "zstd", "initramfs compression: zstd, gzip or none")
 	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
+	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM) or disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data)")
+	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
+}
+
+// parseSize reads 2G, 512M, 1.5G, 4096K or a byte count.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I"))
+	mult := int64(1)
+	switch {
+	case strings.HasSuffix(s, "K"):
+		mult = 1 << 10
+	case strings.HasSuffix(s, "M"):
+		mult = 1 << 20
+	case strings.HasSuffix(s, "G"):
+		mult = 1 << 30
+	case strings.HasSuffix(s, "T"):
+		mult = 1 << 40
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("bad size %q: use e.g. 2G, 512M or a number of bytes", s)
+	}
+	n := int64(f * float64(mult))
+	return n / 512 * 512, nil
 }
 
 func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Options, error) {
@@ -28,9 +60,10 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 	if err != nil {
 		return build.Options{}, err
 	}
-	return build.Options{
+	o := build.Options{
 		AppDir:      appDir,
 		ConfigPath:  f.config,
+		Format:      f.format,
 		OutDir:      outDir,
 		Arch:        f.arch,
 		Node:        f.node,
@@ -38,7 +71,14 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 		Compression: comp,
 		Log:         log,
 		Version:     version(),
-	}, nil
+	}
+	if f.format == build.FormatDisk {
+		o.Output, o.OutDir = outDir, ""
+		if o.DiskSize, err = parseSize(f.size); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
 }
 
 func newBuild(stdout, stderr io.Writer) *cobra.Command {
@@ -54,12 +94,25 @@ The output directory receives:
   initramfs.cpio.zst   the root file system: init, node, its libraries, the app
   manifest.json        every input with version and sha256, and the sizes
 
+With --format disk, -o names one raw GPT disk image (default out/disk.img)
+that boots through UEFI (systemd-boot) on PCs and VMs: an EFI system partition,
+two read-only squashfs root slots (A and B), and a data partition that the
+node formats on first boot and mounts at /data. Its manifest is written beside
+it (app.img → app.manifest.json). Write it to a USB stick or disk with
+'nodeboot write'.
+
 The same inputs always give byte-identical output.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
 			if len(args) == 1 {
 				dir = args[0]
+			}
+			if out == "" {
+				out = "out"
+				if bf.format == build.FormatDisk {
+					out = filepath.Join("out", "disk.img")
+				}
 			}
 			o, err := bf.options(dir, out, stderr)
 			if err != nil {
@@ -69,11 +122,15 @@ The same inputs always give byte-identical output.`,
 			if err != nil {
 				return err
 			}
-			_, err = io.WriteString(stdout, "built "+res.InitrdPath+"\n")
+			built := res.InitrdPath
+			if res.DiskPath != "" {
+				built = res.DiskPath
+			}
+			_, err = io.WriteString(stdout, "built "+built+"\n")
 			return err
 		},
 	}
 	bf.register(cmd.Flags())
-	cmd.Flags().StringVarP(&out, "output", "o", "out", "output directory")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "output directory (initramfs; default out), or image file (disk; default out/disk.img)")
 	return cmd
 }

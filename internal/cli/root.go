@@ -46,6 +46,6 @@ No shell, no package manager, no SSH.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout))
+	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
 	return root
 }

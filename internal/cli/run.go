@@ -23,6 +23,7 @@ import (
 )
 
 type runFlags struct {
+	persist  bool
 	memory   string
 	cpus     int
 	accel    string
@@ -34,12 +35,15 @@ func newRun(stdout, stderr io.Writer) *cobra.Command {
 	var bf buildFlags
 	var rf runFlags
 	cmd := &cobra.Command{
-		Use:   "run [APP_DIR | BUILD_DIR]",
+		Use:   "run [APP_DIR | BUILD_DIR | IMAGE.img]",
 		Short: "Build an app if needed and boot it under QEMU",
 		Long: `Boot an image under QEMU with its console on this terminal.
 
 APP_DIR (default: the current directory) is built first into the user cache
-dir; a BUILD_DIR from 'nodeboot build' is booted as it is. Each app's port is
+dir; a BUILD_DIR from 'nodeboot build' is booted as it is, and so is a disk
+image (IMAGE.img, from 'nodeboot build --format disk'), through UEFI firmware
+(OVMF). A disk image's writes go to a throwaway overlay unless --persist is
+given. With --format disk an APP_DIR is built as a disk image. Each app's port is
 forwarded from a free port on 127.0.0.1; once the first app answers HTTP,
 'ready: http://127.0.0.1:PORT/' is printed. Ctrl-C presses the guest's power
 button: apps get SIGTERM, file systems are synced, the guest powers off.
@@ -59,6 +63,7 @@ A second Ctrl-C kills QEMU.`,
 	cmd.Flags().StringVar(&rf.accel, "accel", "auto", "QEMU accelerator: auto (KVM if /dev/kvm is usable, else TCG), kvm or tcg")
 	cmd.Flags().StringArrayVarP(&rf.forwards, "publish", "p", nil, "forward host port to guest port, HOST:GUEST (repeatable)")
 	cmd.Flags().BoolVarP(&rf.quiet, "quiet", "q", false, "do not stream the guest console")
+	cmd.Flags().BoolVar(&rf.persist, "persist", false, "disk images: write to the image itself, so the next run sees this run's /data (default: a throwaway overlay)")
 	return cmd
 }
 
@@ -103,24 +108,9 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		return err
 	}
 
-	buildDir := dir
-	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
-		out, err := buildDirFor(dir)
-		if err != nil {
-			return err
-		}
-		o, err := bf.options(dir, out, stderr)
-		if err != nil {
-			return err
-		}
-		if _, err := build.Build(ctx, o); err != nil {
-			return err
-		}
-		buildDir = out
-	}
-	m, err := build.ReadManifest(buildDir)
+	img, m, err := prepareImage(ctx, dir, bf, stderr)
 	if err != nil {
-		return fmt.Errorf("%s is not a nodeboot build (%w): pass an app dir or a dir written by `nodeboot build`", buildDir, err)
+		return err
 	}
 
 	// Every app port not explicitly published gets a free host port.
@@ -155,9 +145,11 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	vmCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	v, err := vm.Start(vmCtx, vm.Config{
-		Kernel:   filepath.Join(buildDir, "vmlinuz"),
-		Initrd:   filepath.Join(buildDir, m.Initramfs.Name),
+		Kernel:   img.kernel,
+		Initrd:   img.initrd,
 		Cmdline:  m.Cmdline,
+		Disk:     img.disk,
+		Persist:  rf.persist,
 		Memory:   rf.memory,
 		CPUs:     rf.cpus,
 		Arch:     m.Arch,
@@ -210,6 +202,50 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 			}
 		}
 	}
+}
+
+// bootable is what QEMU boots: a kernel + initramfs, or a disk image.
+type bootable struct{ kernel, initrd, disk string }
+
+// prepareImage turns run's argument into something to boot, building an
+// app dir first.
+func prepareImage(ctx context.Context, dir string, bf buildFlags, stderr io.Writer) (bootable, *build.Manifest, error) {
+	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() {
+		// A disk image; its manifest (ports, hostname) if it is beside it.
+		m, err := build.ReadManifestFile(build.DiskManifestPath(dir))
+		if err != nil {
+			m = &build.Manifest{Format: build.FormatDisk, Arch: bf.arch, Apps: []build.AppInfo{{Name: "app", Port: 8080}}}
+			fmt.Fprintf(stderr, "no %s beside the image: forwarding port 8080 only\n", build.DiskManifestPath(dir))
+		}
+		return bootable{disk: dir}, m, nil
+	}
+	buildDir := dir
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {
+		out, err := buildDirFor(dir)
+		if err != nil {
+			return bootable{}, nil, err
+		}
+		if bf.format == build.FormatDisk {
+			out = filepath.Join(out, "disk.img")
+		}
+		o, err := bf.options(dir, out, stderr)
+		if err != nil {
+			return bootable{}, nil, err
+		}
+		res, err := build.Build(ctx, o)
+		if err != nil {
+			return bootable{}, nil, err
+		}
+		if res.DiskPath != "" {
+			return bootable{disk: res.DiskPath}, res.Manifest, nil
+		}
+		buildDir = out
+	}
+	m, err := build.ReadManifest(buildDir)
+	if err != nil {
+		return bootable{}, nil, fmt.Errorf("%s is not a nodeboot build (%w): pass an app dir, a dir written by `nodeboot build`, or a disk image", buildDir, err)
+	}
+	return bootable{kernel: filepath.Join(buildDir, "vmlinuz"), initrd: filepath.Join(buildDir, m.Initramfs.Name)}, m, nil
 }
 
 // WaitHTTP polls url until it answers with any HTTP status, or done closes.
