@@ -8,9 +8,19 @@ VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/nodeboot/nodeboot/internal/cli.Version=$(VERSION) \
            -X github.com/nodeboot/nodeboot/internal/initbuild.SourceDir=$(CURDIR)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# Debian packages the tests and the demo need: QEMU to boot images, gcc for
-# the native-addon test, iproute2 for the network tests.
-APT_PKGS := qemu-system-x86 gcc iproute2
+# Debian packages the tests and the demo need, each checked by a file it
+# installs: QEMU and OVMF to boot images, systemd-boot for disk images, gcc
+# for the native-addon test, iproute2 for the network tests, and the
+# independent readers the image-writer tests compare against.
+NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
+        ovmf:/usr/share/ovmf/OVMF.fd \
+        systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
+        gcc:/usr/bin/gcc \
+        iproute2:/usr/sbin/ip \
+        fdisk:/usr/sbin/sfdisk \
+        mtools:/usr/bin/mtype \
+        dosfstools:/usr/sbin/fsck.vfat \
+        squashfs-tools:/usr/bin/unsquashfs
 
 .PHONY: all build demo test deps check bench clean
 
@@ -22,9 +32,7 @@ build:
 # deps installs what is missing, and only that.
 deps:
 	@missing=""; \
-	command -v qemu-system-x86_64 >/dev/null || missing="$$missing qemu-system-x86"; \
-	command -v gcc >/dev/null || missing="$$missing gcc"; \
-	command -v ip >/dev/null || missing="$$missing iproute2"; \
+	for n in $(NEED); do [ -e "$${n#*:}" ] || missing="$$missing $${n%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \

@@ -233,6 +233,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Format == FormatDisk {
 		m.Format = FormatDisk
 		runtimeCfg.DataPartition = disk.LabelData
+		// A PC has a screen: kernel messages go there too. The serial
+		// port stays last, so it is /dev/console, where the init logs and
+		// where `nodeboot run` and the tests read.
+		m.Cmdline = "console=tty0 " + m.Cmdline
 	}
 
 	// Inputs are final: the image version is the digest of everything in it.
