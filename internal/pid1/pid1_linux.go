@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -31,10 +30,6 @@ const (
 	stopGrace = 10 * time.Second
 	// fatalDelay leaves time to read the console before a fatal reboot.
 	fatalDelay = 10 * time.Second
-	// networkWait bounds how long app start waits for the first DHCP lease.
-	// Under QEMU a lease takes milliseconds; on a LAN without a DHCP server
-	// the apps still start (they bind 0.0.0.0) and the lease may come later.
-	networkWait = 3 * time.Second
 )
 
 // Main runs PID 1. It does not return.
@@ -96,11 +91,14 @@ func run(log *boot.Logger) error {
 	}
 
 	ctx := context.Background()
-	netState := startNetwork(ctx, log, rt)
-	_ = netState
-
-	power := boot.PowerEvents(log.Printf)
-
+	if err := netconf.LoopbackUp(); err != nil {
+		log.Printf("loopback: %v", err)
+	}
+	// Apps start before the network is configured: they bind 0.0.0.0, so
+	// the address can come later, and a DHCP lease (~0.1-0.3 s under QEMU,
+	// seconds on some LANs) stays off the boot's critical path. An app that
+	// resolves names in its first moments may see no resolv.conf yet; it
+	// then fails like on any host without network and is restarted.
 	services := make([]*supervise.Service, 0, len(rt.Apps))
 	for _, a := range rt.Apps {
 		o, err := serviceOptions(log, rt, a)
@@ -113,6 +111,8 @@ func run(log *boot.Logger) error {
 		go s.Run(ctx)
 		go watchListening(log, a)
 	}
+	go startNetwork(ctx, log, rt)
+	power := boot.PowerEvents(log.Printf)
 
 	action := <-power
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
@@ -211,49 +211,27 @@ func bindPersist(a spec.RuntimeApp, p string) error {
 	return unix.Mount("", dst, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
-// startNetwork brings up loopback and the first Ethernet link. It waits for
-// the first lease for at most networkWait, so a node without DHCP on its LAN
-// still starts its apps; the lease, if it comes, is applied in the background.
-func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) *netconf.State {
-	if err := netconf.LoopbackUp(); err != nil {
-		log.Printf("loopback: %v", err)
-	}
+// startNetwork configures the first Ethernet link (DHCP or static) and
+// keeps the lease; it runs in the background for the node's life.
+func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 	ifname, err := netconf.FirstEthernet()
 	if err != nil {
 		log.Printf("network: %v (apps run with loopback only)", err)
-		return nil
+		return
 	}
-	var (
-		mu    sync.Mutex
-		state *netconf.State
-		done  = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		st, err := netconf.Start(ctx, netconf.Config{
-			Interface:  ifname,
-			Net:        rt.Network,
-			Hostname:   rt.Hostname,
-			ResolvConf: "/run/resolv.conf",
-			Log:        log.Printf,
-		})
-		if err != nil {
-			log.Printf("network %s: %v", ifname, err)
-			return
-		}
-		mu.Lock()
-		state = st
-		mu.Unlock()
-		log.Printf("network configured: %s %s", ifname, strings.Join(st.Addrs(), " "))
-	}()
-	select {
-	case <-done:
-	case <-time.After(networkWait):
-		log.Printf("network: no address after %v, starting apps anyway", networkWait)
+	st, err := netconf.Start(ctx, netconf.Config{
+		Interface:  ifname,
+		Net:        rt.Network,
+		Hostname:   rt.Hostname,
+		ResolvConf: "/run/resolv.conf",
+		Log:        log.Printf,
+		Timeout:    -1, // keep trying: a LAN's DHCP server may come up after the node
+	})
+	if err != nil {
+		log.Printf("network %s: %v", ifname, err)
+		return
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return state
+	log.Printf("network configured: %s %s", ifname, strings.Join(st.Addrs(), " "))
 }
 
 // watchListening logs when an app's port accepts connections: the boot's
@@ -263,6 +241,9 @@ func watchListening(log *boot.Logger, a spec.RuntimeApp) {
 		return
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
+	// Poll often while a boot is in progress, then rarely: an app that
+	// never listens must not cost the node a busy loop.
+	start := time.Now()
 	for {
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
@@ -270,6 +251,10 @@ func watchListening(log *boot.Logger, a spec.RuntimeApp) {
 			log.Printf("app %s listening on port %d", a.Name, a.Port)
 			return
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Since(start) < time.Minute {
+			time.Sleep(20 * time.Millisecond)
+		} else {
+			time.Sleep(time.Second)
+		}
 	}
 }
