@@ -5,6 +5,7 @@
 package pid1
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -58,6 +59,9 @@ func run(log *boot.Logger) error {
 		log.SetOutput(console)
 	}
 	log.Printf("init started (pid %d)", os.Getpid())
+	if err := checkInitramfs(); err != nil {
+		return err
+	}
 	if err := boot.Run(boot.OS{}, log.Printf, boot.SystemMounts); err != nil {
 		return err
 	}
@@ -119,6 +123,26 @@ func run(log *boot.Logger) error {
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
 	boot.Halt(action, log.Printf)
+	return nil
+}
+
+// checkInitramfs fails the boot with a reason when the kernel could not unpack
+// the whole initramfs (it does not fit in RAM): the kernel goes on with
+// whatever was unpacked, and node would then fail with baffling errors such
+// as "text file busy" on a half-written binary.
+func checkInitramfs() error {
+	buf := make([]byte, 1<<20)
+	n, err := unix.Klogctl(unix.SYSLOG_ACTION_READ_ALL, buf)
+	if err != nil || n <= 0 {
+		return nil
+	}
+	if i := bytes.Index(buf[:n], []byte("Initramfs unpacking failed")); i >= 0 {
+		line := buf[i:n]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j]
+		}
+		return fmt.Errorf("the kernel reported %q: the image does not fit in this machine's RAM; give it more memory (an initramfs image needs about 3× its uncompressed size: `nodeboot run --memory 512M`) or build it with --format disk", line)
+	}
 	return nil
 }
 
