@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
@@ -438,5 +437,3 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// HostArch is the default target: the build host's own architecture.
-func HostArch() string { return runtime.GOARCH }
