@@ -299,6 +299,10 @@ func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf 
 		MTime:   mtime(),
 		Seed:    m.ImageVersion,
 	})
+	var small *disk.TooSmallError
+	if errors.As(err, &small) && small.What == "image" {
+		return nil, fmt.Errorf("%w: pass --size %dM or more", err, (small.Min+(1<<20)-1)>>20)
+	}
 	if err != nil {
 		return nil, err
 	}

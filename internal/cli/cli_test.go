@@ -104,6 +104,26 @@ func TestBadInput(t *testing.T) {
 			want:  []string{"output directory", "/proc/nodeboot-out"},
 		},
 		{
+			name:  "disk image too small",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "disk", "--size", "100M"},
+			out:   filepath.Join(t.TempDir(), "a.img"),
+			want:  []string{"too small", "--size"},
+		},
+		{
+			name:  "disk image into a directory",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "disk"},
+			out:   t.TempDir(),
+			want:  []string{"is a directory", "app.img"},
+		},
+		{
+			name:  "unknown format",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "floppy"},
+			want:  []string{"floppy", "initramfs or disk"},
+		},
+		{
 			name:  "bad compression",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--compression", "lz4"},
@@ -129,6 +149,9 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 			assertNoImage(t, out)
+			if st, err := os.Stat(out); err == nil && !st.IsDir() {
+				t.Errorf("failed build left %s behind", out)
+			}
 		})
 	}
 }
