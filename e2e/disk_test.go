@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,11 +51,22 @@ func bootDisk(t *testing.T, ctx context.Context, img, memory string) *diskBoot {
 
 func (b *diskBoot) counts(t *testing.T) (state, persisted int) {
 	t.Helper()
-	var c struct{ State, Persisted int }
+	c := b.status(t)
+	return c.State, c.Persisted
+}
+
+type counterStatus struct {
+	State, Persisted int
+	DataBytes        int64
+}
+
+func (b *diskBoot) status(t *testing.T) counterStatus {
+	t.Helper()
+	var c counterStatus
 	if err := json.Unmarshal([]byte(get(t, fmt.Sprintf("http://127.0.0.1:%d/", b.port))), &c); err != nil {
 		t.Fatal(err)
 	}
-	return c.State, c.Persisted
+	return c
 }
 
 func (b *diskBoot) waitFor(t *testing.T, marker string) {
@@ -130,7 +142,14 @@ func TestDiskImage(t *testing.T) {
 		t.Fatalf("no manifest beside the image: %v", err)
 	}
 
-	t.Run("first boot creates /data and the app answers", func(t *testing.T) {
+	// As if the image were written to a disk 256 MiB bigger than itself:
+	// the first boot grows the data partition to the end of the disk.
+	_, sizeBefore := dataPartition(t, img)
+	if err := os.Truncate(img, (1<<30)+(256<<20)); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("first boot grows and creates /data, and the app answers", func(t *testing.T) {
 		b := bootDisk(t, ctx, img, "512M")
 		b.waitFor(t, "durable state=1 persist=1")
 		b.waitFor(t, "app counter listening on port 8080")
@@ -143,11 +162,27 @@ func TestDiskImage(t *testing.T) {
 		if strings.Contains(con, "/data is a tmpfs") {
 			t.Error("first boot fell back to a tmpfs")
 		}
-		if s, p := b.counts(t); s != 1 || p != 1 {
-			t.Errorf("counts %d/%d, want 1/1", s, p)
+		st := b.status(t)
+		if st.State != 1 || st.Persisted != 1 {
+			t.Errorf("counts %d/%d, want 1/1", st.State, st.Persisted)
+		}
+		if !strings.Contains(con, "grew the data partition") {
+			t.Error("console does not say the data partition grew")
 		}
 		if err := b.v.Shutdown(2 * time.Minute); err != nil {
 			t.Fatal(err)
+		}
+		off, size := dataPartition(t, img)
+		if size < sizeBefore+250<<20 || off+size > (1<<30)+(256<<20)-33*512 {
+			t.Errorf("data partition: %d MiB at %d MiB; was %d MiB, want it to reach the end of the disk", size>>20, off>>20, sizeBefore>>20)
+		}
+		// An independent reader agrees the rewritten GPT is sound (backup
+		// header moved to the new end, CRCs right).
+		if out, err := exec.Command("sfdisk", "--verify", img).CombinedOutput(); err != nil || !strings.Contains(string(out), "No errors detected") {
+			t.Errorf("sfdisk --verify: %v\n%s", err, out)
+		}
+		if st.DataBytes < (size*9)/10 {
+			t.Errorf("/data has %d MiB, the partition %d MiB: the file system does not fill it", st.DataBytes>>20, size>>20)
 		}
 	})
 

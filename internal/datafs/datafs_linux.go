@@ -58,6 +58,14 @@ func Mount(target string, log func(string, ...any)) Result {
 	}
 	switch state {
 	case Empty:
+		// First boot: if the image was written to a bigger disk, the data
+		// partition takes the rest of it before it gets its file system.
+		if grown, err := Grow(dev); err != nil {
+			log("data partition %s keeps its size: %v", dev, err)
+		} else if grown > 0 {
+			log("grew the data partition %s from %d MiB to %d MiB (the rest of the disk)", dev, res.Size>>20, grown>>20)
+			res.Size = grown
+		}
 		log("data partition %s is empty (first boot): creating an ext4 file system of %d MiB", dev, res.Size>>20)
 		start := time.Now()
 		if err := Format(f, res.Size); err != nil {

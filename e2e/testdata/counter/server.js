@@ -29,5 +29,6 @@ console.log(`durable state=${state} persist=${persisted}`);
 
 http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ state, persisted }));
+  const st = fs.statfsSync(process.env.NODEBOOT_DATA_DIR);
+  res.end(JSON.stringify({ state, persisted, dataBytes: st.blocks * st.bsize }));
 }).listen(Number(process.env.PORT));
