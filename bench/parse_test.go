@@ -63,6 +63,30 @@ func TestPearson(t *testing.T) {
 	}
 }
 
+func TestSignTest(t *testing.T) {
+	for _, tt := range []struct {
+		wins, n int
+		want    float64
+	}{
+		{5, 5, 1.0 / 32},
+		{4, 5, 6.0 / 32},
+		{0, 5, 1},
+		{11, 15, 1941.0 / 32768},
+		{15, 15, 1.0 / 32768},
+		{0, 0, 1},
+	} {
+		if got := signTest(tt.wins, tt.n); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("signTest(%d, %d) = %v, want %v", tt.wins, tt.n, got, tt.want)
+		}
+	}
+	if got := twoSided(0, 5); math.Abs(got-2.0/32) > 1e-12 {
+		t.Errorf("twoSided(0, 5) = %v", got)
+	}
+	if got := twoSided(3, 6); got != 1 {
+		t.Errorf("twoSided(3, 6) = %v, want 1", got)
+	}
+}
+
 func TestParseCPUStat(t *testing.T) {
 	c, n, err := parseCPUStat(procStat)
 	if err != nil {
@@ -227,15 +251,16 @@ func TestRender(t *testing.T) {
 	f := strings.Join(r.Findings(), "\n")
 	for _, want := range []string{
 		"**This run does not separate zstd and gzip.** zstd's median is lower, 7100 ms against 7500 ms",
-		"zstd was faster in 1 of the 3 pairs of boots that ran back to back (median difference within a pair: 100 ms in gzip's favour), not in all",
-		"took 2000 ms with zstd and 2500 ms with gzip (medians; zstd faster in 3 of 3 pairs)",
-		"Kernel start → `init started`, which contains the unpack, took 4000 ms with zstd and 4500 ms with gzip (medians; zstd faster in 3 of 3 pairs).",
+		"zstd was faster in 1 of the 3 pairs of boots that ran back to back (sign test p = 0.875; median difference within a pair: 100 ms in gzip's favour): too few",
+		"took 2000 ms with zstd and 2500 ms with gzip (medians; zstd faster in 3 of 3 pairs, sign test p = 0.250)",
+		"Kernel start → `init started`, which contains the unpack, took 4000 ms with zstd and 4500 ms with gzip (medians; zstd faster in 3 of 3 pairs, sign test p = 0.250).",
 	} {
 		if !strings.Contains(f, want) {
 			t.Errorf("findings lack %q:\n%s", want, f)
 		}
 	}
-	// Overlapping ranges, every pair won by gzip: gzip is declared faster.
+	// Overlapping ranges, every pair of five won by gzip: gzip is declared
+	// faster (sign test p = 1/32).
 	r.Boots = []Boot{
 		boot(1, image.Zstd, 7000*time.Millisecond, 2000*time.Millisecond),
 		boot(2, image.Gzip, 6900*time.Millisecond, 2500*time.Millisecond),
@@ -243,12 +268,16 @@ func TestRender(t *testing.T) {
 		boot(4, image.Gzip, 8000*time.Millisecond, 2500*time.Millisecond),
 		boot(5, image.Zstd, 7500*time.Millisecond, 2000*time.Millisecond),
 		boot(6, image.Gzip, 7000*time.Millisecond, 2500*time.Millisecond),
+		boot(7, image.Zstd, 7600*time.Millisecond, 2000*time.Millisecond),
+		boot(8, image.Gzip, 7100*time.Millisecond, 2500*time.Millisecond),
+		boot(9, image.Zstd, 7700*time.Millisecond, 2000*time.Millisecond),
+		boot(10, image.Gzip, 7200*time.Millisecond, 2500*time.Millisecond),
 	}
 	f = strings.Join(r.Findings(), "\n")
-	if want := "**gzip boots faster than zstd**: 7000 ms against 7500 ms"; !strings.Contains(f, want) {
+	if want := "**gzip boots faster than zstd**: 7100 ms against 7600 ms"; !strings.Contains(f, want) {
 		t.Errorf("findings lack %q:\n%s", want, f)
 	}
-	if want := "gzip won each of the 3 pairs of boots that ran back to back (median difference within a pair: 500 ms in gzip's favour)"; !strings.Contains(f, want) {
+	if want := "gzip won 5 of the 5 pairs of boots that ran back to back (sign test p = 0.031; median difference within a pair: 500 ms in gzip's favour)"; !strings.Contains(f, want) {
 		t.Errorf("findings lack %q:\n%s", want, f)
 	}
 }

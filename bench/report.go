@@ -268,6 +268,9 @@ func (r *Report) Render(w io.Writer) {
 	p("  the kernel's `Unpacking initramfs` to its `Freeing initrd memory`; the kernel unpacks in the\n")
 	p("  background while it initialises drivers, so that is elapsed time, not the decompressor's alone.\n")
 	p("- Each guest is powered off through the ACPI power button before the next boot.\n")
+	p("- Which variant is faster is decided on the pairs of boots that ran back to back, where host drift\n")
+	p("  matters least: a one-sided sign test on how many pairs the faster median won (p < %.2f), unless\n", significance)
+	p("  every boot of one variant beat every boot of the other outright.\n")
 	p("- Before each boot the harness waits (up to `-quiet-wait`) until the rest of the host uses under\n")
 	p("  %.2f cores, and times a fixed workload (*host calib.*); during the boot it measures the CPU\n", quietThreshold)
 	p("  everything else used (*other CPU*, from /proc/stat, hypervisor steal time included).\n")
@@ -337,29 +340,31 @@ func (r *Report) Findings() []string {
 		fmt.Fprintf(&s, "**%s boots faster than %s**: %s against %s from QEMU start to the first HTTP 200 (medians), %s or %.1f%% less, "+
 			"and every %s boot was faster than every %s boot (%s–%s against %s–%s).",
 			fast, slow, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), fast, slow, ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max))
-	case pairs >= 3 && wins == pairs:
+	case signTest(wins, pairs) < significance:
 		fmt.Fprintf(&s, "**%s boots faster than %s**: %s against %s from QEMU start to the first HTTP 200 (medians), %s or %.1f%% less. "+
-			"The ranges overlap (%s–%s against %s–%s), but %s won each of the %d pairs of boots that ran "+
-			"back to back (median difference within a pair: %s).",
-			fast, slow, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max), fast, pairs, favour(pdiff))
+			"The ranges overlap (%s–%s against %s–%s), but %s won %d of the %d pairs of boots that ran "+
+			"back to back (%s; median difference within a pair: %s).",
+			fast, slow, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max),
+			fast, wins, pairs, pText(signTest(wins, pairs)), favour(pdiff))
 	default:
 		fmt.Fprintf(&s, "**This run does not separate %s and %s.** %s's median is lower, %s against %s from QEMU start to the first HTTP 200 (%s or %.1f%% less), "+
 			"but the ranges overlap (%s–%s against %s–%s) and %s was faster in %d of the %d pairs of boots that ran back to back "+
-			"(median difference within a pair: %s), not in all: the difference is within the run-to-run spread.",
+			"(%s; median difference within a pair: %s): too few to tell the difference from the run-to-run spread.",
 			fast, slow, fast, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median),
-			ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max), fast, wins, pairs, favour(pdiff))
+			ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max), fast, wins, pairs, pText(signTest(wins, pairs)), favour(pdiff))
 	}
 	ua, ub := r.summary(a, unpack), r.summary(b, unpack)
 	if ua.N > 0 && ub.N > 0 {
 		uwins, upairs, _ := r.paired(a, b, unpack)
 		fmt.Fprintf(&s, " The phase the compression acts on directly, the kernel unpacking the initramfs, took %s with %s and %s with %s (medians; "+
-			"%s faster in %d of %d pairs). (The kernel unpacks in the background while it initialises drivers, so this is the unpack's "+
-			"elapsed time, shared with that work on the one vCPU, not the decompressor's own time.)", ms(ua.Median), a, ms(ub.Median), b, a, uwins, upairs)
+			"%s faster in %d of %d pairs, %s). (The kernel unpacks in the background while it initialises drivers, so this is the unpack's "+
+			"elapsed time, shared with that work on the one vCPU, not the decompressor's own time.)",
+			ms(ua.Median), a, ms(ub.Median), b, a, uwins, upairs, pText(twoSided(uwins, upairs)))
 	}
 	if ka, kb := r.summary(a, metrics[2].get), r.summary(b, metrics[2].get); ka.N > 0 && kb.N > 0 {
 		kwins, kpairs, _ := r.paired(a, b, metrics[2].get)
-		fmt.Fprintf(&s, " Kernel start → `init started`, which contains the unpack, took %s with %s and %s with %s (medians; %s faster in %d of %d pairs).",
-			ms(ka.Median), a, ms(kb.Median), b, a, kwins, kpairs)
+		fmt.Fprintf(&s, " Kernel start → `init started`, which contains the unpack, took %s with %s and %s with %s (medians; %s faster in %d of %d pairs, %s).",
+			ms(ka.Median), a, ms(kb.Median), b, a, kwins, kpairs, pText(twoSided(kwins, kpairs)))
 	}
 	pa, pb := r.summary(a, metrics[1].get), r.summary(b, metrics[1].get)
 	if pa.N > 0 && pb.N > 0 {
@@ -520,6 +525,47 @@ func (r *Report) allBoots(f func(*Boot) bool) bool {
 		}
 	}
 	return n > 0
+}
+
+// significance is the sign test's threshold for calling one variant faster.
+const significance = 0.05
+
+// signTest is the one-sided sign test: the probability of at least wins
+// wins in n pairs if neither variant were faster (each pair a coin toss).
+// It is 1 when there are no pairs.
+func signTest(wins, n int) float64 {
+	if n <= 0 {
+		return 1
+	}
+	p, c := 0.0, 1.0 // c = C(n, k)
+	for k := 0; k <= n; k++ {
+		if k >= wins {
+			p += c
+		}
+		c = c * float64(n-k) / float64(k+1)
+	}
+	return p / math.Pow(2, float64(n))
+}
+
+// twoSided is the two-sided sign test, for reporting a phase whichever way
+// it went.
+func twoSided(wins, n int) float64 {
+	if n <= 0 {
+		return 1
+	}
+	k := wins
+	if n-wins > k {
+		k = n - wins
+	}
+	return math.Min(1, 2*signTest(k, n))
+}
+
+// pText renders a sign test's p-value.
+func pText(p float64) string {
+	if p < 0.001 {
+		return "sign test p < 0.001"
+	}
+	return fmt.Sprintf("sign test p = %.3f", p)
 }
 
 // pctOf is d as a percentage of of.
