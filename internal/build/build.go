@@ -198,10 +198,15 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		Hostname: runtimeCfg.Hostname,
 		Cmdline:  Cmdline(proj.Config.Cmdline),
 	}
-	if m.Node, err = describe(rt.Path, "node", rt.Version, rt.Source); err != nil {
-		return nil, err
+	// noderuntime hashed node already (it checks cached downloads that
+	// way); hashing 100 MB again would only slow every build.
+	m.Node = Component{Name: "node", Version: rt.Version, Source: rt.Source, SHA256: rt.SHA256, Size: fileSize(rt.Path), Integrity: rt.Integrity}
+	if m.Node.SHA256 == "" {
+		if m.Node, err = describe(rt.Path, "node", rt.Version, rt.Source); err != nil {
+			return nil, err
+		}
+		m.Node.Integrity = rt.Integrity
 	}
-	m.Node.Integrity = rt.Integrity
 	if m.Init, err = describe(initPath, "nodeboot-init", o.Version, "built from source"); err != nil {
 		return nil, err
 	}
