@@ -14,6 +14,8 @@ type ring struct {
 	lines []string // fixed capacity, used as a circular buffer once full
 	next  int      // index the next line is written to when full
 	full  bool
+	// subs receive every line added after they subscribed (log follow).
+	subs map[chan string]struct{}
 }
 
 func newRing(capacity int) *ring {
@@ -26,6 +28,14 @@ func newRing(capacity int) *ring {
 func (r *ring) add(line string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for c := range r.subs {
+		// A follower that does not keep up loses lines rather than
+		// stalling the app's output (its pipe would fill and block it).
+		select {
+		case c <- line:
+		default:
+		}
+	}
 	if !r.full {
 		r.lines = append(r.lines, line)
 		if len(r.lines) == cap(r.lines) {

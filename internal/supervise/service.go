@@ -135,6 +135,7 @@ type Service struct {
 	startedAt time.Time
 	runDone   chan struct{} // non-nil once Run started; closed when it returns
 	stopCh    chan struct{} // closed by Stop
+	restartCh chan struct{} // a value asks runOnce to stop the process for an immediate restart
 	stopping  bool
 	grace     time.Duration // Stop's grace, valid once stopping
 	stopErr   error
@@ -153,6 +154,8 @@ func New(opts Options) *Service {
 		ring:    newRing(opts.RingLines),
 		state:   StateStopped,
 		stopCh:  make(chan struct{}),
+		// Buffered: Restart must not block when no process is running.
+		restartCh: make(chan struct{}, 1),
 	}
 	if s.starter == nil {
 		s.starter = defaultStarter()
@@ -241,9 +244,15 @@ func (s *Service) Run(ctx context.Context) {
 		if s.shuttingDown(ctx) {
 			return
 		}
-		uptime, shutdown := s.runOnce(ctx)
+		uptime, shutdown, restart := s.runOnce(ctx)
 		if shutdown || s.shuttingDown(ctx) {
 			return
+		}
+		if restart {
+			// Asked for (restart, deploy): no backoff, and it does not
+			// count as a crash.
+			delay = 0
+			continue
 		}
 
 		delay = s.opts.Backoff.Next(delay, uptime)
@@ -257,6 +266,11 @@ func (s *Service) Run(ctx context.Context) {
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
+		case <-s.restartCh:
+			// Restart or deploy during the backoff: start now. runOnce
+			// drains the channel, so put the request back for it.
+			t.Stop()
+			s.restartCh <- struct{}{}
 		case <-ctx.Done():
 			t.Stop()
 			return
@@ -281,26 +295,33 @@ func (s *Service) shuttingDown(ctx context.Context) bool {
 // runOnce starts the process and waits until it has exited and its output
 // has been read. It returns how long the process ran and whether it ended
 // because the service is shutting down.
-func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown bool) {
+func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, restart bool) {
 	s.mu.Lock()
 	s.state = StateStarting
-	s.mu.Unlock()
-
-	p, err := s.starter.Start(StartSpec{
+	// A restart asked for before this start is satisfied by it.
+	select {
+	case <-s.restartCh:
+	default:
+	}
+	// Read under the lock: SetCommand may change them between starts.
+	spec := StartSpec{
 		Path: s.opts.Path,
 		Args: s.opts.Args,
 		Dir:  s.opts.Dir,
 		Env:  s.opts.Env,
 		UID:  s.opts.UID,
 		GID:  s.opts.GID,
-	})
+	}
+	s.mu.Unlock()
+
+	p, err := s.starter.Start(spec)
 	if err != nil {
 		msg := fmt.Sprintf("failed to start: %v", err)
 		s.mu.Lock()
 		s.lastExit = msg
 		s.mu.Unlock()
 		s.event("%s", msg)
-		return 0, false
+		return 0, false, false
 	}
 
 	started := time.Now()
@@ -326,6 +347,9 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown b
 	case <-s.stopCh:
 		shutdown = true
 		st, stopErr = s.terminate(p, s.stopGrace())
+	case <-s.restartCh:
+		restart = true
+		st, stopErr = s.terminate(p, s.opts.StopGrace)
 	}
 	uptime = time.Since(started)
 
@@ -347,7 +371,7 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown b
 	}
 	s.mu.Unlock()
 	s.event("%s after %s", reason, fmtDuration(uptime))
-	return uptime, shutdown
+	return uptime, shutdown, restart
 }
 
 // drain waits for the output readers to reach EOF, closing the pipes if that
