@@ -66,6 +66,9 @@ type AppConfig struct {
 	// it, that are bind-mounted from the app's persistent state, so apps
 	// that write next to their code run unchanged.
 	Persist []string `json:"persist,omitempty"`
+	// HealthPath is an HTTP path a newly deployed version must answer 2xx
+	// on before the node switches to it; without it the port must accept.
+	HealthPath string `json:"healthPath,omitempty"`
 }
 
 // The keys each object of nodeboot.json accepts. The schema test checks that
@@ -73,7 +76,7 @@ type AppConfig struct {
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port", "persist"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -505,6 +508,13 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 				})
 			case "port":
 				a.Port = c.port(m.val, kp)
+			case "healthPath":
+				if s, ok := c.str(m.val, kp); ok {
+					if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n?#") || len(s) > 1024 {
+						c.fail(kp, `must be an absolute URL path such as "/healthz"`)
+					}
+					a.HealthPath = s
+				}
 			case "persist":
 				seen := map[string]bool{}
 				a.Persist = c.stringList(m.val, kp, func(s string) error {

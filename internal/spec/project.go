@@ -41,12 +41,14 @@ type App struct {
 	// Persist are cleaned dirs relative to SrcDir, bind-mounted from the
 	// app's state at boot (see AppConfig.Persist).
 	Persist []string
-	Env     map[string]string // the app's own env from nodeboot.json
-	Port    int
-	Engines string // package.json engines.node, for checking the node version
-	Package Package
-	Files   []File   // what goes into the image, sorted
-	Addons  []string // native addons (*.node) among Files
+	// HealthPath: see AppConfig.HealthPath.
+	HealthPath string
+	Env        map[string]string // the app's own env from nodeboot.json
+	Port       int
+	Engines    string // package.json engines.node, for checking the node version
+	Package    Package
+	Files      []File   // what goes into the image, sorted
+	Addons     []string // native addons (*.node) among Files
 }
 
 // Load reads the project in appDir. configPath names a nodeboot.json to use
@@ -222,18 +224,19 @@ func loadApp(dir string, ac AppConfig) (*App, error) {
 		name = SanitizeName(pkg.Name)
 	}
 	return &App{
-		Name:     name,
-		SrcDir:   dir,
-		Entry:    ep.Entry,
-		NodeArgs: ep.NodeArgs,
-		Args:     args,
-		Env:      ac.Env,
-		Port:     ac.Port,
-		Engines:  pkg.Engines.Node,
-		Package:  *pkg,
-		Files:    files,
-		Addons:   addons,
-		Persist:  persistPaths(ac.Persist),
+		Name:       name,
+		SrcDir:     dir,
+		Entry:      ep.Entry,
+		NodeArgs:   ep.NodeArgs,
+		Args:       args,
+		Env:        ac.Env,
+		Port:       ac.Port,
+		Engines:    pkg.Engines.Node,
+		Package:    *pkg,
+		Files:      files,
+		Addons:     addons,
+		Persist:    persistPaths(ac.Persist),
+		HealthPath: ac.HealthPath,
 	}, nil
 }
 
@@ -267,17 +270,18 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		env["HOME"] = dataDir
 		env["NODEBOOT_DATA_DIR"] = dataDir
 		rt.Apps = append(rt.Apps, RuntimeApp{
-			Name:     a.Name,
-			Dir:      AppsDir + "/" + a.Name,
-			Entry:    a.Entry,
-			NodeArgs: slices.Clone(a.NodeArgs),
-			Args:     slices.Clone(a.Args),
-			Env:      env,
-			Port:     a.Port,
-			UID:      FirstUID + i,
-			GID:      FirstUID + i,
-			DataDir:  dataDir,
-			Persist:  slices.Clone(a.Persist),
+			Name:       a.Name,
+			Dir:        AppsDir + "/" + a.Name,
+			Entry:      a.Entry,
+			NodeArgs:   slices.Clone(a.NodeArgs),
+			Args:       slices.Clone(a.Args),
+			Env:        env,
+			Port:       a.Port,
+			UID:        FirstUID + i,
+			GID:        FirstUID + i,
+			DataDir:    dataDir,
+			Persist:    slices.Clone(a.Persist),
+			HealthPath: a.HealthPath,
 		})
 	}
 	return rt

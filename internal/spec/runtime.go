@@ -19,6 +19,9 @@ type Runtime struct {
 	Hostname string       `json:"hostname"`
 	Network  Network      `json:"network"`
 	NodePath string       `json:"nodePath"` // absolute path of node in the image
+	// NodeVersion is node's version ("v20.20.2"): the management API reports
+	// it and refuses deploys whose engines.node it does not satisfy.
+	NodeVersion string `json:"nodeVersion,omitempty"`
 	Apps     []RuntimeApp `json:"apps"`
 	// DataPartition is the GPT name of the persistent data partition (disk
 	// images); empty means /data is a tmpfs (initramfs images).
@@ -47,6 +50,9 @@ type RuntimeApp struct {
 	// Persist are dirs relative to Dir that PID 1 bind-mounts from
 	// DataDir/persist/<dir>.
 	Persist []string `json:"persist,omitempty"`
+	// HealthPath, when set, is the HTTP path a new version must answer 2xx
+	// on before a deploy switches to it; otherwise its port must accept.
+	HealthPath string `json:"healthPath,omitempty"`
 }
 
 // Network is the node's network configuration.
