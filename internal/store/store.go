@@ -1,0 +1,612 @@
+// Package store keeps the deployed versions of each app on the node's data
+// partition (docs/api.md, "Bundles"):
+//
+//	<root>/<app>/<hex digest>/       an extracted bundle's app dir
+//	<root>/<app>/<hex digest>.json   its record (digest and Meta), written last
+//	<root>/<app>/current, previous   symlinks to a <hex digest>
+//	<root>/<app>/.incoming-*         work in progress, removed by Recover
+//
+// A version is complete when both its directory and its record exist; the
+// record is written, durably, only after the whole directory is. Links are
+// switched by rename(2) of a fresh symlink, so at any instant, power cut
+// included, current names one complete version or none.
+package store
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/nodeboot/nodeboot/internal/bundle"
+)
+
+var (
+	// ErrDigest: the body does not hash to the digest the client sent, or
+	// that digest is malformed.
+	ErrDigest = errors.New("bundle digest mismatch")
+	// ErrNoPrevious: there is no previous version to roll back to.
+	ErrNoPrevious = errors.New("no previous version")
+)
+
+// Version is one complete version of an app in the store.
+type Version struct {
+	App    string
+	Digest string // "sha256:<hex>" of the bundle
+	Dir    string // the app's code dir
+	Meta   bundle.Meta
+}
+
+const (
+	currentLink    = "current"
+	previousLink   = "previous"
+	incomingPrefix = ".incoming-"
+	recordSuffix   = ".json"
+	digestPrefix   = "sha256:"
+)
+
+// hexRE is a version's name: a lower-case hex sha256.
+var hexRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// record is <hex>.json: what makes a version complete.
+type record struct {
+	Digest string      `json:"digest"`
+	Meta   bundle.Meta `json:"meta"`
+}
+
+// Store is the version store under one root (/data/apps on the node).
+// Its methods may be called from several goroutines; operations on one
+// app are serialised, different apps proceed in parallel.
+type Store struct {
+	root string
+
+	mu   sync.Mutex
+	apps map[string]*sync.Mutex
+
+	// hook, when set (by tests), is called after every durable step; an
+	// error it returns stops the operation there as a power cut would,
+	// leaving everything on disk as it is.
+	hook func(step string) error
+}
+
+// errHook marks errors returned by the test hook: no cleanup runs after
+// them, because a power cut does not clean up either.
+var errHook = errors.New("stopped by the test hook")
+
+// Open opens (creating if needed) the store at root.
+func Open(root string) (*Store, error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("opening the version store: %w", err)
+	}
+	return &Store{root: root, apps: map[string]*sync.Mutex{}}, nil
+}
+
+func (s *Store) lock(app string) func() {
+	s.mu.Lock()
+	m := s.apps[app]
+	if m == nil {
+		m = &sync.Mutex{}
+		s.apps[app] = m
+	}
+	s.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func (s *Store) step(name string) error {
+	if s.hook == nil {
+		return nil
+	}
+	if err := s.hook(name); err != nil {
+		return fmt.Errorf("%s: %w", name, errors.Join(errHook, err))
+	}
+	return nil
+}
+
+func (s *Store) appDir(app string) (string, error) {
+	if err := bundle.CheckAppName(app); err != nil {
+		return "", err
+	}
+	return filepath.Join(s.root, app), nil
+}
+
+// parseDigest returns the hex of a "sha256:<64 lower-case hex>" digest.
+func parseDigest(d string) (string, error) {
+	h, ok := strings.CutPrefix(d, digestPrefix)
+	if !ok || !hexRE.MatchString(h) {
+		return "", fmt.Errorf("%w: %q is not a digest of the form sha256:<64 lower-case hex digits>", ErrDigest, d)
+	}
+	return h, nil
+}
+
+// maxTrailing bounds what may follow the bundle in a body: the bundle reader
+// reads to the end of the zstd stream, so normally nothing does.
+const maxTrailing = 1 << 20
+
+// Receive reads a bundle for app from body, extracts it and makes it a
+// complete version, without switching to it. The body's sha256 must be
+// wantDigest ("sha256:<hex>"), checked before the version becomes
+// visible; on a mismatch (ErrDigest) or a bad bundle (bundle.ErrUnsafe,
+// ErrTooBig, ErrInvalid) nothing of it remains. A version already complete
+// is reused without reading body.
+//
+// Memory stays bounded: the body is hashed while it streams into
+// .incoming-<random>, which is renamed to <hex> once everything in it is
+// on stable storage.
+func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundle.Limits) (v *Version, err error) {
+	dir, err := s.appDir(app)
+	if err != nil {
+		return nil, err
+	}
+	want, err := parseDigest(wantDigest)
+	if err != nil {
+		return nil, err
+	}
+	if v, err := s.load(app, want); err == nil {
+		return v, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
+	}
+	tmp := filepath.Join(dir, incomingPrefix+randomName())
+	defer func() {
+		if err != nil && !errors.Is(err, errHook) {
+			os.RemoveAll(tmp)
+		}
+	}()
+	h := sha256.New()
+	tee := io.TeeReader(body, h)
+	meta, err := bundle.Extract(tee, tmp, lim)
+	if err != nil {
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
+	}
+	if n, err := io.Copy(io.Discard, io.LimitReader(tee, maxTrailing+1)); err != nil {
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
+	} else if n > maxTrailing {
+		return nil, fmt.Errorf("receiving a version of %s: %w: more than %d bytes after the bundle", app, bundle.ErrInvalid, maxTrailing)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return nil, fmt.Errorf("%w: the body's sha256 is %s, but the request said %s: the upload was damaged or the digest is wrong; deploy again", ErrDigest, got, want)
+	}
+	if meta.App != app {
+		return nil, fmt.Errorf("%w: the bundle is for app %q, not %q", bundle.ErrInvalid, meta.App, app)
+	}
+	if err := s.step("receive:extracted"); err != nil {
+		return nil, err
+	}
+
+	unlock := s.lock(app)
+	defer unlock()
+	// The same version may have been completed meanwhile.
+	if v, err := s.load(app, want); err == nil {
+		os.RemoveAll(tmp)
+		return v, nil
+	}
+	final := filepath.Join(dir, want)
+	// An incomplete leftover of an earlier attempt is in the way.
+	if err := removeVersion(dir, want); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return nil, err
+	}
+	if err := s.step("receive:renamed"); err != nil {
+		return nil, err
+	}
+	rec, err := json.Marshal(record{Digest: digestPrefix + want, Meta: meta})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.writeAtomic(dir, want+recordSuffix, rec); err != nil {
+		// The directory without a record is incomplete; take it away too.
+		if !errors.Is(err, errHook) {
+			removeVersion(dir, want)
+		}
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
+	}
+	return &Version{App: app, Digest: digestPrefix + want, Dir: final, Meta: meta}, nil
+}
+
+// writeAtomic writes dir/name by writing a temporary file, fsyncing it and
+// renaming it over name, then fsyncing dir. The temporary name starts with
+// .incoming- so that Recover removes it after a power cut; that one rule
+// is why this is not renameio, whose temporary names differ.
+func (s *Store) writeAtomic(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, incomingPrefix+randomName()+recordSuffix)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = s.step("record:written")
+		if errors.Is(err, errHook) {
+			return err
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return s.step("record:renamed")
+}
+
+// load returns the complete version app/hex, or an error saying why it is
+// not one.
+func (s *Store) load(app, h string) (*Version, error) {
+	dir := filepath.Join(s.root, app)
+	if !hexRE.MatchString(h) {
+		return nil, fmt.Errorf("%q is not a version name", h)
+	}
+	st, err := os.Lstat(filepath.Join(dir, h))
+	if err != nil {
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("version %s of %s is not a directory", h, app)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, h+recordSuffix))
+	if err != nil {
+		return nil, fmt.Errorf("version %s of %s is incomplete: %w", h, app, err)
+	}
+	var rec record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("version %s of %s: bad record: %w", h, app, err)
+	}
+	if rec.Digest != digestPrefix+h || rec.Meta.App != app {
+		return nil, fmt.Errorf("version %s of %s: its record is for %s of %s", h, app, rec.Digest, rec.Meta.App)
+	}
+	return &Version{App: app, Digest: rec.Digest, Dir: filepath.Join(dir, h), Meta: rec.Meta}, nil
+}
+
+// target returns the version a link of app names, "" when the link is
+// missing or does not name a version by its hex. Other errors are returned.
+func (s *Store) target(app, link string) (string, error) {
+	t, err := os.Readlink(filepath.Join(s.root, app, link))
+	// EINVAL: not a symlink at all.
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading %s of %s: %w", link, app, err)
+	}
+	if !hexRE.MatchString(t) {
+		return "", nil
+	}
+	return t, nil
+}
+
+// linked returns the complete version a link names, or nil.
+func (s *Store) linked(app, link string) (*Version, string, error) {
+	if _, err := s.appDir(app); err != nil {
+		return nil, "", err
+	}
+	t, err := s.target(app, link)
+	if err != nil || t == "" {
+		return nil, "", err
+	}
+	v, err := s.load(app, t)
+	if err != nil {
+		return nil, "", nil // incomplete or missing: as if there were none
+	}
+	return v, t, nil
+}
+
+// Current returns the version app runs, nil when there is none (the image's
+// own runs): no link, or one to a missing or incomplete version.
+func (s *Store) Current(app string) (*Version, error) {
+	v, _, err := s.linked(app, currentLink)
+	return v, err
+}
+
+// Previous returns the version a rollback goes back to, nil when there is
+// none. A previous that equals current counts as none (what a power cut in
+// the middle of Switch leaves).
+func (s *Store) Previous(app string) (*Version, error) {
+	p, pt, err := s.linked(app, previousLink)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	if ct, err := s.target(app, currentLink); err != nil || ct == pt {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Switch makes v the current version of app and the current one previous.
+// From no current version (the image's), previous becomes none too: going
+// back from v means going back to the image.
+//
+// Order: previous is set first, then current. A power cut between the two
+// leaves current as it was (and previous equal to it, which reads as none);
+// after the second, the switch is complete. current never names anything
+// but a complete version.
+func (s *Store) Switch(app string, v *Version) error {
+	dir, err := s.appDir(app)
+	if err != nil {
+		return err
+	}
+	if v == nil || v.App != app {
+		return fmt.Errorf("switching %s: not a version of this app", app)
+	}
+	h, err := parseDigest(v.Digest)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(app)
+	defer unlock()
+	if _, err := s.load(app, h); err != nil {
+		return fmt.Errorf("switching %s to %s: %w; deploy it again", app, v.Digest, err)
+	}
+	cur, _, err := s.linked(app, currentLink)
+	if err != nil {
+		return err
+	}
+	oldPrev, err := s.target(app, previousLink)
+	if err != nil {
+		return err
+	}
+	var curHex string
+	if cur != nil {
+		curHex = strings.TrimPrefix(cur.Digest, digestPrefix)
+	}
+	if curHex == h {
+		return nil
+	}
+	if curHex != "" {
+		if err := s.setLink(dir, previousLink, curHex, "switch:previous"); err != nil {
+			return fmt.Errorf("switching %s: %w", app, err)
+		}
+	} else if err := s.removeLink(dir, previousLink, "switch:previous"); err != nil {
+		return fmt.Errorf("switching %s: %w", app, err)
+	}
+	if err := s.setLink(dir, currentLink, h, "switch:current"); err != nil {
+		return fmt.Errorf("switching %s: %w", app, err)
+	}
+	// The version that fell off the end is garbage now; Recover would
+	// remove it at the next boot, but /data should not fill up until then.
+	if oldPrev != "" && oldPrev != curHex && oldPrev != h {
+		if err := removeVersion(dir, oldPrev); err != nil {
+			return fmt.Errorf("switched %s, but removing an old version: %w", app, err)
+		}
+	}
+	return nil
+}
+
+// Rollback makes previous current and current previous, and returns the new
+// current. ErrNoPrevious when there is no previous version. When current is
+// none (the image's), previous becomes current and previous none.
+func (s *Store) Rollback(app string) (*Version, error) {
+	dir, err := s.appDir(app)
+	if err != nil {
+		return nil, err
+	}
+	unlock := s.lock(app)
+	defer unlock()
+	prev, err := s.Previous(app)
+	if err != nil {
+		return nil, err
+	}
+	if prev == nil {
+		return nil, fmt.Errorf("rolling back %s: %w", app, ErrNoPrevious)
+	}
+	ph := strings.TrimPrefix(prev.Digest, digestPrefix)
+	cur, _, err := s.linked(app, currentLink)
+	if err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		if err := s.setLink(dir, currentLink, ph, "rollback:current"); err != nil {
+			return nil, fmt.Errorf("rolling back %s: %w", app, err)
+		}
+		if err := s.removeLink(dir, previousLink, "rollback:previous"); err != nil {
+			return nil, fmt.Errorf("rolling back %s: %w", app, err)
+		}
+		return prev, nil
+	}
+	// One atomic exchange where the kernel and file system offer it.
+	err = exchangeNames(filepath.Join(dir, currentLink), filepath.Join(dir, previousLink))
+	if err == nil {
+		err = syncDir(dir)
+		if err == nil {
+			err = s.step("rollback:exchanged")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rolling back %s: %w", app, err)
+		}
+		return prev, nil
+	}
+	if !errors.Is(err, errNoExchange) {
+		return nil, fmt.Errorf("rolling back %s: %w", app, err)
+	}
+	// Two renames: current first, so a power cut between them leaves the
+	// rollback done (with previous equal to current, read as none).
+	if err := s.setLink(dir, currentLink, ph, "rollback:current"); err != nil {
+		return nil, fmt.Errorf("rolling back %s: %w", app, err)
+	}
+	if err := s.setLink(dir, previousLink, strings.TrimPrefix(cur.Digest, digestPrefix), "rollback:previous"); err != nil {
+		return nil, fmt.Errorf("rolling back %s: %w", app, err)
+	}
+	return prev, nil
+}
+
+// Reset goes back to the image's own version: current becomes none and
+// the current version previous, so a Rollback returns to it.
+func (s *Store) Reset(app string) error {
+	dir, err := s.appDir(app)
+	if err != nil {
+		return err
+	}
+	unlock := s.lock(app)
+	defer unlock()
+	cur, _, err := s.linked(app, currentLink)
+	if err != nil || cur == nil {
+		return err
+	}
+	if err := s.setLink(dir, previousLink, strings.TrimPrefix(cur.Digest, digestPrefix), "reset:previous"); err != nil {
+		return fmt.Errorf("resetting %s: %w", app, err)
+	}
+	if err := s.removeLink(dir, currentLink, "reset:current"); err != nil {
+		return fmt.Errorf("resetting %s: %w", app, err)
+	}
+	return nil
+}
+
+// setLink points dir/name at target: a new symlink under a temporary name,
+// renamed over the old one (rename(2) replaces it atomically), then dir
+// fsynced.
+func (s *Store) setLink(dir, name, target, step string) error {
+	tmp := filepath.Join(dir, incomingPrefix+randomName())
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := s.step(step + ":symlink"); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return s.step(step + ":renamed")
+}
+
+func (s *Store) removeLink(dir, name, step string) error {
+	if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	return s.step(step + ":removed")
+}
+
+// Recover runs at boot, before anything else uses the store: it removes
+// what an interrupted operation left (.incoming-*) and every version that
+// is neither current nor previous, so that exactly those two stay.
+func (s *Store) Recover(logf func(string, ...any)) {
+	apps, err := os.ReadDir(s.root)
+	if err != nil {
+		logf("version store: %v", err)
+		return
+	}
+	for _, a := range apps {
+		if !a.IsDir() || bundle.CheckAppName(a.Name()) != nil {
+			continue
+		}
+		s.recoverApp(a.Name(), logf)
+	}
+}
+
+func (s *Store) recoverApp(app string, logf func(string, ...any)) {
+	unlock := s.lock(app)
+	defer unlock()
+	dir := filepath.Join(s.root, app)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		logf("version store: %s: %v", app, err)
+		return
+	}
+	keep := map[string]bool{}
+	for _, l := range []string{currentLink, previousLink} {
+		t, err := s.target(app, l)
+		if err != nil {
+			logf("version store: %v", err)
+			// Unreadable: keep everything rather than guess.
+			return
+		}
+		if t == "" {
+			continue
+		}
+		keep[t] = true
+		if _, err := s.load(app, t); err != nil {
+			logf("version store: %s of %s: %v", l, app, err)
+		}
+	}
+	removed := map[string]bool{}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, incomingPrefix) {
+			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+				logf("version store: %s: removing %s: %v", app, name, err)
+			} else {
+				logf("version store: %s: removed the interrupted %s", app, name)
+			}
+			continue
+		}
+		h := strings.TrimSuffix(name, recordSuffix)
+		if !hexRE.MatchString(h) || keep[h] || removed[h] {
+			continue
+		}
+		removed[h] = true
+		if err := removeVersion(dir, h); err != nil {
+			logf("version store: %s: %v", app, err)
+		} else {
+			logf("version store: %s: removed version %s (neither current nor previous)", app, h[:12])
+		}
+	}
+	if err := syncDir(dir); err != nil {
+		logf("version store: %v", err)
+	}
+}
+
+// removeVersion removes dir/<h>.json, then dir/<h>: the record first, so a
+// power cut in the middle leaves an incomplete version, never a complete-
+// looking half one.
+func removeVersion(dir, h string) error {
+	if err := os.Remove(filepath.Join(dir, h+recordSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing version %s: %w", h, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(filepath.Join(dir, h)); err != nil {
+		return fmt.Errorf("removing version %s: %w", h, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
+	}
+	return nil
+}
+
+func randomName() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
