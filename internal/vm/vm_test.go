@@ -47,3 +47,69 @@ func TestDiskArgs(t *testing.T) {
 		t.Errorf("--persist still uses a snapshot: %s", persist)
 	}
 }
+
+func TestMachineArgs(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cfg       Config
+		want, not []string
+	}{
+		{"pc default", Config{Kernel: "k", Balloon: true, Drives: []string{"/r.img"}},
+			[]string{"-M pc", "virtio-rng-pci", "virtio-net-pci,netdev=n0", "virtio-balloon-pci,id=balloon0", "file=/r.img,format=raw,if=none,id=d0", "virtio-blk-pci,drive=d0", "snapshot=on"},
+			[]string{"-device virtio-rng-device"}},
+		{"microvm", Config{Kernel: "k", Machine: MachineMicroVM, Balloon: true},
+			[]string{"-M microvm", "virtio-rng-device", "virtio-net-device,netdev=n0", "virtio-balloon-device,id=balloon0"},
+			[]string{"-pci"}},
+		{"no balloon", Config{Kernel: "k"}, nil, []string{"balloon"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := strings.Join(Args(tc.cfg, "tcg", ""), " ")
+			for _, w := range tc.want {
+				if !strings.Contains(args, w) {
+					t.Errorf("args lack %q: %s", w, args)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(args, n) {
+					t.Errorf("args contain %q: %s", n, args)
+				}
+			}
+		})
+	}
+}
+
+func TestParseGuestStats(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		used int64
+		ok   bool
+	}{
+		{"reported", `{"stats":{"stat-total-memory":500000000,"stat-available-memory":400000000,"stat-free-memory":1},"last-update":1700000000}`, 100000000, true},
+		{"not yet", `{"stats":{"stat-total-memory":-1,"stat-available-memory":-1},"last-update":0}`, 0, false},
+		{"unsupported", `{"stats":{"stat-total-memory":-1,"stat-available-memory":-1},"last-update":5}`, 0, false},
+		{"available above total", `{"stats":{"stat-total-memory":1,"stat-available-memory":2},"last-update":5}`, 0, false},
+		{"not json", `{`, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := ParseGuestStats([]byte(tc.in))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
+			}
+			if tc.ok && m.Used() != tc.used {
+				t.Errorf("used = %d, want %d", m.Used(), tc.used)
+			}
+		})
+	}
+}
+
+func FuzzParseGuestStats(f *testing.F) {
+	f.Add([]byte(`{"stats":{"stat-total-memory":500,"stat-available-memory":400},"last-update":1}`))
+	f.Add([]byte(`{"stats":null}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseGuestStats(b)
+		if err == nil && (m.Used() < 0 || m.Used() > m.Total) {
+			t.Fatalf("accepted inconsistent stats %+v", m)
+		}
+	})
+}
