@@ -65,6 +65,9 @@ func Extract(r io.Reader, dst string, lim Limits) (meta Meta, err error) {
 			}
 		}
 	}()
+	if err := os.Chmod(dst, 0o755); err != nil {
+		return Meta{}, fmt.Errorf("creating the extraction directory: %w", err)
+	}
 	root, err := os.OpenRoot(dst)
 	if err != nil {
 		return Meta{}, fmt.Errorf("opening the extraction directory: %w", err)
@@ -240,7 +243,7 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	switch hdr.Typeflag {
 	case tar.TypeDir:
 		if x.made[rel] == 0 {
-			if err := x.root.Mkdir(rel, 0o755); err != nil {
+			if err := x.mkdir(rel); err != nil {
 				return fmt.Errorf("extracting %s: %w", hdr.Name, err)
 			}
 		}
@@ -301,12 +304,21 @@ func (x *extractor) parents(rel string) error {
 		missing = append(missing, d)
 	}
 	for i := len(missing) - 1; i >= 0; i-- {
-		if err := x.root.Mkdir(missing[i], 0o755); err != nil {
+		if err := x.mkdir(missing[i]); err != nil {
 			return fmt.Errorf("extracting app/%s: %w", rel, err)
 		}
 		x.made[missing[i]] = kindImplicitDir
 	}
 	return nil
+}
+
+// mkdir makes a 0755 directory whatever the umask: the app's user, not
+// root, reads the code.
+func (x *extractor) mkdir(rel string) error {
+	if err := x.root.Mkdir(rel, 0o755); err != nil {
+		return err
+	}
+	return x.root.Chmod(rel, 0o755)
 }
 
 func (x *extractor) file(rel string, hdr *tar.Header, tr *tar.Reader) error {

@@ -85,7 +85,11 @@ var errHook = errors.New("stopped by the test hook")
 
 // Open opens (creating if needed) the store at root.
 func Open(root string) (*Store, error) {
+	// Chmod: the apps' users traverse these dirs, whatever PID 1's umask.
 	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("opening the version store: %w", err)
+	}
+	if err := os.Chmod(root, 0o755); err != nil {
 		return nil, fmt.Errorf("opening the version store: %w", err)
 	}
 	return &Store{root: root, apps: map[string]*sync.Mutex{}}, nil
@@ -155,7 +159,10 @@ func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundl
 	if v, err := s.load(app, want); err == nil {
 		return v, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		err = os.Chmod(dir, 0o755)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
 	}
 	tmp := filepath.Join(dir, incomingPrefix+randomName())
