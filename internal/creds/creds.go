@@ -1,0 +1,330 @@
+// Package creds holds a project's management credentials in
+// <project>/.nodeboot/ (docs/api.md, "Credentials"): the node's TLS key and
+// self-signed certificate, the owner's bearer token, and the named nodes the
+// CLI talks to. The image carries the key, the certificate and only the
+// token's SHA-256; the token itself never leaves the owner's machine.
+package creds
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/renameio/v2"
+)
+
+// Dir is the credentials directory inside a project.
+const Dir = ".nodeboot"
+
+// The files in Dir.
+const (
+	KeyFile       = "node.key"
+	CertFile      = "node.crt"
+	TokenFile     = "owner.token"
+	NodesFile     = "nodes.json"
+	gitignoreFile = ".gitignore"
+)
+
+// The files PID 1 reads from the image.
+const (
+	ImageKey       = "/etc/nodeboot/api/node.key"
+	ImageCert      = "/etc/nodeboot/api/node.crt"
+	ImageOwnerHash = "/etc/nodeboot/api/owner.sha256"
+)
+
+// certLifetime is long on purpose: the CLI pins the exact certificate, so
+// expiry adds no safety, only a date on which every node stops answering.
+const certLifetime = 10 * 365 * 24 * time.Hour
+
+// Creds are one project's credentials.
+type Creds struct {
+	NodeKeyPEM  []byte
+	NodeCertPEM []byte
+	Token       string
+	OwnerHash   [32]byte // SHA-256 of Token
+
+	certDER []byte // what ClientTLS pins
+}
+
+// Ensure loads the credentials of projectDir, creating whatever is missing
+// first; created reports whether anything was. A missing owner.token is
+// made anew (that is how the token is rotated); a missing node.crt next to
+// an existing node.key is issued again for that key; a node.key missing
+// next to its certificate is an error, because no new key can match it.
+func Ensure(projectDir string) (c *Creds, created bool, err error) {
+	dir := filepath.Join(projectDir, Dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, fmt.Errorf("creating %s: %w", dir, err)
+	}
+	// The secrets must never be committed, whatever the project's own
+	// .gitignore says: git reads this one inside the directory.
+	if _, err := os.Stat(filepath.Join(dir, gitignoreFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := renameio.WriteFile(filepath.Join(dir, gitignoreFile), []byte("*\n"), 0o644); err != nil {
+			return nil, false, fmt.Errorf("writing %s: %w", filepath.Join(dir, gitignoreFile), err)
+		}
+	}
+
+	keyPath, certPath, tokenPath := filepath.Join(dir, KeyFile), filepath.Join(dir, CertFile), filepath.Join(dir, TokenFile)
+	haveKey, err := exists(keyPath)
+	if err != nil {
+		return nil, false, err
+	}
+	haveCert, err := exists(certPath)
+	if err != nil {
+		return nil, false, err
+	}
+	switch {
+	case !haveKey && haveCert:
+		return nil, false, corrupt(keyPath, errors.New("it is missing but node.crt exists, and no new key can match that certificate"))
+	case !haveKey:
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, false, fmt.Errorf("generating the node's key: %w", err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, false, fmt.Errorf("encoding the node's key: %w", err)
+		}
+		// The key first: a crash after it leaves a key without a
+		// certificate, which the next run completes (below).
+		if err := renameio.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, false, fmt.Errorf("writing %s: %w", keyPath, err)
+		}
+		created = true
+		fallthrough
+	case !haveCert:
+		priv, err := readKey(keyPath)
+		if err != nil {
+			return nil, false, err
+		}
+		certPEM, err := selfSigned(priv)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := renameio.WriteFile(certPath, certPEM, 0o644); err != nil {
+			return nil, false, fmt.Errorf("writing %s: %w", certPath, err)
+		}
+		created = true
+	}
+
+	haveToken, err := exists(tokenPath)
+	if err != nil {
+		return nil, false, err
+	}
+	if !haveToken {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, false, fmt.Errorf("generating the owner's token: %w", err)
+		}
+		if err := renameio.WriteFile(tokenPath, []byte(hex.EncodeToString(b[:])+"\n"), 0o600); err != nil {
+			return nil, false, fmt.Errorf("writing %s: %w", tokenPath, err)
+		}
+		created = true
+	}
+
+	c, err = Load(projectDir)
+	return c, created, err
+}
+
+// Load reads and checks the credentials of projectDir.
+func Load(projectDir string) (*Creds, error) {
+	dir := filepath.Join(projectDir, Dir)
+	keyPath, certPath, tokenPath := filepath.Join(dir, KeyFile), filepath.Join(dir, CertFile), filepath.Join(dir, TokenFile)
+	priv, err := readKey(keyPath)
+	if err != nil {
+		return nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", keyPath, err)
+	}
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s is missing: run nodeboot build in %s to create it", certPath, projectDir)
+		}
+		return nil, fmt.Errorf("reading %s: %w", certPath, err)
+	}
+	cert, err := parseCert(certPEM)
+	if err != nil {
+		return nil, corrupt(certPath, err)
+	}
+	pub, ok := cert.PublicKey.(ed25519.PublicKey)
+	if !ok || !pub.Equal(priv.Public()) {
+		return nil, corrupt(certPath, errors.New("it is not the certificate of node.key"))
+	}
+	tokenBytes, err := os.ReadFile(tokenPath)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s is missing: run nodeboot build in %s to create a new one (images built before then accept only the old token)", tokenPath, projectDir)
+		}
+		return nil, fmt.Errorf("reading %s: %w", tokenPath, err)
+	}
+	token, err := ParseToken(tokenBytes)
+	if err != nil {
+		return nil, corrupt(tokenPath, err)
+	}
+	return &Creds{
+		NodeKeyPEM:  keyPEM,
+		NodeCertPEM: certPEM,
+		Token:       token,
+		OwnerHash:   sha256.Sum256([]byte(token)),
+		certDER:     cert.Raw,
+	}, nil
+}
+
+// ParseToken checks the contents of owner.token: 64 lower-case hex digits,
+// optionally followed by one newline.
+func ParseToken(b []byte) (string, error) {
+	s := strings.TrimSuffix(string(b), "\n")
+	if len(s) != 64 {
+		return "", fmt.Errorf("the token is %d characters long, want 64 hex digits", len(s))
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return "", fmt.Errorf("the token holds %q, want only the hex digits 0-9a-f", r)
+		}
+	}
+	return s, nil
+}
+
+// ImageFiles are the files to put into the image: the node's key and
+// certificate and the token's SHA-256 in hex, never the token.
+func (c *Creds) ImageFiles() map[string][]byte {
+	return map[string][]byte{
+		ImageKey:       c.NodeKeyPEM,
+		ImageCert:      c.NodeCertPEM,
+		ImageOwnerHash: []byte(hex.EncodeToString(c.OwnerHash[:]) + "\n"),
+	}
+}
+
+// ErrWrongNode is what ClientTLS's check returns for any other certificate.
+var ErrWrongNode = errors.New("the node's certificate does not match .nodeboot/node.crt: this is not the node this project built, or someone is in between")
+
+// ClientTLS is the client configuration for this project's nodes: TLS 1.3,
+// and exactly the certificate in node.crt. There is no CA to trust and no
+// host name to check (nodes are reached by whatever address they have), so
+// the usual verification is replaced by a byte-for-byte comparison.
+func (c *Creds) ClientTLS() *tls.Config {
+	want := bytes.Clone(c.certDER)
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS13,
+		InsecureSkipVerify: true, // replaced by VerifyConnection's pin
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 || !bytes.Equal(cs.PeerCertificates[0].Raw, want) {
+				return ErrWrongNode
+			}
+			return nil
+		},
+	}
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("checking %s: %w", path, err)
+}
+
+// corrupt names the broken file and the way out, and what it costs.
+func corrupt(path string, err error) error {
+	return fmt.Errorf("%s is corrupt: %v; to start over, delete %s and run nodeboot build again (images built before then will not accept the new credentials)", path, err, filepath.Dir(path))
+}
+
+func readKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s is missing: run nodeboot build in the project first (it creates the credentials)", path)
+		}
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, corrupt(path, errors.New("it holds no PEM \"PRIVATE KEY\" block"))
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, corrupt(path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, corrupt(path, fmt.Errorf("it holds a %T, want an ed25519 key", k))
+	}
+	return priv, nil
+}
+
+func parseCert(b []byte) (*x509.Certificate, error) {
+	blk, rest := pem.Decode(b)
+	if blk == nil || blk.Type != "CERTIFICATE" {
+		return nil, errors.New("it holds no PEM \"CERTIFICATE\" block")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("it holds more than one PEM block")
+	}
+	return x509.ParseCertificate(blk.Bytes)
+}
+
+// selfSigned issues the node's certificate. The names are for tools that
+// insist on some; nodeboot's own client checks nothing but the bytes.
+func selfSigned(priv ed25519.PrivateKey) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, fmt.Errorf("generating a serial number: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "nodeboot node"},
+		NotBefore:             now.Add(-time.Hour), // tolerate a node clock slightly behind
+		NotAfter:              now.Add(certLifetime),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              []string{"nodeboot"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, priv.Public(), priv)
+	if err != nil {
+		return nil, fmt.Errorf("issuing the node's certificate: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+}
+
+// FindProject walks up from start to the first directory holding
+// .nodeboot/, the way git finds its repository.
+func FindProject(start string) (string, error) {
+	dir, err := filepath.Abs(start)
+	if err != nil {
+		return "", fmt.Errorf("finding the project from %s: %w", start, err)
+	}
+	for {
+		if st, err := os.Stat(filepath.Join(dir, Dir)); err == nil && st.IsDir() {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no %s/ in %s or any directory above it: run nodeboot build in your project first (it creates the credentials), or run this command inside the project", Dir, start)
+		}
+		dir = parent
+	}
+}
