@@ -1,13 +1,18 @@
-// Command bench measures how fast an image boots: it builds examples/hello
-// with the initramfs compressed with zstd and with gzip, boots each variant N
-// times under QEMU (alternating them, so drift on the host hits both alike),
-// and writes a markdown report of the wall time from QEMU start to the app's
-// first HTTP 200, the boot phases read off the guest console, and the image
-// sizes. `make bench` runs it and writes docs/benchmarks.md.
+// Command bench measures nodeboot against the floor and the peer, in one
+// run on one machine: it builds examples/hello as nodeboot images (the
+// initramfs and the disk format), as the floor (the same kernel booting a
+// minimal initramfs whose init execs node at once) and as the peer (Debian
+// stable with systemd running the same node and app as a service), boots each
+// N times under QEMU, alternating the systems so drift on the host hits all
+// alike, and writes a markdown report: QEMU start → first HTTP 200, the boot
+// phases read off the guest console, image sizes, the smallest RAM that still
+// answers, the guest's memory in use after boot, and requests/s. `make bench`
+// runs it and writes docs/benchmarks.md.
 //
 // Usage:
 //
-//	go run ./bench [-n 5] [-o docs/benchmarks.md] [-memory 512M] [-accel auto]
+//	go run ./bench [-n 5] [-systems initramfs,disk,floor,debian] [-o docs/benchmarks.md]
+//	               [-memory 512M] [-accel auto] [-min-ram=true] [-load=true] [-node SPEC]
 package main
 
 import (
@@ -22,14 +27,15 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/google/renameio/v2"
 
-	"github.com/nodeboot/nodeboot/internal/build"
-	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/initbuild"
+	"github.com/nodeboot/nodeboot/internal/kernel"
+	"github.com/nodeboot/nodeboot/internal/noderuntime"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -37,32 +43,44 @@ const (
 	// appName is the app examples/hello runs as; appPort is where it listens.
 	appName = "hello"
 	appPort = 8080
-	// pollEvery is how often the host tries the app's forwarded port.
+	// pollEvery is how often the host starts a new HTTP attempt on the
+	// app's forwarded port.
 	pollEvery = 25 * time.Millisecond
-	// attemptTimeout bounds one HTTP attempt, so a connection that the guest
-	// never answers does not stall the polling.
+	// maxInFlight bounds the attempts waiting at once (see measure).
+	maxInFlight = 80
+	// attemptTimeout bounds one HTTP attempt.
 	attemptTimeout = 2 * time.Second
 	// shutdownTimeout is how long a guest gets to power off between boots.
 	shutdownTimeout = 30 * time.Second
 )
 
-// Variant is one image under test.
-type Variant struct {
-	Compression image.Compression
-	Dir         string
-	Result      *build.Result
-}
-
 // Boot is the outcome of one boot.
 type Boot struct {
-	Seq         int // 1-based, in the order the boots ran
-	Compression image.Compression
-	Accel       string
-	Wall        time.Duration // QEMU start → first HTTP 200 (host clock)
-	PreKernel   time.Duration // QEMU start → kernel start, estimated (see measure)
-	SeenToHTTP  time.Duration // host saw "app hello listening" → first HTTP 200
-	Phases      Phases
-	Err         string // why the boot failed; "" when it succeeded
+	Seq    int // 1-based, in the order the boots ran
+	System string
+	Accel  string
+	Memory string
+	Wall   time.Duration // QEMU start → first HTTP 200 (host clock)
+	// PreKernel is QEMU start → kernel start, estimated from when the host
+	// saw the system's init marker and the guest's stamp on it.
+	PreKernel time.Duration
+	// KernelToInit is the guest's stamp on the init marker.
+	KernelToInit time.Duration
+	// InitToHTTP is init marker seen → first HTTP 200, host clock.
+	InitToHTTP time.Duration
+	HasInit    bool
+	// SeenToHTTP is "app hello listening" seen → first HTTP 200 (nodeboot).
+	SeenToHTTP time.Duration
+	Phases     Phases // nodeboot's detailed phases; valid when HasPhases
+	HasPhases  bool
+	// Used is the guest's MemTotal - MemAvailable after boot, from the
+	// balloon statistics; RPS is wrk's requests/s. 0 when not measured
+	// (MeasureErr says why).
+	Used       int64
+	RPS        float64
+	MeasureErr string
+	Err        string // why the boot failed; "" when it succeeded
+	// ShutdownErr: the power-off through the ACPI power button failed.
 	ShutdownErr string
 	// OtherLoad is the CPU (in cores) that everything on the host but this
 	// harness and its QEMU used during the boot; HasLoad says whether it
@@ -85,22 +103,41 @@ func (b *Boot) load() string {
 	return fmt.Sprintf("%.2f", b.OtherLoad)
 }
 
+// MinRAM is the outcome of one system's memory bisection.
+type MinRAM struct {
+	Pass, Fail int // MiB: smallest that answered, largest that did not (0: none failed)
+	Tries      int
+	FailWhy    string // how the boot at Fail failed
+}
+
 type options struct {
-	n       int
-	out     string
-	memory  string
-	accel   string
-	timeout time.Duration
-	quiet   time.Duration
-	verbose bool
+	n        int
+	out      string
+	memory   string
+	accel    string
+	timeout  time.Duration
+	quiet    time.Duration
+	verbose  bool
+	systems  string
+	node     string
+	minRAM   bool
+	ramFrom  int
+	ramTries int
+	load     bool
 }
 
 func main() {
 	var o options
-	flag.IntVar(&o.n, "n", 5, "boots per compression")
+	flag.IntVar(&o.n, "n", 5, "boots per system")
 	flag.StringVar(&o.out, "o", "", "write the markdown report to this file (default: stdout)")
-	flag.StringVar(&o.memory, "memory", "512M", "guest RAM, QEMU -m syntax")
+	flag.StringVar(&o.systems, "systems", defaultSystems, "comma-separated systems to boot: "+systemNames())
+	flag.StringVar(&o.memory, "memory", "512M", "guest RAM for the timed boots, QEMU -m syntax")
 	flag.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	flag.StringVar(&o.node, "node", "", "node for every system, as nodeboot's --node (default: what nodeboot picks)")
+	flag.BoolVar(&o.minRAM, "min-ram", true, "find each system's smallest RAM that still answers (one boot per step)")
+	flag.IntVar(&o.ramFrom, "min-ram-from", 64, "smallest RAM (MiB) the bisection tries")
+	flag.IntVar(&o.ramTries, "min-ram-tries", 6, "most boots per system for the RAM bisection")
+	flag.BoolVar(&o.load, "load", true, "load the app with wrk for 10 s after each boot (requests/s)")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up on a boot that has not answered HTTP after this long")
 	flag.DurationVar(&o.quiet, "quiet-wait", 2*time.Minute, "before each boot, wait up to this long for other work on the host to stop using the CPU (0: do not wait)")
 	flag.BoolVar(&o.verbose, "v", false, "stream the guest consoles to stderr")
@@ -123,7 +160,23 @@ func main() {
 	}
 }
 
+func systemNames() string {
+	var names []string
+	for _, s := range allSystems() {
+		names = append(names, s.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
 func run(ctx context.Context, o options) error {
+	systems, err := selectSystems(o.systems)
+	if err != nil {
+		return err
+	}
+	memMiB, err := parseMiB(o.memory)
+	if err != nil {
+		return err
+	}
 	if _, err := vm.FindQEMU("amd64"); err != nil {
 		return err
 	}
@@ -131,73 +184,105 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	appDir := filepath.Join(src, "examples", "hello")
-	tmp, err := os.MkdirTemp("", "nodeboot-bench-")
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return fmt.Errorf("no user cache dir for the benchmark's images: %w (set XDG_CACHE_HOME)", err)
+	}
+	e := &env{appDir: filepath.Join(src, "examples", "hello"), src: src, cacheDir: filepath.Join(cache, "nodeboot", "bench"), nodeFlag: o.node}
+	if e.tmp, err = os.MkdirTemp("", "nodeboot-bench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(e.tmp)
+	// Every system runs the very node binary nodeboot picks.
+	if e.node, err = noderuntime.Resolve(ctx, noderuntime.Request{Arch: "amd64", Flag: o.node, Log: os.Stderr}); err != nil {
+		return err
+	}
+	k, err := kernel.Default("amd64")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-
-	variants := []*Variant{{Compression: image.Zstd}, {Compression: image.Gzip}}
-	for _, v := range variants {
-		v.Dir = filepath.Join(tmp, string(v.Compression))
-		fmt.Fprintf(os.Stderr, "building %s with %s\n", appDir, v.Compression)
-		res, err := build.Build(ctx, build.Options{
-			AppDir:      appDir,
-			OutDir:      v.Dir,
-			Compression: v.Compression,
-			Log:         prefixWriter{w: os.Stderr, prefix: "  "},
-			Version:     "bench",
-		})
-		if err != nil {
-			return fmt.Errorf("building %s (%s): %w", appDir, v.Compression, err)
+	e.kernel = k.Path
+	for _, s := range systems {
+		fmt.Fprintf(os.Stderr, "preparing %s: %s\n", s.Name, s.Label)
+		if err := s.prepare(ctx, e); err != nil {
+			return fmt.Errorf("%s: %w", s.Name, err)
 		}
-		v.Result = res
 	}
 
 	rep := &Report{
-		Date:      time.Now().UTC(),
-		Host:      hostInfo(),
-		QEMU:      qemuVersion(),
-		AccelFlag: o.accel,
-		KVMOpens:  vm.KVMUsable(),
-		Memory:    o.memory,
-		N:         o.n,
-		Variants:  variants,
+		Date:       time.Now().UTC(),
+		Host:       hostInfo(),
+		QEMU:       qemuVersion(),
+		AccelFlag:  o.accel,
+		KVMOpens:   vm.KVMUsable(),
+		Memory:     o.memory,
+		N:          o.n,
+		Systems:    systems,
+		Node:       e.node,
+		KernelVer:  k.Version,
+		KernelSrc:  k.Source,
+		Load:       o.load,
+		MinRAM:     map[string]*MinRAM{},
+		RAMFrom:    o.ramFrom,
+		RAMTries:   o.ramTries,
+		WrkVersion: wrkVersion(),
 	}
-	// Alternate the variants, zstd, gzip, zstd, gzip, ..., so that whatever
-	// drifts on the host during the run (load, thermals, caches) affects both.
+	// Alternate the systems, so that whatever drifts on the host during the
+	// run (load, thermals, caches) affects all of them alike.
 	seq := 0
 	for i := 0; i < o.n; i++ {
-		for _, v := range variants {
+		for _, s := range systems {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			seq++
-			fmt.Fprintf(os.Stderr, "boot %d/%d: %s (%d of %d)\n", seq, o.n*len(variants), v.Compression, i+1, o.n)
-			var waited time.Duration
-			if o.quiet > 0 {
-				var load float64
-				load, waited = waitQuiet(ctx, o.quiet)
-				if load >= quietThreshold {
-					fmt.Fprintf(os.Stderr, "  the host is busy (other work uses %.2f cores) after waiting %v; booting anyway\n", load, waited.Round(time.Second))
-				} else if waited > 2*time.Second {
-					fmt.Fprintf(os.Stderr, "  waited %v for the host to be quiet\n", waited.Round(time.Second))
-				}
-			}
-			calib := calibrate()
-			b := bootOnce(ctx, o, v, seq)
-			b.Calibration = calib
+			fmt.Fprintf(os.Stderr, "boot %d/%d: %s (%d of %d)\n", seq, o.n*len(systems), s.Name, i+1, o.n)
+			b := bootOnce(ctx, o, s, seq, o.memory, o.timeout, true)
 			if b.OK() {
-				fmt.Fprintf(os.Stderr, "  %s: HTTP 200 after %s (kernel→init %s, init→%s: started %s, node start-up %s; other load %s cores)\n",
-					b.Accel, ms(b.Wall), ms(b.Phases.KernelToInit), appName, ms(b.Phases.InitToApp), ms(b.Phases.AppToListening), b.load())
+				fmt.Fprintf(os.Stderr, "  %s: HTTP 200 after %s (kernel→init %s, init→HTTP %s; used %s, %.0f req/s; other load %s cores)\n",
+					b.Accel, ms(b.Wall), ms(b.KernelToInit), ms(b.InitToHTTP), size(b.Used), b.RPS, b.load())
 			} else {
 				fmt.Fprintf(os.Stderr, "  FAILED: %s\n", b.Err)
+			}
+			if b.MeasureErr != "" {
+				fmt.Fprintf(os.Stderr, "  not measured: %s\n", b.MeasureErr)
 			}
 			if b.ShutdownErr != "" {
 				fmt.Fprintf(os.Stderr, "  shutdown: %s\n", b.ShutdownErr)
 			}
 			rep.Boots = append(rep.Boots, b)
+		}
+	}
+	if o.minRAM {
+		for _, s := range systems {
+			wall := rep.summary(s.Name, func(b *Boot) (time.Duration, bool) { return b.Wall, true })
+			if wall.N == 0 {
+				continue
+			}
+			// A boot with too little RAM may hang instead of failing; give
+			// it three times a good boot, and not less than a minute.
+			timeout := max(3*wall.Max, time.Minute)
+			m := &MinRAM{}
+			m.Pass, m.Fail, m.Tries = bisectMiB(o.ramFrom, memMiB, 16, o.ramTries, func(mib int) bool {
+				if ctx.Err() != nil {
+					return true
+				}
+				seq++
+				mem := fmt.Sprintf("%dM", mib)
+				fmt.Fprintf(os.Stderr, "RAM bisection, %s at %s\n", s.Name, mem)
+				b := bootOnce(ctx, o, s, seq, mem, timeout, false)
+				rep.RAMBoots = append(rep.RAMBoots, b)
+				if !b.OK() {
+					fmt.Fprintf(os.Stderr, "  no answer: %s\n", b.Err)
+					if m.FailWhy == "" || mib > m.Fail {
+						m.FailWhy = b.Err
+					}
+					return false
+				}
+				fmt.Fprintf(os.Stderr, "  answered after %s\n", ms(b.Wall))
+				return true
+			})
+			rep.MinRAM[s.Name] = m
 		}
 	}
 	if err := ctx.Err(); err != nil {
@@ -217,19 +302,46 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	for _, v := range variants {
-		if len(rep.ok(v.Compression)) == 0 {
-			return fmt.Errorf("every %s boot failed; the report has the reasons", v.Compression)
+	for _, s := range systems {
+		if len(rep.ok(s.Name)) == 0 {
+			return fmt.Errorf("every %s boot failed; the report has the reasons", s.Name)
 		}
 	}
 	return nil
 }
 
-// bootOnce boots v, measures it and powers it off. It never panics on a bad
+// parseMiB reads a QEMU -m size ("512M", "1G", "512") in MiB.
+func parseMiB(s string) (int, error) {
+	t := strings.ToUpper(strings.TrimSpace(s))
+	mult := 1
+	switch {
+	case strings.HasSuffix(t, "G"):
+		mult, t = 1024, strings.TrimSuffix(t, "G")
+	case strings.HasSuffix(t, "M"):
+		t = strings.TrimSuffix(t, "M")
+	}
+	var n int
+	if _, err := fmt.Sscanf(t, "%d", &n); err != nil || n <= 0 || fmt.Sprint(n) != t || n > 1<<20 {
+		return 0, fmt.Errorf("-memory %q: use MiB or GiB, e.g. 512M or 1G", s)
+	}
+	return n * mult, nil
+}
+
+// bootOnce boots s with mem of RAM, measures it and stops it. With full it
+// also reads the guest's memory and loads the app. It never panics on a bad
 // boot: the failure and its reason are in the result, the console tail on
 // stderr.
-func bootOnce(ctx context.Context, o options, v *Variant, seq int) (b Boot) {
-	b = Boot{Seq: seq, Compression: v.Compression, Accel: "-"}
+func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, timeout time.Duration, full bool) (b Boot) {
+	b = Boot{Seq: seq, System: s.Name, Accel: "-", Memory: mem}
+	if o.quiet > 0 {
+		load, waited := waitQuiet(ctx, o.quiet)
+		if load >= quietThreshold {
+			fmt.Fprintf(os.Stderr, "  the host is busy (other work uses %.2f cores) after waiting %v; booting anyway\n", load, waited.Round(time.Second))
+		} else if waited > 2*time.Second {
+			fmt.Fprintf(os.Stderr, "  waited %v for the host to be quiet\n", waited.Round(time.Second))
+		}
+	}
+	b.Calibration = calibrate()
 	fail := func(err error) Boot {
 		// The vm package appends the console tail to its errors after a
 		// newline; the table gets the first line.
@@ -241,37 +353,32 @@ func bootOnce(ctx context.Context, o options, v *Variant, seq int) (b Boot) {
 	if err != nil {
 		return fail(err)
 	}
-	bctx, cancel := context.WithTimeout(ctx, o.timeout)
+	bctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var console io.Writer
+	cfg := s.VMConfig(mem)
+	cfg.Accel = o.accel
+	cfg.Forwards = []vm.Forward{{Host: port, Guest: appPort}}
 	if o.verbose {
-		console = os.Stderr
+		cfg.Console = os.Stderr
 	}
-	m := v.Result.Manifest
-	g, err := vm.Start(bctx, vm.Config{
-		Kernel:   v.Result.KernelPath,
-		Initrd:   v.Result.InitrdPath,
-		Cmdline:  m.Cmdline,
-		Memory:   o.memory,
-		Accel:    o.accel,
-		Forwards: []vm.Forward{{Host: port, Guest: appPort}},
-		Console:  console,
-	})
+	g, err := vm.Start(bctx, cfg)
 	if err != nil {
 		return fail(err)
 	}
 	defer func() {
 		if !b.OK() {
-			fmt.Fprintf(os.Stderr, "--- boot %d (%s) console tail ---\n%s\n---\n", seq, v.Compression, g.Tail(40))
+			fmt.Fprintf(os.Stderr, "--- boot %d (%s) console tail ---\n%s\n---\n", seq, s.Name, g.Tail(40))
 			g.Kill()
 		}
 		// Accel is final once QEMU has exited (a KVM failure relaunches
 		// under TCG).
 		b.Accel = g.Accel
 	}()
+	statsErr := g.StartMemoryStats(time.Second)
 
 	meter := startLoadMeter(port)
-	seen, err := measure(bctx, g, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	seen, err := measure(bctx, g, url, s)
 	if load, err := meter.others(); err != nil {
 		fmt.Fprintf(os.Stderr, "  other load not measured: %v\n", err)
 	} else {
@@ -281,20 +388,50 @@ func bootOnce(ctx context.Context, o options, v *Variant, seq int) (b Boot) {
 		return fail(err)
 	}
 	b.Wall = seen.http
-	p, err := ParsePhases(g.Console(), appName)
-	if err != nil {
-		return fail(err)
+	console := g.Console()
+	if st, ok := markerStamp(console, s.InitMarker); ok && seen.init > 0 {
+		// The guest's clock starts with the kernel; the host's with QEMU.
+		// The host saw the init marker at seen.init and the guest stamped
+		// it st, so the kernel started about seen.init - st after QEMU
+		// did. The console read latency makes this a slight overestimate.
+		b.KernelToInit, b.PreKernel, b.InitToHTTP, b.HasInit = st, seen.init-st, seen.http-seen.init, true
 	}
-	b.Phases = p
-	// The guest's clock starts with the kernel; the host's with QEMU. The
-	// host saw "init started" at seen.init and the guest stamped it
-	// p.Init, so the kernel started about seen.init - p.Init after QEMU
-	// did (firmware, loading the kernel and the initramfs). The console
-	// read latency makes this a slight overestimate.
-	b.PreKernel = seen.init - p.Init
-	b.SeenToHTTP = seen.http - seen.listening
-	if err := g.Shutdown(shutdownTimeout); err != nil {
-		b.ShutdownErr = err.Error()
+	if s.Detailed {
+		p, err := ParsePhases(console, appName)
+		if err != nil {
+			return fail(err)
+		}
+		b.Phases, b.HasPhases = p, true
+		b.SeenToHTTP = seen.http - seen.listening
+	}
+	if full {
+		var why []string
+		if statsErr != nil {
+			why = append(why, "balloon: "+statsErr.Error())
+		} else if used, err := guestUsed(bctx, g); err != nil {
+			why = append(why, err.Error())
+		} else {
+			b.Used = used
+		}
+		if o.load {
+			if rps, err := runWrk(bctx, url, loadDuration); err != nil {
+				why = append(why, err.Error())
+			} else {
+				b.RPS = rps
+			}
+		}
+		b.MeasureErr = strings.Join(why, "; ")
+	}
+	if s.Kind == kindNodeboot {
+		// nodeboot's power-off path is part of what it promises: check it
+		// on every boot.
+		if err := g.Shutdown(shutdownTimeout); err != nil {
+			b.ShutdownErr = err.Error()
+		}
+	} else {
+		// The floor has no power-off handling at all and the peer's is not
+		// under test: a power cut is fine for throwaway overlays.
+		g.Kill()
 	}
 	return b
 }
@@ -319,20 +456,26 @@ const (
 var listeningMarker = fmt.Sprintf("nodeboot: app %s listening on port", appName)
 
 // measure polls the app over the forwarded port until it answers 200 and
-// notes when the console showed "init started" and "app hello listening".
-// It fails at once when the guest dies or panics.
+// notes when the console showed the system's init marker (and nodeboot's
+// "app hello listening"). It fails at once when the guest dies or panics.
 //
-// Polling starts once the console shows "network configured": before the
-// guest has an address, QEMU's user networking accepts the host connection
-// and holds it instead of refusing it, so an attempt would stall for its
-// whole timeout and the first 200 would be seen late. From then on the guest
-// refuses connections at once until hello listens.
-func measure(ctx context.Context, g *vm.VM, url string) (seenTimes, error) {
-	var s seenTimes
-	events := make(chan consoleEvent, 4)
+// A new attempt starts every pollEvery, each on its own connection, without
+// waiting for the ones before: before the guest has an address, QEMU's user
+// networking accepts the host's connection and holds it instead of refusing
+// it, so one attempt at a time would see the first answer late by up to the
+// attempt's timeout. Held connections go through once the guest answers, so
+// the first 200 is seen within about pollEvery of when it was possible, the
+// same way for every system.
+func measure(ctx context.Context, g *vm.VM, url string, s *System) (seenTimes, error) {
+	var st seenTimes
+	markers := []string{s.InitMarker}
+	if s.Detailed {
+		markers = append(markers, listeningMarker)
+	}
+	events := make(chan consoleEvent, len(markers))
 	go func() {
 		off := 0
-		for _, marker := range []string{initMarker, networkMarker, listeningMarker} {
+		for _, marker := range markers {
 			var err error
 			off, err = g.WaitFor(ctx, marker, off)
 			events <- consoleEvent{marker: marker, at: g.Since(), err: err}
@@ -347,64 +490,116 @@ func measure(ctx context.Context, g *vm.VM, url string) (seenTimes, error) {
 		Transport: &http.Transport{DisableKeepAlives: true, Proxy: nil},
 	}
 	defer client.CloseIdleConnections()
-	var lastErr error
+	pctx, stopPolling := context.WithCancel(ctx)
+	defer stopPolling()
+	var (
+		mu       sync.Mutex
+		lastErr  error
+		inFlight int
+	)
+	answered := make(chan time.Duration, 1)
+	attempt := func() {
+		ok, err := try(pctx, client, url)
+		at := g.Since()
+		mu.Lock()
+		inFlight--
+		if !ok && pctx.Err() == nil {
+			lastErr = err
+		}
+		mu.Unlock()
+		if ok {
+			select {
+			case answered <- at:
+			default:
+			}
+		}
+	}
 	tick := time.NewTicker(pollEvery)
 	defer tick.Stop()
-	polling := false
 	handle := func(e consoleEvent) error {
 		if e.err != nil {
 			return e.err
 		}
 		switch e.marker {
-		case initMarker:
-			s.init = e.at
-		case networkMarker:
-			polling = true
+		case s.InitMarker:
+			st.init = e.at
 		case listeningMarker:
-			s.listening = e.at
+			st.listening = e.at
 		}
 		return nil
 	}
-	for s.http == 0 {
+	for st.http == 0 {
 		select {
 		case <-ctx.Done():
-			if !polling {
-				return s, fmt.Errorf("gave up after %v: the console never showed %q", g.Since().Round(time.Second), networkMarker)
-			}
+			mu.Lock()
+			defer mu.Unlock()
 			if lastErr != nil {
-				return s, fmt.Errorf("gave up after %v without an HTTP 200; last attempt: %v", g.Since().Round(time.Second), lastErr)
+				return st, fmt.Errorf("gave up after %v without an HTTP 200; last attempt: %v", g.Since().Round(time.Second), lastErr)
 			}
-			return s, fmt.Errorf("gave up after %v without an HTTP 200: %w", g.Since().Round(time.Second), ctx.Err())
+			return st, fmt.Errorf("gave up after %v without an HTTP 200: %w", g.Since().Round(time.Second), ctx.Err())
 		case e := <-events:
 			if err := handle(e); err != nil {
-				return s, err
+				return st, err
 			}
 		case <-g.Done():
-			return s, fmt.Errorf("QEMU exited before the app answered: %v", g.Err())
+			return st, fmt.Errorf("QEMU exited before the app answered: %v", g.Err())
+		case at := <-answered:
+			st.http = at
 		case <-tick.C:
-			if !polling {
-				continue
+			mu.Lock()
+			start := inFlight < maxInFlight
+			if start {
+				inFlight++
 			}
-			ok, err := try(ctx, client, url)
-			if ok {
-				s.http = g.Since()
-			} else {
-				lastErr = err
+			mu.Unlock()
+			if start {
+				go attempt()
 			}
 		}
 	}
-	// The answer can beat the console line to the host by a moment.
-	for s.listening == 0 {
+	stopPolling()
+	// The answer can beat the console lines to the host by a moment.
+	for (st.init == 0 && s.InitMarker != "") || (s.Detailed && st.listening == 0) {
 		select {
 		case e := <-events:
 			if err := handle(e); err != nil {
-				return s, err
+				return st, err
 			}
 		case <-time.After(10 * time.Second):
-			return s, fmt.Errorf("the app answered but the console never showed %q", listeningMarker)
+			if s.Detailed {
+				return st, fmt.Errorf("the app answered but the console never showed %q", listeningMarker)
+			}
+			// The peer's init marker is a kernel message a quiet kernel
+			// leaves out: then there are no phases, only the wall time.
+			return st, nil
 		}
 	}
-	return s, nil
+	return st, nil
+}
+
+// markerStamp returns the guest's timestamp on the first console line whose
+// message starts with marker.
+func markerStamp(console, marker string) (time.Duration, bool) {
+	if marker == "" {
+		return 0, false
+	}
+	for _, line := range strings.Split(console, "\n") {
+		ts, msg, ok := parseStamp(strings.TrimSuffix(line, "\r"))
+		if ok && strings.HasPrefix(msg, marker) {
+			return ts, true
+		}
+	}
+	return 0, false
+}
+
+func wrkVersion() string {
+	if _, err := exec.LookPath("wrk"); err != nil {
+		return ""
+	}
+	// wrk has no --version; its usage text starts with the version.
+	out, _ := exec.Command("wrk", "-v").CombinedOutput()
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return first
 }
 
 // try makes one HTTP attempt; it succeeds on a 200 whose body is hello's.

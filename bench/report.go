@@ -7,61 +7,91 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/noderuntime"
 )
 
-// initTarget is what PID 1 may add to a boot before node runs.
-const initTarget = 100 * time.Millisecond
+// Targets, from the speed issue: nodeboot against the floor and the peer.
+const (
+	targetBootFloor = 1.10 // boot-to-HTTP ≤ 1.10 × floor
+	targetBootPeer  = 0.35 // boot-to-HTTP ≤ 0.35 × peer
+	targetImagePeer = 0.5  // image ≤ 0.5 × peer
+	targetRAMPeer   = 0.6  // minimum RAM ≤ 0.6 × peer
+)
 
 // Report is everything docs/benchmarks.md says.
 type Report struct {
-	Date      time.Time
-	Host      HostInfo
-	QEMU      string
-	AccelFlag string
-	KVMOpens  bool
-	Memory    string
-	N         int
-	Variants  []*Variant
-	Boots     []Boot
+	Date       time.Time
+	Host       HostInfo
+	QEMU       string
+	AccelFlag  string
+	KVMOpens   bool
+	Memory     string
+	N          int
+	Systems    []*System
+	Node       *noderuntime.Runtime
+	KernelVer  string
+	KernelSrc  string
+	Load       bool
+	WrkVersion string
+	Boots      []Boot
+	// The RAM bisection: its boots and each system's outcome.
+	RAMBoots []Boot
+	MinRAM   map[string]*MinRAM
+	RAMFrom  int
+	RAMTries int
 }
 
-// metric is one row of the boot-time table.
+// metric is one row of a boot-time table.
 type metric struct {
 	label string
 	get   func(b *Boot) (time.Duration, bool)
 }
 
-var metrics = []metric{
-	{"**QEMU start → first HTTP 200** (host clock)", func(b *Boot) (time.Duration, bool) { return b.Wall, true }},
-	{"QEMU start → kernel start (QEMU, firmware, loading, kernel self-decompression; estimate)", func(b *Boot) (time.Duration, bool) { return b.PreKernel, true }},
-	{"kernel start → `init started`", func(b *Boot) (time.Duration, bool) { return b.Phases.KernelToInit, true }},
-	{"↳ of which the kernel unpacks the initramfs", func(b *Boot) (time.Duration, bool) { return b.Phases.Unpack, b.Phases.HasUnpack }},
-	{"`init started` → `network configured`", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToNetwork, true }},
-	{"`init started` → `hello: started` (the init's overhead)", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToApp, true }},
-	{"`hello: started` → `app hello listening` (node start-up)", func(b *Boot) (time.Duration, bool) { return b.Phases.AppToListening, true }},
-	{"kernel start → `app hello listening` (guest clock)", func(b *Boot) (time.Duration, bool) { return b.Phases.KernelToListening, true }},
-	{"`app hello listening` on the host console → first HTTP 200", func(b *Boot) (time.Duration, bool) { return b.SeenToHTTP, true }},
+var (
+	wallMetric      = metric{"**QEMU start → first HTTP 200** (host clock)", func(b *Boot) (time.Duration, bool) { return b.Wall, true }}
+	preKernelMetric = metric{"QEMU start → kernel start (QEMU, firmware, loading, kernel self-decompression; estimate)", func(b *Boot) (time.Duration, bool) { return b.PreKernel, b.HasInit }}
+	kernelMetric    = metric{"kernel start → init (guest clock)", func(b *Boot) (time.Duration, bool) { return b.KernelToInit, b.HasInit }}
+	userMetric      = metric{"init → first HTTP 200 (host clock)", func(b *Boot) (time.Duration, bool) { return b.InitToHTTP, b.HasInit }}
+)
+
+// detailed are nodeboot's own phases, read off its console markers.
+var detailed = []metric{
+	wallMetric,
+	preKernelMetric,
+	{"kernel start → `init started`", func(b *Boot) (time.Duration, bool) { return b.Phases.KernelToInit, b.HasPhases }},
+	{"↳ of which the kernel unpacks the initramfs", func(b *Boot) (time.Duration, bool) { return b.Phases.Unpack, b.HasPhases && b.Phases.HasUnpack }},
+	{"`init started` → `network configured`", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToNetwork, b.HasPhases }},
+	{"`init started` → `hello: started` (the init's overhead)", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToApp, b.HasPhases }},
+	{"`hello: started` → `app hello listening` (node start-up)", func(b *Boot) (time.Duration, bool) { return b.Phases.AppToListening, b.HasPhases }},
+	{"kernel start → `app hello listening` (guest clock)", func(b *Boot) (time.Duration, bool) { return b.Phases.KernelToListening, b.HasPhases }},
+	{"`app hello listening` on the host console → first HTTP 200", func(b *Boot) (time.Duration, bool) { return b.SeenToHTTP, b.HasPhases }},
 }
 
-// phaseNames name some metrics in running text.
-var phaseNames = map[int]string{5: "the init's overhead", 6: "node's start-up"}
-
-// ok returns the successful boots of c.
-func (r *Report) ok(c image.Compression) []*Boot {
+// ok returns the successful timed boots of a system.
+func (r *Report) ok(name string) []*Boot {
 	var out []*Boot
 	for i := range r.Boots {
-		if b := &r.Boots[i]; b.Compression == c && b.OK() {
+		if b := &r.Boots[i]; b.System == name && b.OK() {
 			out = append(out, b)
 		}
 	}
 	return out
 }
 
-// summary summarises one metric over the successful boots of c.
-func (r *Report) summary(c image.Compression, get func(*Boot) (time.Duration, bool)) Summary {
+func (r *Report) countBoots(name string) int {
+	n := 0
+	for _, b := range r.Boots {
+		if b.System == name {
+			n++
+		}
+	}
+	return n
+}
+
+// summary summarises one metric over the successful boots of a system.
+func (r *Report) summary(name string, get func(*Boot) (time.Duration, bool)) Summary {
 	var xs []time.Duration
-	for _, b := range r.ok(c) {
+	for _, b := range r.ok(name) {
 		if d, ok := get(b); ok {
 			xs = append(xs, d)
 		}
@@ -69,10 +99,43 @@ func (r *Report) summary(c image.Compression, get func(*Boot) (time.Duration, bo
 	return Summarize(xs)
 }
 
+// medianOf is the median of a per-boot number over the successful boots
+// that have it (> 0); ok is false when none has.
+func (r *Report) medianOf(name string, get func(*Boot) float64) (float64, bool) {
+	var xs []time.Duration
+	for _, b := range r.ok(name) {
+		if v := get(b); v > 0 {
+			// Summarize works on durations; the unit does not matter.
+			xs = append(xs, time.Duration(v*1000))
+		}
+	}
+	s := Summarize(xs)
+	return float64(s.Median) / 1000, s.N > 0
+}
+
+func (r *Report) system(name string) *System {
+	for _, s := range r.Systems {
+		if s.Name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// first returns the first system of a kind (the one ratios use).
+func (r *Report) first(kind string) *System {
+	for _, s := range r.Systems {
+		if s.Kind == kind {
+			return s
+		}
+	}
+	return nil
+}
+
 func (r *Report) accels() string {
 	seen := map[string]bool{}
 	var out []string
-	for _, b := range r.Boots {
+	for _, b := range append(append([]Boot(nil), r.Boots...), r.RAMBoots...) {
 		if b.Accel != "" && b.Accel != "-" && !seen[b.Accel] {
 			seen[b.Accel] = true
 			out = append(out, b.Accel)
@@ -95,20 +158,62 @@ func (r *Report) accelNote() string {
 	return fmt.Sprintf("%s (`-accel %s`)", used, r.AccelFlag)
 }
 
+// order renders the boot order of the systems.
+func (r *Report) order() string {
+	var names []string
+	for _, s := range r.Systems {
+		names = append(names, s.Name)
+	}
+	return strings.Join(append(names, "..."), ", ")
+}
+
+// minRAMOf is a system's smallest answering RAM in MiB (0: not measured).
+func (r *Report) minRAMOf(name string) int {
+	if m := r.MinRAM[name]; m != nil {
+		return m.Pass
+	}
+	return 0
+}
+
+// minRAMText renders a bisection's outcome.
+func (r *Report) minRAMText(name string) string {
+	m := r.MinRAM[name]
+	switch {
+	case m == nil:
+		return "-"
+	case m.Fail == 0:
+		return fmt.Sprintf("≤ %d MiB", m.Pass)
+	case m.Pass-m.Fail > 16:
+		return fmt.Sprintf("%d MiB (fails at %d; bisection stopped after %d boots)", m.Pass, m.Fail, m.Tries)
+	}
+	return fmt.Sprintf("%d MiB (fails at %d)", m.Pass, m.Fail)
+}
+
+// ratio renders a/b and whether it meets the target (≤ target).
+func ratio(a, b, target float64) (string, string) {
+	if a <= 0 || b <= 0 {
+		return "-", "not measured"
+	}
+	q := a / b
+	if q <= target {
+		return fmt.Sprintf("%.2f", q), "yes"
+	}
+	return fmt.Sprintf("%.2f", q), "**no**"
+}
+
 // Render writes the whole report. The file is generated: nothing in it is
-// edited by hand.
+// edited by hand (docs/performance.md holds the decisions).
 func (r *Report) Render(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format, args...) }
-	var first *Variant
-	if len(r.Variants) > 0 {
-		first = r.Variants[0]
-	}
 
 	p("<!-- Generated by `make bench` (go run ./bench -o docs/benchmarks.md). The harness writes the\n")
-	p("     whole file: do not edit it by hand; change bench/ and run `make bench` again. -->\n\n")
-	p("# Boot benchmarks\n\n")
-	p("How long examples/hello takes from QEMU start to its first HTTP answer through the forwarded\n")
-	p("port, with the initramfs compressed with zstd and with gzip, and where that time goes.\n\n")
+	p("     whole file: do not edit it by hand; change bench/ and run `make bench` again. The decisions\n")
+	p("     taken from these numbers are in docs/performance.md. -->\n\n")
+	p("# Benchmarks\n\n")
+	p("examples/hello booted by nodeboot (initramfs and disk image), by the *floor* (the same kernel booting a\n")
+	p("minimal initramfs whose init execs node at once: the least any system on this kernel can do) and by the\n")
+	p("*peer* (Debian stable with systemd, running the same node binary and app as a systemd service), in one\n")
+	p("run on one machine, alternating the systems. Decisions taken from these numbers: [performance.md](performance.md).\n\n")
 
 	p("## Run\n\n")
 	p("| | |\n|---|---|\n")
@@ -116,137 +221,122 @@ func (r *Report) Render(w io.Writer) {
 	p("| machine | %s, %d cores, %s RAM, Linux %s |\n", cell(r.Host.CPU), r.Host.Cores, size(r.Host.RAM), cell(r.Host.Kernel))
 	p("| QEMU | %s |\n", cell(r.QEMU))
 	p("| accelerator | %s |\n", r.accelNote())
-	p("| guest | 1 vCPU, %s RAM, virtio-net (user networking, port forward) |\n", cell(r.Memory))
-	if first != nil {
-		m := first.Result.Manifest
-		p("| guest kernel | Linux %s (%s) |\n", cell(m.Kernel.Version), cell(m.Kernel.Source))
-		p("| node | %s (%s) |\n", cell(m.Node.Version), cell(m.Node.Source))
+	p("| guest | 1 vCPU, %s RAM for the timed boots, virtio-net (user networking, port forward), virtio-rng, virtio-balloon |\n", cell(r.Memory))
+	p("| guest kernel | Linux %s (%s), the same for every system |\n", cell(r.KernelVer), cell(r.KernelSrc))
+	if r.Node != nil {
+		p("| node | %s (%s), the same binary for every system |\n", cell(r.Node.Version), cell(r.Node.Source))
 	}
-	p("| boots | %d per compression, alternating %s |\n\n", r.N, r.order())
-
-	p("## Image sizes\n\n")
-	p("| initramfs | compressed | uncompressed | ratio | kernel | node | kernel + initramfs |\n")
-	p("|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, v := range r.Variants {
-		m := v.Result.Manifest
-		ratio := "-"
-		if m.Initramfs.Size > 0 {
-			ratio = fmt.Sprintf("%.2f", float64(m.Initramfs.Uncompressed)/float64(m.Initramfs.Size))
+	if r.Load {
+		wrk := r.WrkVersion
+		if wrk == "" {
+			wrk = "wrk missing"
 		}
-		p("| %s | %s | %s | %s | %s | %s | %s |\n", v.Compression, size(m.Initramfs.Size), size(m.Initramfs.Uncompressed), ratio,
-			size(m.Kernel.Size), size(m.Node.Size), size(m.Kernel.Size+m.Initramfs.Size))
+		p("| load | %s, 1 thread, %d connections, %v per boot |\n", cell(wrk), wrkConnections, loadDuration)
+	}
+	p("| boots | %d per system, alternating %s |\n\n", r.N, r.order())
+
+	p("## Systems\n\n")
+	p("| system | what | machine | kernel command line |\n|---|---|---|---|\n")
+	for _, s := range r.Systems {
+		machine := "pc"
+		if s.Machine != "" {
+			machine = s.Machine
+		}
+		if s.Disk != "" {
+			machine += " + OVMF"
+		}
+		what := s.Label
+		if len(s.Notes) > 0 {
+			what += " (" + strings.Join(s.Notes, "; ") + ")"
+		}
+		cmdline := s.Cmdline
+		if s.Disk != "" {
+			cmdline += " (from the boot entry)"
+		}
+		p("| %s | %s | %s | `%s` |\n", s.Name, cell(what), machine, cell(strings.TrimSpace(cmdline+" "+s.ExtraCmdline)))
 	}
 	p("\n")
 
-	p("## Boot time\n\n")
-	p("Median, minimum and maximum over the boots that succeeded (ok = how many of %d).\n", r.N)
-	p("Phases come from the guest console's timestamps (time since the kernel started); the first and last\n")
-	p("rows from the host's clock.\n\n")
-	p("| phase |")
-	for _, v := range r.Variants {
-		p(" %s median | min | max |", v.Compression)
-	}
-	p("\n|---|")
-	for range r.Variants {
-		p("---:|---:|---:|")
-	}
-	p("\n| ok |")
-	for _, v := range r.Variants {
-		p(" %d of %d | | |", len(r.ok(v.Compression)), r.countBoots(v.Compression))
+	p("## Results\n\n")
+	p("Medians over the boots that succeeded (min–max in brackets). *Image* is every file QEMU boots (kernel,\n")
+	p("initramfs, disk image): *on disk* is the blocks they take on the host, *zstd* their size compressed with zstd.\n")
+	p("*Min RAM* is the smallest `-m`, in 16 MiB steps, at which the app still answered (one boot per step).\n")
+	p("*Used* is the guest's MemTotal − MemAvailable shortly after the first HTTP 200, from the virtio-balloon\n")
+	p("statistics. *req/s* is wrk's figure over %v after boot.\n\n", loadDuration)
+	p("| system | ok | QEMU → HTTP 200 | kernel → init | init → HTTP 200 | image on disk | image zstd | min RAM | used after boot | req/s |\n")
+	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range r.Systems {
+		wall := r.summary(s.Name, wallMetric.get)
+		used, hasUsed := r.medianOf(s.Name, func(b *Boot) float64 { return float64(b.Used) })
+		rps, hasRPS := r.medianOf(s.Name, func(b *Boot) float64 { return b.RPS })
+		usedText, rpsText := "-", "-"
+		if hasUsed {
+			usedText = size(int64(used))
+		}
+		if hasRPS {
+			rpsText = fmt.Sprintf("%.0f", rps)
+		}
+		p("| %s | %d of %d | %s | %s | %s | %s | %s | %s | %s | %s |\n", s.Name, len(r.ok(s.Name)), r.countBoots(s.Name),
+			rangeText(wall), medText(r.summary(s.Name, kernelMetric.get)), medText(r.summary(s.Name, userMetric.get)),
+			size(s.Size.Allocated), size(s.Size.Zstd), r.minRAMText(s.Name), usedText, rpsText)
 	}
 	p("\n")
-	for _, mt := range metrics {
-		p("| %s |", mt.label)
-		for _, v := range r.Variants {
-			s := r.summary(v.Compression, mt.get)
-			if s.N == 0 {
-				p(" - | - | - |")
-				continue
-			}
-			p(" %s | %s | %s |", ms(s.Median), ms(s.Min), ms(s.Max))
+
+	r.renderTargets(p)
+
+	var variants []*System
+	for _, s := range r.Systems {
+		if s.Kind == kindNodeboot && s.Name != "initramfs" && s.Name != "disk" {
+			variants = append(variants, s)
+		}
+	}
+	if base := r.system("initramfs"); base != nil && len(variants) > 0 {
+		p("## Variants of nodeboot\n\n")
+		p("Each against `initramfs`, from the pairs of boots that ran in the same round.\n\n")
+		for _, v := range variants {
+			p("- **%s** (%s): %s\n", v.Name, cell(v.Label), r.compare(base.Name, v.Name))
 		}
 		p("\n")
 	}
-	p("\n")
 
-	p("## The init's overhead\n\n")
-	p("What PID 1 adds before node runs: `init started` → `hello: started` (mounts, the runtime\n")
-	switch r.networkOrder() {
-	case netBeforeApp:
-		p("configuration, /data, loopback, fork and exec of node, and the DHCP lease: in these boots node\n")
-		p("started after `network configured`). Target: under %s beyond kernel boot plus node's own start-up.\n\n", ms(initTarget))
-	case netAfterApp:
-		p("configuration, /data, loopback, fork and exec of node; in these boots node started before\n")
-		p("`network configured`, so the DHCP lease is not part of it). Target: under %s beyond kernel boot\n", ms(initTarget))
-		p("plus node's own start-up.\n\n")
-	default:
-		p("configuration, /data, loopback, fork and exec of node; the DHCP lease came before node started in\n")
-		p("some boots and after it in others). Target: under %s beyond kernel boot plus node's own start-up.\n\n", ms(initTarget))
+	var det []*System
+	for _, s := range r.Systems {
+		if s.Detailed {
+			det = append(det, s)
+		}
 	}
-	p("| |")
-	for _, v := range r.Variants {
-		p(" %s median |", v.Compression)
-	}
-	p("\n|---|")
-	for range r.Variants {
-		p("---:|")
-	}
-	p("\n")
-	overhead := []metric{
-		{"`init started` → `network configured` (DHCP included)", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToNetwork, true }},
-		{"`network configured` → `hello: started` (negative: node started first)", func(b *Boot) (time.Duration, bool) { return b.Phases.NetworkToApp, true }},
-		{"**`init started` → `hello: started`**", func(b *Boot) (time.Duration, bool) { return b.Phases.InitToApp, true }},
-	}
-	for _, mt := range overhead {
-		p("| %s |", mt.label)
-		for _, v := range r.Variants {
-			s := r.summary(v.Compression, mt.get)
-			if s.N == 0 {
-				p(" - |")
-			} else {
-				p(" %s |", ms(s.Median))
+	if len(det) > 0 {
+		p("## nodeboot's boot phases\n\n")
+		p("From nodeboot's console markers: the kernel and the init stamp their lines with the same clock (time\n")
+		p("since the kernel started). Medians.\n\n")
+		p("| phase |")
+		for _, s := range det {
+			p(" %s |", s.Name)
+		}
+		p("\n|---|")
+		for range det {
+			p("---:|")
+		}
+		p("\n")
+		for _, mt := range detailed {
+			p("| %s |", mt.label)
+			for _, s := range det {
+				p(" %s |", medText(r.summary(s.Name, mt.get)))
 			}
+			p("\n")
 		}
 		p("\n")
 	}
-	p("| target met (< %s) |", ms(initTarget))
-	for _, v := range r.Variants {
-		s := r.summary(v.Compression, overhead[2].get)
-		switch {
-		case s.N == 0:
-			p(" - |")
-		case s.Median < initTarget:
-			p(" yes |")
-		default:
-			p(" **no** |")
-		}
-	}
-	p("\n\n")
 
 	p("## Every boot\n\n")
 	p("In the order they ran. Times in ms. *Other CPU* is the CPU, in cores of the host's %d, that everything\n", r.Host.Cores)
 	p("on the host besides the harness and the boot's own QEMU used while the boot ran. *Host calib.* is how\n")
 	p("long a fixed CPU and memory workload took on the host just before the boot: the host's own speed.\n\n")
-	p("| # | initramfs | accel | QEMU → HTTP 200 | kernel → init | unpack | init → network | init → hello started | node start-up | other CPU | host calib. | result |\n")
-	p("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
-	for i := range r.Boots {
-		b := &r.Boots[i]
-		if !b.OK() {
-			p("| %d | %s | %s | - | - | - | - | - | - | %s | %s | **failed**: %s |\n", b.Seq, b.Compression, cell(b.Accel), b.load(), num(b.Calibration), cell(b.Err))
-			continue
-		}
-		unpack := "-"
-		if b.Phases.HasUnpack {
-			unpack = num(b.Phases.Unpack)
-		}
-		result := "ok"
-		if b.ShutdownErr != "" {
-			result = "ok (power-off: " + cell(b.ShutdownErr) + ")"
-		}
-		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b.Seq, b.Compression, cell(b.Accel), num(b.Wall),
-			num(b.Phases.KernelToInit), unpack, num(b.Phases.InitToNetwork), num(b.Phases.InitToApp), num(b.Phases.AppToListening), b.load(), num(b.Calibration), result)
+	r.bootTable(p, r.Boots)
+	if len(r.RAMBoots) > 0 {
+		p("### RAM bisection boots\n\n")
+		r.bootTable(p, r.RAMBoots)
 	}
-	p("\n")
 
 	p("## What this says\n\n")
 	for _, para := range r.Findings() {
@@ -254,221 +344,287 @@ func (r *Report) Render(w io.Writer) {
 	}
 
 	p("## Method\n\n")
-	p("`go run ./bench` (flags: `-n` boots per compression, `-o` output file, `-memory`, `-accel`,\n")
-	p("`-quiet-wait`, `-timeout`) builds examples/hello once per compression from the same inputs, then\n")
-	p("boots the images in turn, zstd, gzip, zstd, gzip, ..., each in a fresh QEMU.\n\n")
-	p("- The wall time runs from QEMU's start to the first HTTP 200 from hello through the forwarded port,\n")
-	p("  polled every %d ms with a new connection each time from when the console shows\n", pollEvery.Milliseconds())
-	p("  `network configured` (before the guest has an address, QEMU's user networking holds a connection\n")
-	p("  open instead of refusing it, which would delay the first answer by the attempt's timeout).\n")
-	p("- The phases are read off the serial console: the kernel and the init stamp their lines with the\n")
-	p("  same clock (time since the kernel started), so they need no agreement between host and guest\n")
-	p("  clocks. The kernel's start is placed on the host's clock from when the host saw the\n")
-	p("  `init started` line, which makes that row an estimate (slightly high). The unpack row runs from\n")
-	p("  the kernel's `Unpacking initramfs` to its `Freeing initrd memory`; the kernel unpacks in the\n")
-	p("  background while it initialises drivers, so that is elapsed time, not the decompressor's alone.\n")
-	p("- Each guest is powered off through the ACPI power button before the next boot.\n")
-	p("- Which variant is faster is decided on the pairs of boots that ran back to back, where host drift\n")
-	p("  matters least: a one-sided sign test on how many pairs the faster median won (p < %.2f), unless\n", significance)
-	p("  every boot of one variant beat every boot of the other outright.\n")
+	p("`go run ./bench` (flags: `-n` boots per system, `-systems`, `-o`, `-memory`, `-accel`, `-node`,\n")
+	p("`-min-ram`, `-min-ram-from`, `-min-ram-tries`, `-load`, `-quiet-wait`, `-timeout`, `-v`) builds every\n")
+	p("system once from the same kernel, node binary and app, then boots them in turn, each in a fresh QEMU.\n\n")
+	p("- **nodeboot**: `nodeboot build` of examples/hello; the initramfs booted as `nodeboot run out/` does\n")
+	p("  (kernel and initramfs given to QEMU), the disk image as `nodeboot run app.img` does (OVMF →\n")
+	p("  systemd-boot → kernel → squashfs root; throwaway overlay).\n")
+	p("- **floor**: a static Go init (bench/floorinit, built with CGO_ENABLED=0) in a zstd initramfs with node,\n")
+	p("  its libraries and the app. It mounts devtmpfs and /proc, brings eth0 up with the static address QEMU's\n")
+	p("  user network expects (10.0.2.15/24, netlink), because the HTTP check comes in through the port forward,\n")
+	p("  and execs node. No supervisor, no /data, no DHCP.\n")
+	p("- **peer**: `debootstrap --variant=minbase --include=%s %s` from the host's apt mirror, node copied\n", peerInclude, peerSuite)
+	p("  to /usr/local/bin, the app in /opt/hello with a systemd unit (`User=hello`, `After=network.target`),\n")
+	p("  systemd-networkd with DHCP on the virtio NIC (what a user would set up; QEMU's user network answers\n")
+	p("  DHCP with 10.0.2.15), an ext4 image made with `mkfs.ext4 -d`, booted with `-kernel` and `root=/dev/vda`\n")
+	p("  on a virtio disk, no initramfs. Root file system and image are cached in the user cache dir\n")
+	p("  (nodeboot/bench). Its kernel → init phase ends at the kernel's `Run /sbin/init as init process`.\n")
+	p("- The wall time runs from QEMU's start to the first HTTP 200 from hello through the forwarded port. A\n")
+	p("  new attempt on a new connection starts every %d ms without waiting for earlier ones (QEMU's user\n", pollEvery.Milliseconds())
+	p("  networking holds a connection open until the guest can take it), so every system's first answer is\n")
+	p("  seen the same way.\n")
+	p("- kernel → init is the guest's timestamp on each system's init marker; QEMU start → kernel start is\n")
+	p("  when the host saw that line minus that timestamp (an estimate, slightly high); init → HTTP 200 is the\n")
+	p("  host's clock.\n")
+	p("- *Used*: every guest has a virtio-balloon device with statistics polling (QMP `qom-set\n")
+	p("  guest-stats-polling-interval`, `qom-get guest-stats`), and the balloon driver reports MemTotal and\n")
+	p("  MemAvailable as the guest's kernel computes them; used = total − available. The same device and\n")
+	p("  reading for all three systems, no agent in the guest.\n")
+	p("- *Min RAM*: a bisection between %d MiB and the timed boots' RAM in 16 MiB steps, at most %d boots per\n", r.RAMFrom, r.RAMTries)
+	p("  system, each given three times the slowest good boot (at least a minute) to answer.\n")
+	p("- nodeboot guests are powered off through the ACPI power button (which checks that path on every\n")
+	p("  boot); the floor and the peer are stopped by killing QEMU (their disks are throwaway overlays).\n")
 	p("- Before each boot the harness waits (up to `-quiet-wait`) until the rest of the host uses under\n")
 	p("  %.2f cores, and times a fixed workload (*host calib.*); during the boot it measures the CPU\n", quietThreshold)
-	p("  everything else used (*other CPU*, from /proc/stat, hypervisor steal time included).\n")
+	p("  everything else used (*other CPU*, from /proc/stat).\n")
+	p("- Which of two systems is faster is decided on the pairs of boots that ran in the same round: a\n")
+	p("  one-sided sign test on how many pairs the faster median won (p < %.2f), unless every boot of one beat\n", significance)
+	p("  every boot of the other outright.\n")
 	p("- A failed boot stays in the tables with its reason.\n")
 }
 
-// order renders the boot order of the variants.
-func (r *Report) order() string {
-	var names []string
-	for _, v := range r.Variants {
-		names = append(names, string(v.Compression))
+func medText(s Summary) string {
+	if s.N == 0 {
+		return "-"
 	}
-	return strings.Join(append(names, "..."), ", ")
+	return ms(s.Median)
 }
 
-func (r *Report) countBoots(c image.Compression) int {
-	n := 0
-	for _, b := range r.Boots {
-		if b.Compression == c {
-			n++
-		}
+func rangeText(s Summary) string {
+	if s.N == 0 {
+		return "-"
 	}
-	return n
+	if s.N == 1 {
+		return ms(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", ms(s.Median), num(s.Min), num(s.Max))
 }
 
-// Findings are the "what this says" paragraphs, computed from the numbers.
-func (r *Report) Findings() []string {
-	var out []string
-	wall := metrics[0].get
-	unpack := metrics[3].get
-	if len(r.Variants) < 2 {
-		return []string{"Only one variant was measured; there is nothing to compare."}
+func (r *Report) bootTable(p func(string, ...any), boots []Boot) {
+	p("| # | system | RAM | accel | QEMU → HTTP 200 | kernel → init | init → HTTP 200 | used | req/s | other CPU | host calib. | result |\n")
+	p("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	for i := range boots {
+		b := &boots[i]
+		if !b.OK() {
+			p("| %d | %s | %s | %s | - | - | - | - | - | %s | %s | **failed**: %s |\n", b.Seq, b.System, b.Memory, cell(b.Accel), b.load(), num(b.Calibration), cell(b.Err))
+			continue
+		}
+		k, u := "-", "-"
+		if b.HasInit {
+			k, u = num(b.KernelToInit), num(b.InitToHTTP)
+		}
+		used, rps := "-", "-"
+		if b.Used > 0 {
+			used = size(b.Used)
+		}
+		if b.RPS > 0 {
+			rps = fmt.Sprintf("%.0f", b.RPS)
+		}
+		result := "ok"
+		var notes []string
+		if b.ShutdownErr != "" {
+			notes = append(notes, "power-off: "+cell(b.ShutdownErr))
+		}
+		if b.MeasureErr != "" {
+			notes = append(notes, "not measured: "+cell(b.MeasureErr))
+		}
+		if len(notes) > 0 {
+			result += " (" + strings.Join(notes, "; ") + ")"
+		}
+		p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", b.Seq, b.System, b.Memory, cell(b.Accel), num(b.Wall), k, u, used, rps, b.load(), num(b.Calibration), result)
 	}
-	a, b := r.Variants[0].Compression, r.Variants[1].Compression
-	sa, sb := r.summary(a, wall), r.summary(b, wall)
-	for _, v := range r.Variants {
-		total := r.countBoots(v.Compression)
-		switch failed := total - len(r.ok(v.Compression)); {
-		case failed == total && total > 0:
-			out = append(out, fmt.Sprintf("Every %s boot failed (see \"Every boot\" for the reasons).", v.Compression))
-		case failed > 0:
-			out = append(out, fmt.Sprintf("%d of %d %s boots failed (see \"Every boot\"); the medians are over the others.", failed, total, v.Compression))
+	p("\n")
+}
+
+// renderTargets checks the targets of nodeboot against the floor and the
+// peer and says, where one is missed, which phase costs it.
+func (r *Report) renderTargets(p func(string, ...any)) {
+	floor, peer := r.first(kindFloor), r.first(kindPeer)
+	var bases []*System
+	for _, n := range []string{"initramfs", "disk"} {
+		if s := r.system(n); s != nil {
+			bases = append(bases, s)
 		}
 	}
+	if len(bases) == 0 || (floor == nil && peer == nil) {
+		return
+	}
+	p("## Targets\n\n")
+	p("| nodeboot | measure | against | nodeboot | other | ratio | target | met |\n|---|---|---|---:|---:|---:|---:|---|\n")
+	var why []string
+	wallOf := func(s *System) float64 { return float64(r.summary(s.Name, wallMetric.get).Median) }
+	for _, b := range bases {
+		row := func(measure string, other *System, a, o float64, render func(float64) string, target float64) {
+			q, met := ratio(a, o, target)
+			p("| %s | %s | %s | %s | %s | %s | ≤ %.2f | %s |\n", b.Name, measure, other.Name, render(a), render(o), q, target, met)
+			if met == "**no**" {
+				why = append(why, r.whyMissed(b, other, measure))
+			}
+		}
+		dur := func(v float64) string {
+			if v <= 0 {
+				return "-"
+			}
+			return ms(time.Duration(v))
+		}
+		bytes := func(v float64) string {
+			if v <= 0 {
+				return "-"
+			}
+			return size(int64(v))
+		}
+		mib := func(v float64) string {
+			if v <= 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.0f MiB", v)
+		}
+		if floor != nil {
+			row("QEMU start → HTTP 200", floor, wallOf(b), wallOf(floor), dur, targetBootFloor)
+		}
+		if peer != nil {
+			row("QEMU start → HTTP 200", peer, wallOf(b), wallOf(peer), dur, targetBootPeer)
+			row("image on disk", peer, float64(b.Size.Allocated), float64(peer.Size.Allocated), bytes, targetImagePeer)
+			row("image zstd", peer, float64(b.Size.Zstd), float64(peer.Size.Zstd), bytes, targetImagePeer)
+			row("min RAM", peer, float64(r.minRAMOf(b.Name)), float64(r.minRAMOf(peer.Name)), mib, targetRAMPeer)
+		}
+	}
+	p("\n")
+	if len(why) > 0 {
+		p("Where a target is missed:\n\n")
+		for _, w := range why {
+			p("- %s\n", w)
+		}
+		p("\n")
+	}
+}
+
+// whyMissed says which phase makes b miss a target against other.
+func (r *Report) whyMissed(b, other *System, measure string) string {
+	switch {
+	case strings.HasPrefix(measure, "QEMU start"):
+		type part struct {
+			name string
+			d    time.Duration
+		}
+		var parts []part
+		for _, mt := range []struct {
+			name string
+			m    metric
+		}{{"QEMU start → kernel start (firmware, loading)", preKernelMetric}, {"kernel start → init", kernelMetric}, {"init → HTTP 200", userMetric}} {
+			x, y := r.summary(b.Name, mt.m.get), r.summary(other.Name, mt.m.get)
+			if x.N > 0 && y.N > 0 {
+				parts = append(parts, part{mt.name, x.Median - y.Median})
+			}
+		}
+		if len(parts) == 0 {
+			return fmt.Sprintf("%s against %s: no phases to compare.", b.Name, other.Name)
+		}
+		worst := parts[0]
+		var list []string
+		for _, pt := range parts {
+			if pt.d > worst.d {
+				worst = pt
+			}
+			list = append(list, fmt.Sprintf("%s %+d ms", pt.name, pt.d.Milliseconds()))
+		}
+		text := fmt.Sprintf("%s boots slower than %s needs: the phase that costs it most is **%s** (%+d ms; all phases, %s minus %s: %s).",
+			b.Name, "the target against "+other.Name, worst.name, worst.d.Milliseconds(), b.Name, other.Name, strings.Join(list, ", "))
+		if worst.name == "init → HTTP 200" && b.Detailed {
+			text += fmt.Sprintf(" Inside it, nodeboot's init takes %s before node runs and node %s to listen.",
+				medText(r.summary(b.Name, detailed[5].get)), medText(r.summary(b.Name, detailed[6].get)))
+		}
+		if strings.HasPrefix(worst.name, "QEMU start") && b.Disk != "" {
+			text += " That is the UEFI path: OVMF starting, systemd-boot, and the firmware loading the kernel from the ESP, which a kernel given to QEMU directly skips."
+		}
+		if worst.name == "kernel start → init" && b.Initrd != "" {
+			text += fmt.Sprintf(" Most of it is the kernel unpacking the %s initramfs (%s).", size(b.Size.Apparent-fileSizeOr0(b.Kernel)), medText(r.summary(b.Name, detailed[3].get)))
+		}
+		return text
+	case measure == "min RAM":
+		m := r.MinRAM[b.Name]
+		if m == nil || m.Fail == 0 {
+			return fmt.Sprintf("%s needs more RAM than the target allows.", b.Name)
+		}
+		text := fmt.Sprintf("%s needs %d MiB; at %d MiB: %s.", b.Name, m.Pass, m.Fail, m.FailWhy)
+		if b.Initrd != "" {
+			text += " An initramfs lives in RAM: the kernel keeps the compressed archive while it unpacks it into a RAM-backed root, so the whole image (node alone is about 95 MiB) is in memory before node starts; the peer reads its root from disk on demand."
+		}
+		if b.Disk != "" {
+			text += " Under UEFI the kernel's EFI stub decompresses the kernel in firmware-managed memory first (see docs/ARCHITECTURE.md); the peer's kernel is loaded by QEMU directly."
+		}
+		return text
+	}
+	return fmt.Sprintf("%s against %s: %s over the target.", b.Name, other.Name, measure)
+}
+
+func fileSizeOr0(p string) int64 {
+	if s, err := measureFileSize(p); err == nil {
+		return s
+	}
+	return 0
+}
+
+// compare says whether a or b boots faster (wall time), from the pairs of
+// boots in the same round, and how the other figures differ.
+func (r *Report) compare(a, b string) string {
+	sa, sb := r.summary(a, wallMetric.get), r.summary(b, wallMetric.get)
 	if sa.N == 0 || sb.N == 0 {
-		return append(out, "No comparison: every boot of at least one variant failed.")
+		return "no comparison: every boot of one of them failed."
 	}
-
 	fast, slow, sf, ss := a, b, sa, sb
 	if sb.Median < sa.Median {
 		fast, slow, sf, ss = b, a, sb, sa
 	}
 	diff := ss.Median - sf.Median
-	wins, pairs, pdiff := r.paired(fast, slow, wall)
-	// favour renders the median within-pair difference.
-	favour := func(d time.Duration) string {
-		if d < 0 {
-			return fmt.Sprintf("%s in %s's favour", ms(-d), slow)
-		}
-		return fmt.Sprintf("%s in %s's favour", ms(d), fast)
-	}
+	wins, pairs, _ := r.paired(fast, slow, wallMetric.get)
 	var s strings.Builder
 	switch {
 	case diff == 0:
-		fmt.Fprintf(&s, "**No difference between %s and %s** in this run: both medians are %s from QEMU start to the first HTTP 200.", a, b, ms(sf.Median))
+		fmt.Fprintf(&s, "no difference: both medians are %s.", ms(sf.Median))
 	case sf.Max < ss.Min:
-		fmt.Fprintf(&s, "**%s boots faster than %s**: %s against %s from QEMU start to the first HTTP 200 (medians), %s or %.1f%% less, "+
-			"and every %s boot was faster than every %s boot (%s–%s against %s–%s).",
-			fast, slow, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), fast, slow, ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max))
+		fmt.Fprintf(&s, "**%s is faster**, %s against %s (medians), %s or %.1f%% less; every %s boot beat every %s boot.",
+			fast, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), fast, slow)
 	case signTest(wins, pairs) < significance:
-		fmt.Fprintf(&s, "**%s boots faster than %s**: %s against %s from QEMU start to the first HTTP 200 (medians), %s or %.1f%% less. "+
-			"The ranges overlap (%s–%s against %s–%s), but %s won %d of the %d pairs of boots that ran "+
-			"back to back (%s; median difference within a pair: %s).",
-			fast, slow, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max),
-			fast, wins, pairs, pText(signTest(wins, pairs)), favour(pdiff))
+		fmt.Fprintf(&s, "**%s is faster**, %s against %s (medians), %s or %.1f%% less; it won %d of %d pairs (%s).",
+			fast, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), wins, pairs, pText(signTest(wins, pairs)))
 	default:
-		fmt.Fprintf(&s, "**This run does not separate %s and %s.** %s's median is lower, %s against %s from QEMU start to the first HTTP 200 (%s or %.1f%% less), "+
-			"but the ranges overlap (%s–%s against %s–%s) and %s was faster in %d of the %d pairs of boots that ran back to back "+
-			"(%s; median difference within a pair: %s): too few to tell the difference from the run-to-run spread.",
-			fast, slow, fast, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median),
-			ms(sf.Min), ms(sf.Max), ms(ss.Min), ms(ss.Max), fast, wins, pairs, pText(signTest(wins, pairs)), favour(pdiff))
+		fmt.Fprintf(&s, "**not separated**: %s's median is lower, %s against %s (%s or %.1f%%), but it won only %d of %d pairs (%s).",
+			fast, ms(sf.Median), ms(ss.Median), ms(diff), pctOf(diff, ss.Median), wins, pairs, pText(signTest(wins, pairs)))
 	}
-	ua, ub := r.summary(a, unpack), r.summary(b, unpack)
-	if ua.N > 0 && ub.N > 0 {
-		uwins, upairs, _ := r.paired(a, b, unpack)
-		fmt.Fprintf(&s, " The phase the compression acts on directly, the kernel unpacking the initramfs, took %s with %s and %s with %s (medians; "+
-			"%s faster in %d of %d pairs, %s). (The kernel unpacks in the background while it initialises drivers, so this is the unpack's "+
-			"elapsed time, shared with that work on the one vCPU, not the decompressor's own time.)",
-			ms(ua.Median), a, ms(ub.Median), b, a, uwins, upairs, pText(twoSided(uwins, upairs)))
+	ra, okA := r.medianOf(a, func(b *Boot) float64 { return b.RPS })
+	rb, okB := r.medianOf(b, func(b *Boot) float64 { return b.RPS })
+	if okA && okB {
+		fmt.Fprintf(&s, " Requests/s: %.0f (%s) against %.0f (%s).", ra, a, rb, b)
 	}
-	if ka, kb := r.summary(a, metrics[2].get), r.summary(b, metrics[2].get); ka.N > 0 && kb.N > 0 {
-		kwins, kpairs, _ := r.paired(a, b, metrics[2].get)
-		fmt.Fprintf(&s, " Kernel start → `init started`, which contains the unpack, took %s with %s and %s with %s (medians; %s faster in %d of %d pairs, %s).",
-			ms(ka.Median), a, ms(kb.Median), b, a, kwins, kpairs, pText(twoSided(kwins, kpairs)))
-	}
-	pa, pb := r.summary(a, metrics[1].get), r.summary(b, metrics[1].get)
-	if pa.N > 0 && pb.N > 0 {
-		fmt.Fprintf(&s, " Before the kernel's clock starts (QEMU start-up, the firmware loading the kernel and the initramfs, the kernel "+
-			"decompressing itself) about %s pass with %s and %s with %s.", ms(pa.Median), a, ms(pb.Median), b)
-	}
-	// Phases the compression cannot affect show the noise floor.
-	var floor []string
-	for _, i := range []int{6, 5} {
-		x, y := r.summary(a, metrics[i].get), r.summary(b, metrics[i].get)
-		if x.N == 0 || y.N == 0 {
-			continue
-		}
-		d := y.Median - x.Median
-		if d < 0 {
-			d = -d
-		}
-		floor = append(floor, fmt.Sprintf("%s took %s with %s and %s with %s (%.0f%% apart)",
-			phaseNames[i], ms(x.Median), a, ms(y.Median), b, pctOf(d, max(x.Median, y.Median))))
-	}
-	if len(floor) > 0 {
-		fmt.Fprintf(&s, " For scale, phases that do not depend on the compression differ between the two sets of boots too: %s.",
-			strings.Join(floor, "; "))
-	}
-	out = append(out, s.String())
-
-	// Where the time goes, for the faster variant.
-	get := func(i int) time.Duration { return r.summary(fast, metrics[i].get).Median }
-	total := sf.Median
-	pct := func(d time.Duration) string {
-		if total <= 0 {
-			return "-"
-		}
-		return fmt.Sprintf("%.0f%%", 100*float64(d)/float64(total))
-	}
-	s.Reset()
-	fmt.Fprintf(&s, "Where the %s boot's %s go (medians, so they add up only roughly): %s before the kernel's clock starts (%s);",
-		fast, ms(total), ms(get(1)), pct(get(1)))
-	fmt.Fprintf(&s, " %s from kernel start to the init (%s)", ms(get(2)), pct(get(2)))
-	if u := r.summary(fast, unpack); u.N > 0 {
-		fmt.Fprintf(&s, ", %s of it unpacking the initramfs", ms(u.Median))
-	}
-	fmt.Fprintf(&s, "; %s in the init before node runs (%s); %s for node to start and listen (%s);",
-		ms(get(5)), pct(get(5)), ms(get(6)), pct(get(6)))
-	fmt.Fprintf(&s, " %s from the listening line on the host to the first HTTP 200 (%s).", ms(get(8)), pct(get(8)))
-	out = append(out, s.String())
-
-	s.Reset()
-	var parts []string
-	met := true
-	for _, v := range r.Variants {
-		o := r.summary(v.Compression, metrics[5].get)
-		if o.N == 0 {
-			continue
-		}
-		parts = append(parts, fmt.Sprintf("%s (%s)", ms(o.Median), v.Compression))
-		if o.Median >= initTarget {
-			met = false
+	var failed []string
+	for _, n := range []string{a, b} {
+		if f := r.countBoots(n) - len(r.ok(n)); f > 0 {
+			failed = append(failed, fmt.Sprintf("%d %s boots failed", f, n))
 		}
 	}
-	netw := r.summary(fast, metrics[4].get).Median
-	fmt.Fprintf(&s, "The init's own overhead, `init started` → `hello: started`, is %s (medians);", strings.Join(parts, " and "))
-	if met {
-		fmt.Fprintf(&s, " under the %s target.", ms(initTarget))
-	} else {
-		fmt.Fprintf(&s, " **over the %s target**.", ms(initTarget))
-	}
-	switch r.networkOrder() {
-	case netBeforeApp:
-		fmt.Fprintf(&s, " %s of it (%s) is spent until the network is configured, DHCP lease included.", ms(netw), fast)
-	case netAfterApp:
-		after := r.summary(fast, func(b *Boot) (time.Duration, bool) { return -b.Phases.NetworkToApp, true }).Median
-		fmt.Fprintf(&s, " The DHCP lease is not part of it: node starts first, and `network configured` follows %s later (%s, median)", ms(after), fast)
-		if r.allBoots(func(b *Boot) bool { return b.Phases.Network <= b.Phases.Listening }) {
-			s.WriteString(", still before hello listens, so the lease is off the boot's critical path.")
-		} else {
-			s.WriteString("; in some boots only after hello listened, which then waited for the address to answer through the forward.")
+	for _, n := range []string{a, b} {
+		for _, bt := range r.ok(n) {
+			if bt.ShutdownErr != "" {
+				failed = append(failed, fmt.Sprintf("%s did not power off cleanly (%s)", n, bt.ShutdownErr))
+				break
+			}
 		}
-	default:
-		fmt.Fprintf(&s, " `network configured` came before `hello: started` in some boots and after it in others (init → network %s, %s, median).", ms(netw), fast)
 	}
-	out = append(out, s.String())
-
-	if para := r.loadFinding(); para != "" {
-		out = append(out, para)
+	if len(failed) > 0 {
+		fmt.Fprintf(&s, " Note: %s.", strings.Join(failed, "; "))
 	}
-	if para := r.driftFinding(); para != "" {
-		out = append(out, para)
-	}
-	if accel := r.accels(); accel == "tcg" {
-		out = append(out, "All of this ran under TCG, where QEMU emulates every guest instruction in software: these are TCG times, "+
-			"not KVM times, and the split between phases (decompression in particular) may differ under KVM. "+
-			"Run `make bench` on a host with working KVM to measure that.")
-	}
-	return out
+	return s.String()
 }
 
-// paired compares the k-th boot of a with the k-th boot of b, which ran
-// back to back, so host drift affects both alike: it returns how many pairs a
-// won, how many pairs had both numbers, and the median of b − a.
-func (r *Report) paired(a, b image.Compression, get func(*Boot) (time.Duration, bool)) (aWins, n int, median time.Duration) {
+// paired compares the k-th boot of a with the k-th boot of b, which ran in
+// the same round, so host drift affects both alike: it returns how many pairs
+// a won, how many pairs had both numbers, and the median of b − a.
+func (r *Report) paired(a, b string, get func(*Boot) (time.Duration, bool)) (aWins, n int, median time.Duration) {
 	var as, bs []*Boot
 	for i := range r.Boots {
-		switch r.Boots[i].Compression {
+		switch r.Boots[i].System {
 		case a:
 			as = append(as, &r.Boots[i])
 		case b:
@@ -494,37 +650,41 @@ func (r *Report) paired(a, b image.Compression, get func(*Boot) (time.Duration, 
 	return aWins, n, Summarize(diffs).Median
 }
 
-// Orders of the network and app-start markers over a run.
-const (
-	netMixed = iota
-	netBeforeApp
-	netAfterApp
-)
-
-// networkOrder tells whether, in every successful boot, the network was
-// configured before node started, or after.
-func (r *Report) networkOrder() int {
-	switch {
-	case r.allBoots(func(b *Boot) bool { return b.Phases.Network <= b.Phases.AppStarted }):
-		return netBeforeApp
-	case r.allBoots(func(b *Boot) bool { return b.Phases.Network > b.Phases.AppStarted }):
-		return netAfterApp
-	}
-	return netMixed
-}
-
-// allBoots tells whether f holds for every successful boot (and there is one).
-func (r *Report) allBoots(f func(*Boot) bool) bool {
-	n := 0
-	for i := range r.Boots {
-		if b := &r.Boots[i]; b.OK() {
-			if !f(b) {
-				return false
-			}
-			n++
+// Findings are the "what this says" paragraphs, computed from the numbers.
+func (r *Report) Findings() []string {
+	var out []string
+	for _, s := range r.Systems {
+		total := r.countBoots(s.Name)
+		switch failed := total - len(r.ok(s.Name)); {
+		case failed == total && total > 0:
+			out = append(out, fmt.Sprintf("Every %s boot failed (see \"Every boot\" for the reasons).", s.Name))
+		case failed > 0:
+			out = append(out, fmt.Sprintf("%d of %d %s boots failed (see \"Every boot\"); the medians are over the others.", failed, total, s.Name))
 		}
 	}
-	return n > 0
+	floor, peer := r.first(kindFloor), r.first(kindPeer)
+	for _, n := range []string{"initramfs", "disk"} {
+		if r.system(n) == nil {
+			continue
+		}
+		for _, o := range []*System{floor, peer} {
+			if o != nil {
+				out = append(out, fmt.Sprintf("%s against %s: %s", n, o.Name, r.compare(n, o.Name)))
+			}
+		}
+	}
+	if para := r.loadFinding(); para != "" {
+		out = append(out, para)
+	}
+	if para := r.driftFinding(); para != "" {
+		out = append(out, para)
+	}
+	if r.accels() == "tcg" {
+		out = append(out, "All of this ran under TCG, where QEMU emulates every guest instruction in software: these are TCG times, "+
+			"not KVM times, and the split between phases (decompression in particular) may differ under KVM. "+
+			"Run `make bench` on a host with working KVM to measure that.")
+	}
+	return out
 }
 
 // significance is the sign test's threshold for calling one variant faster.
@@ -607,11 +767,11 @@ func (r *Report) loadFinding() string {
 // driftFinding says how much the host's own speed varied over the run.
 func (r *Report) driftFinding() string {
 	var all []time.Duration
-	per := map[image.Compression][]time.Duration{}
+	per := map[string][]time.Duration{}
 	for _, b := range r.Boots {
 		if b.Calibration > 0 {
 			all = append(all, b.Calibration)
-			per[b.Compression] = append(per[b.Compression], b.Calibration)
+			per[b.System] = append(per[b.System], b.Calibration)
 		}
 	}
 	s := Summarize(all)
@@ -620,9 +780,9 @@ func (r *Report) driftFinding() string {
 	}
 	spread := float64(s.Max)/float64(s.Min) - 1
 	var sides []string
-	for _, v := range r.Variants {
-		if c := Summarize(per[v.Compression]); c.N > 0 {
-			sides = append(sides, fmt.Sprintf("%s before %s boots", ms(c.Median), v.Compression))
+	for _, v := range r.Systems {
+		if c := Summarize(per[v.Name]); c.N > 0 {
+			sides = append(sides, fmt.Sprintf("%s before %s boots", ms(c.Median), v.Name))
 		}
 	}
 	var text string

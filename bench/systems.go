@@ -1,0 +1,254 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/nodeboot/nodeboot/internal/build"
+	"github.com/nodeboot/nodeboot/internal/elfdeps"
+	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/noderuntime"
+	"github.com/nodeboot/nodeboot/internal/vm"
+)
+
+// Kinds of system: nodeboot itself, the floor and the peer.
+const (
+	kindNodeboot = "nodeboot"
+	kindFloor    = "floor"
+	kindPeer     = "peer"
+)
+
+// System is one thing under test: an image and how QEMU boots it. Every
+// system boots the same kernel, node binary and examples/hello; a variant of
+// nodeboot differs from another in one build or boot setting.
+type System struct {
+	Name  string // what -systems selects, e.g. "initramfs", "floor"
+	Kind  string // kindNodeboot, kindFloor or kindPeer
+	Label string // one line for the report
+
+	// InitMarker is a console line with a kernel timestamp that marks the
+	// start of the system's init: it places the kernel's start on the
+	// host's clock and splits kernel from user space.
+	InitMarker string
+	// Detailed: the console has nodeboot's markers (ParsePhases).
+	Detailed bool
+
+	// Build settings of nodeboot variants.
+	Format      string
+	Compression image.Compression
+	ConfigJSON  string // a nodeboot.json to build with instead of the app's; "" = the app's own
+	// Boot settings.
+	Machine      string
+	ExtraCmdline string
+
+	// Filled in by prepare.
+	Result   *build.Result // nodeboot systems
+	Kernel   string
+	Initrd   string
+	Disk     string // booted through OVMF
+	RootDisk string // attached as /dev/vda with Kernel (the peer)
+	Cmdline  string
+	Size     ImageSize
+	Notes    []string
+}
+
+// VMConfig is how QEMU boots the system with mem of RAM.
+func (s *System) VMConfig(mem string) vm.Config {
+	c := vm.Config{
+		Kernel:  s.Kernel,
+		Initrd:  s.Initrd,
+		Cmdline: strings.TrimSpace(s.Cmdline + " " + s.ExtraCmdline),
+		Memory:  mem,
+		Disk:    s.Disk,
+		Machine: s.Machine,
+		// The same balloon device in every system, so the guest's memory is
+		// read the same way everywhere (and costs all of them alike).
+		Balloon: true,
+	}
+	if s.RootDisk != "" {
+		c.Drives = []string{s.RootDisk}
+	}
+	return c
+}
+
+// allSystems lists every system the harness knows, in boot order. The first
+// of each kind is the one the ratios use.
+func allSystems() []*System {
+	return []*System{
+		{Name: "initramfs", Kind: kindNodeboot, Label: "nodeboot, initramfs (zstd), `nodeboot run out/`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Zstd},
+		{Name: "disk", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `nodeboot run app.img`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.Zstd},
+		{Name: "floor", Kind: kindFloor, Label: "floor: same kernel, an initramfs whose static Go init execs node at once", InitMarker: "floor: init started"},
+		{Name: "debian", Kind: kindPeer, Label: "peer: Debian stable minbase + systemd, hello as a systemd service, root on virtio", InitMarker: "Run /sbin/init as init process"},
+		// Variants for decisions; not in the default set.
+		{Name: "initramfs-gzip", Kind: kindNodeboot, Label: "nodeboot, initramfs compressed with gzip", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Gzip},
+		{Name: "initramfs-quiet", Kind: kindNodeboot, Label: "nodeboot, initramfs, kernel command line + `quiet`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Zstd, ExtraCmdline: "quiet"},
+		{Name: "initramfs-microvm", Kind: kindNodeboot, Label: "nodeboot, initramfs on QEMU's microvm machine", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Zstd, Machine: vm.MachineMicroVM},
+		{Name: "initramfs-nosandbox", Kind: kindNodeboot, Label: "nodeboot, initramfs, app sandbox off (`\"sandbox\": {\"enabled\": false}`)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Zstd, ConfigJSON: `{"sandbox": {"enabled": false}}`},
+	}
+}
+
+// defaultSystems is what `make bench` boots.
+const defaultSystems = "initramfs,disk,floor,debian"
+
+// selectSystems picks the systems named in list (comma-separated), in the
+// harness's order.
+func selectSystems(list string) ([]*System, error) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			want[n] = true
+		}
+	}
+	var out []*System
+	var names []string
+	for _, s := range allSystems() {
+		names = append(names, s.Name)
+		if want[s.Name] {
+			out = append(out, s)
+			delete(want, s.Name)
+		}
+	}
+	if len(want) > 0 {
+		var unknown []string
+		for n := range want {
+			unknown = append(unknown, n)
+		}
+		sort.Strings(unknown)
+		return nil, fmt.Errorf("unknown system %s in -systems: choose from %s", strings.Join(unknown, ", "), strings.Join(names, ", "))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("-systems names no system: choose from %s", strings.Join(names, ", "))
+	}
+	return out, nil
+}
+
+// env is what preparing the systems shares.
+type env struct {
+	appDir   string
+	src      string // nodeboot's source tree
+	tmp      string // removed after the run
+	cacheDir string // os.UserCacheDir()/nodeboot/bench
+	node     *noderuntime.Runtime
+	nodeFlag string
+	kernel   string // the kernel nodeboot's build used
+}
+
+// prepare builds the system's image.
+func (s *System) prepare(ctx context.Context, e *env) error {
+	switch s.Kind {
+	case kindNodeboot:
+		return s.prepareNodeboot(ctx, e)
+	case kindFloor:
+		return s.prepareFloor(ctx, e)
+	case kindPeer:
+		return s.preparePeer(ctx, e)
+	}
+	return fmt.Errorf("system %s: unknown kind %q", s.Name, s.Kind)
+}
+
+func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
+	dir := filepath.Join(e.tmp, s.Name)
+	o := build.Options{
+		AppDir:      e.appDir,
+		OutDir:      dir,
+		Format:      s.Format,
+		Compression: s.Compression,
+		Node:        e.nodeFlag,
+		Log:         prefixWriter{w: os.Stderr, prefix: "  "},
+		Version:     "bench",
+	}
+	if s.Format == build.FormatDisk {
+		o.Output = filepath.Join(dir, "app.img")
+	}
+	if s.ConfigJSON != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		o.ConfigPath = filepath.Join(e.tmp, s.Name+".nodeboot.json")
+		if err := os.WriteFile(o.ConfigPath, []byte(s.ConfigJSON), 0o644); err != nil {
+			return err
+		}
+	}
+	res, err := build.Build(ctx, o)
+	if err != nil {
+		if s.ConfigJSON != "" {
+			return fmt.Errorf("building %s with nodeboot.json %s: %w (does this nodeboot have that setting yet?)", s.Name, s.ConfigJSON, err)
+		}
+		return fmt.Errorf("building %s (%s): %w", e.appDir, s.Name, err)
+	}
+	s.Result = res
+	s.Cmdline = res.Manifest.Cmdline
+	if res.DiskPath != "" {
+		s.Disk = res.DiskPath
+		s.Size, err = measureSize(res.DiskPath)
+	} else {
+		s.Kernel, s.Initrd = res.KernelPath, res.InitrdPath
+		s.Size, err = measureSize(res.KernelPath, res.InitrdPath)
+	}
+	return err
+}
+
+// prepareFloor lays out the floor's initramfs: its init, node and node's
+// libraries at the same paths as in nodeboot's image, and the app.
+func (s *System) prepareFloor(ctx context.Context, e *env) error {
+	dir := filepath.Join(e.tmp, s.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	initPath := filepath.Join(dir, "init")
+	if err := goBuildStatic(ctx, e.src, "./bench/floorinit", initPath); err != nil {
+		return err
+	}
+	closure, err := elfdeps.Resolve([]string{e.node.Path}, elfdeps.Options{})
+	if err != nil {
+		return fmt.Errorf("node's libraries: %w", err)
+	}
+	t := image.NewTree()
+	for _, d := range []string{"/dev", "/proc", "/usr/bin", "/app"} {
+		if err := t.AddDir(d, 0o755, 0, 0); err != nil {
+			return err
+		}
+	}
+	add := func(dst, src string, mode os.FileMode) error {
+		st, err := os.Stat(src)
+		if err != nil {
+			return err
+		}
+		return t.AddFile(dst, src, mode, st.Size())
+	}
+	if err := add("/init", initPath, 0o755); err != nil {
+		return err
+	}
+	if err := add(build.NodePath, e.node.Path, 0o755); err != nil {
+		return err
+	}
+	for _, f := range closure.Files {
+		if err := add(f.Target, f.Path, 0o755); err != nil {
+			return fmt.Errorf("adding library %s: %w", f.Target, err)
+		}
+	}
+	for _, f := range []string{"server.js", "package.json"} {
+		if err := add("/app/"+f, filepath.Join(e.appDir, f), 0o644); err != nil {
+			return err
+		}
+	}
+	s.Kernel = e.kernel
+	s.Initrd = filepath.Join(dir, "initramfs.cpio.zst")
+	if _, err := image.WriteInitramfs(t, s.Initrd, image.Zstd, timeZero); err != nil {
+		return fmt.Errorf("writing the floor's initramfs: %w", err)
+	}
+	// The same console and panic settings as nodeboot's images.
+	s.Cmdline = build.Cmdline("")
+	s.Size, err = measureSize(s.Kernel, s.Initrd)
+	return err
+}
