@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
@@ -180,6 +182,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	runtimeCfg := proj.Runtime(NodePath)
+	runtimeCfg.NodeVersion = "v" + strings.TrimPrefix(rt.Version, "v")
 	if len(closure.LibraryPath) > 0 {
 		for i := range runtimeCfg.Apps {
 			runtimeCfg.Apps[i].Env["LD_LIBRARY_PATH"] = strings.Join(closure.LibraryPath, ":")
@@ -241,6 +244,29 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		// port stays last, so it is /dev/console, where the init logs and
 		// where `nodeboot run` and the tests read.
 		m.Cmdline = "console=tty0 " + m.Cmdline
+	}
+
+	// The management API's credentials: created once per project, in
+	// .nodeboot/ (docs/api.md). The image gets the node's key and
+	// certificate and only a hash of the owner's token.
+	cr, created, err := creds.Ensure(proj.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if created {
+		logf("created the node's certificate and your API token in %s (keep it, it is git-ignored: it is the only way into the node)", filepath.Join(proj.Dir, ".nodeboot"))
+	}
+	if err := tree.AddDir("/etc/nodeboot/api", 0o700, 0, 0); err != nil {
+		return nil, err
+	}
+	for p, data := range cr.ImageFiles() {
+		mode := fs.FileMode(0o644)
+		if strings.HasSuffix(p, ".key") {
+			mode = 0o400 // root only; apps never see it
+		}
+		if err := tree.AddData(p, data, mode); err != nil {
+			return nil, err
+		}
 	}
 
 	// Inputs are final: the image version is the digest of everything in it.
