@@ -47,5 +47,7 @@ No shell, no package manager, no SSH.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
+	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
+		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr))
 	return root
 }

@@ -264,7 +264,7 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	var oe *net.OpError
 	var de *net.DNSError
 	if errors.As(err, &oe) || errors.As(err, &de) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("cannot reach the node at %s: %w: is it running, and is that its management API's address (port %d on the node; nodeboot run records its forwarded port as \"local\")?", c.address, unwrapURL(err), creds.DefaultPort)
+		return fmt.Errorf("cannot reach the node at %s: %w: is it running, and is that the address of its management API (port %d)?", c.address, unwrapURL(err), creds.DefaultPort)
 	}
 	if strings.Contains(err.Error(), "tls:") {
 		return fmt.Errorf("TLS with the node at %s failed: %w: is that a nodeboot node's management API?", c.address, unwrapURL(err))
