@@ -7,7 +7,10 @@ package creds
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -92,7 +95,10 @@ func Ensure(projectDir string) (c *Creds, created bool, err error) {
 	case !haveKey && haveCert:
 		return nil, false, corrupt(keyPath, errors.New("it is missing but node.crt exists, and no new key can match that certificate"))
 	case !haveKey:
-		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		// ECDSA P-256, not ed25519: browsers (Chromium, Firefox) do not
+		// accept ed25519 certificates in TLS, and the status page must
+		// open in one.
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, false, fmt.Errorf("generating the node's key: %w", err)
 		}
@@ -164,7 +170,7 @@ func Load(projectDir string) (*Creds, error) {
 	if err != nil {
 		return nil, corrupt(certPath, err)
 	}
-	pub, ok := cert.PublicKey.(ed25519.PublicKey)
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(priv.Public()) {
 		return nil, corrupt(certPath, errors.New("it is not the certificate of node.key"))
 	}
@@ -250,7 +256,9 @@ func corrupt(path string, err error) error {
 	return fmt.Errorf("%s is corrupt: %v; to start over, delete %s and run nodeboot build again (images built before then will not accept the new credentials)", path, err, filepath.Dir(path))
 }
 
-func readKey(path string) (ed25519.PrivateKey, error) {
+// readKey reads node.key: ECDSA P-256, or ed25519 as the first builds
+// wrote (those nodes answer the CLI and curl but no browser).
+func readKey(path string) (crypto.Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -266,11 +274,16 @@ func readKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, corrupt(path, err)
 	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, corrupt(path, fmt.Errorf("it holds a %T, want an ed25519 key", k))
+	switch k := k.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve != elliptic.P256() {
+			return nil, corrupt(path, fmt.Errorf("it holds an ECDSA key on %s, want P-256", k.Curve.Params().Name))
+		}
+		return k, nil
+	case ed25519.PrivateKey:
+		return k, nil
 	}
-	return priv, nil
+	return nil, corrupt(path, fmt.Errorf("it holds a %T, want an ECDSA P-256 key", k))
 }
 
 func parseCert(b []byte) (*x509.Certificate, error) {
@@ -286,7 +299,7 @@ func parseCert(b []byte) (*x509.Certificate, error) {
 
 // selfSigned issues the node's certificate. The names are for tools that
 // insist on some; nodeboot's own client checks nothing but the bytes.
-func selfSigned(priv ed25519.PrivateKey) ([]byte, error) {
+func selfSigned(priv crypto.Signer) ([]byte, error) {
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	if err != nil {
 		return nil, fmt.Errorf("generating a serial number: %w", err)

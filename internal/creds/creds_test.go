@@ -2,7 +2,8 @@ package creds
 
 import (
 	"bytes"
-	"crypto/ed25519"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -71,7 +72,7 @@ func TestEnsureCreatesOnceAndLoads(t *testing.T) {
 	if life := cert.NotAfter.Sub(cert.NotBefore); life < 10*365*24*time.Hour {
 		t.Errorf("certificate lives %v, want 10 years", life)
 	}
-	if _, ok := cert.PublicKey.(ed25519.PublicKey); !ok {
+	if k, ok := cert.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
 		t.Errorf("certificate key is %T", cert.PublicKey)
 	}
 }

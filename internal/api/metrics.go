@@ -1,0 +1,95 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// initMetrics sets up a registry of the server's own (not the global one,
+// which any imported package could fill): the node's status read at scrape
+// time, the deploy counters, and PID 1's Go runtime and process.
+func (s *Server) initMetrics() {
+	s.registry = prometheus.NewRegistry()
+	s.deploys = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeboot_deploys_total",
+		Help: "Deploys through the management API since boot, by app and result (ok, unhealthy, rejected).",
+	}, []string{"app", "result"})
+	s.rollbacks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeboot_rollbacks_total",
+		Help: "Successful rollbacks through the management API since boot, by app.",
+	}, []string{"app"})
+	s.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		s.deploys, s.rollbacks,
+		&statusCollector{s: s},
+	)
+}
+
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
+	promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{
+		ErrorLog: promLogger(s.log),
+		// A failing status read still leaves the runtime's metrics.
+		ErrorHandling: promhttp.ContinueOnError,
+	}).ServeHTTP(w, r)
+}
+
+type promLogger func(format string, args ...any)
+
+func (l promLogger) Println(v ...any) { l("management API: metrics: %s", fmt.Sprint(v...)) }
+
+var (
+	descBoot      = prometheus.NewDesc("nodeboot_boot_seconds", "Seconds from kernel start until every app first listened.", nil, nil)
+	descUptime    = prometheus.NewDesc("nodeboot_uptime_seconds", "Seconds since the kernel started.", nil, nil)
+	descMemTotal  = prometheus.NewDesc("nodeboot_memory_total_bytes", "RAM the kernel manages.", nil, nil)
+	descMemAvail  = prometheus.NewDesc("nodeboot_memory_available_bytes", "RAM available to start new work without swapping (MemAvailable).", nil, nil)
+	descDataTotal = prometheus.NewDesc("nodeboot_data_total_bytes", "Size of the /data file system.", nil, nil)
+	descDataFree  = prometheus.NewDesc("nodeboot_data_free_bytes", "Free space on /data for apps.", nil, nil)
+	descCPU       = prometheus.NewDesc("nodeboot_cpu_seconds_total", "CPU time spent outside idle and iowait since boot, all CPUs.", nil, nil)
+	descAppUp     = prometheus.NewDesc("nodeboot_app_up", "1 while the app's process is running, else 0.", []string{"app"}, nil)
+	descRestarts  = prometheus.NewDesc("nodeboot_app_restarts_total", "Times the app's process was restarted since boot.", []string{"app"}, nil)
+)
+
+// statusCollector turns Node.Status into metrics at each scrape, so the
+// numbers are as fresh as the status route's.
+type statusCollector struct{ s *Server }
+
+func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts} {
+		ch <- d
+	}
+}
+
+func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := statusContext(context.Background())
+	defer cancel()
+	st, err := c.s.node.Status(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descUptime, fmt.Errorf("reading the node's status: %w", err))
+		return
+	}
+	n := st.Node
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(descBoot, n.BootSeconds)
+	gauge(descUptime, n.UptimeSeconds)
+	gauge(descMemTotal, float64(n.Memory.TotalBytes))
+	gauge(descMemAvail, float64(n.Memory.AvailableBytes))
+	gauge(descDataTotal, float64(n.Data.TotalBytes))
+	gauge(descDataFree, float64(n.Data.FreeBytes))
+	ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, n.CPUSecondsTotal)
+	for _, a := range st.Apps {
+		up := 0.0
+		if a.State == "running" {
+			up = 1
+		}
+		gauge(descAppUp, up, a.Name)
+		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Restarts), a.Name)
+	}
+}

@@ -1,0 +1,59 @@
+package api
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nodeboot/nodeboot/internal/api/apitest"
+)
+
+// following reports whether someone follows app's log now.
+func (f *fakeNode) following(app string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range f.subs {
+		if a == app {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStatusPageInChromium logs in through the form in a real browser and
+// waits for the app's state and a line the app printed only after the page
+// began to follow its log, so the line can only have come by streaming.
+func TestStatusPageInChromium(t *testing.T) {
+	if _, err := apitest.FindChromium(); err != nil {
+		if os.Getenv("NODEBOOT_E2E") != "" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	h := start(t, Options{})
+	// The page follows the first app by itself; the check must pick hello.
+	h.fake.mu.Lock()
+	apps := h.fake.status.Apps
+	h.fake.status.Apps = []AppStatus{apps[1], apps[0]}
+	h.fake.mu.Unlock()
+
+	const live = "printed while the page watches"
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-h.fake.followed:
+				if h.fake.following("hello") {
+					h.fake.print("hello", live)
+				}
+			}
+		}
+	}()
+	if err := apitest.CheckPage(ctx, h.base+"/", h.owner.Token, "hello", live); err != nil {
+		t.Fatal(err)
+	}
+}
