@@ -11,7 +11,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need, each checked by a file it
 # installs: QEMU and OVMF to boot images, systemd-boot for disk images, gcc
 # for the native-addon test, iproute2 for the network tests, and the
-# independent readers the image-writer tests compare against.
+# independent readers the image-writer tests compare against; chromium for
+# the status page's browser test.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
@@ -20,7 +21,8 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         fdisk:/usr/sbin/sfdisk \
         mtools:/usr/bin/mtype \
         dosfstools:/usr/sbin/fsck.vfat \
-        squashfs-tools:/usr/bin/unsquashfs
+        squashfs-tools:/usr/bin/unsquashfs \
+        chromium:/usr/bin/chromium
 
 .PHONY: all build demo test deps check bench clean
 
