@@ -52,8 +52,18 @@ check:
 test: deps check
 	NODEBOOT_E2E=1 $(GO) test -timeout 40m ./...
 
+# The benchmark also builds a Debian peer (debootstrap, mkfs.ext4) and loads
+# each guest with wrk.
+BENCH_NEED := debootstrap:/usr/sbin/debootstrap e2fsprogs:/usr/sbin/mkfs.ext4 wrk:/usr/bin/wrk
+
 bench: deps build
-	$(GO) run ./bench -o docs/benchmarks.md
+	@missing=""; \
+	for n in $(BENCH_NEED); do [ -e "$${n#*:}" ] || missing="$$missing $${n%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	$(GO) run ./bench -o docs/benchmarks.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin out

@@ -26,7 +26,9 @@ func runWrk(ctx context.Context, url string, d time.Duration) (float64, error) {
 		return 0, fmt.Errorf("wrk not found: apt-get install wrk (requests/s are left out)")
 	}
 	secs := int(d / time.Second)
-	cmd := exec.CommandContext(ctx, bin, "-t1", fmt.Sprintf("-c%d", wrkConnections), fmt.Sprintf("-d%ds", secs), url)
+	// A slow guest under TCG can take over wrk's default 2 s per request
+	// while it warms up; a timeout is then an error, not a dropped sample.
+	cmd := exec.CommandContext(ctx, bin, "-t1", fmt.Sprintf("-c%d", wrkConnections), fmt.Sprintf("-d%ds", secs), "--timeout", "10s", url)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %w: %s", err, tailLines(string(out), 5))
@@ -77,6 +79,11 @@ func socketErrors(line string) bool {
 // so that it describes the booted, idle system.
 func guestUsed(ctx context.Context, g *vm.VM) (int64, error) {
 	after := time.Now().Unix()
+	// Ask again here: a KVM failure relaunches QEMU under TCG, and the new
+	// QEMU has not been told to poll.
+	if err := g.StartMemoryStats(time.Second); err != nil {
+		return 0, fmt.Errorf("balloon: %w", err)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	var lastErr error
 	for time.Now().Before(deadline) {

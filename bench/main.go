@@ -202,7 +202,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	e.kernel = k.Path
+	e.systems = map[string]*System{}
 	for _, s := range systems {
+		e.systems[s.Name] = s
 		fmt.Fprintf(os.Stderr, "preparing %s: %s\n", s.Name, s.Label)
 		if err := s.prepare(ctx, e); err != nil {
 			return fmt.Errorf("%s: %w", s.Name, err)
@@ -349,6 +351,9 @@ func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, ti
 		b.Err = msg
 		return b
 	}
+	if err := s.freshCopy(); err != nil {
+		return fail(err)
+	}
 	port, err := vm.FreePort()
 	if err != nil {
 		return fail(err)
@@ -374,7 +379,7 @@ func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, ti
 		// under TCG).
 		b.Accel = g.Accel
 	}()
-	statsErr := g.StartMemoryStats(time.Second)
+	firstAccel := g.Accel
 
 	meter := startLoadMeter(port)
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -386,6 +391,10 @@ func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, ti
 	}
 	if err != nil {
 		return fail(err)
+	}
+	if g.Accel != firstAccel {
+		// QEMU was started twice: the time includes a failed KVM start.
+		return fail(fmt.Errorf("KVM failed at run time and QEMU was started again under %s: this boot's times are not comparable (later boots go straight to %s)", g.Accel, g.Accel))
 	}
 	b.Wall = seen.http
 	console := g.Console()
@@ -406,9 +415,7 @@ func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, ti
 	}
 	if full {
 		var why []string
-		if statsErr != nil {
-			why = append(why, "balloon: "+statsErr.Error())
-		} else if used, err := guestUsed(bctx, g); err != nil {
+		if used, err := guestUsed(bctx, g); err != nil {
 			why = append(why, err.Error())
 		} else {
 			b.Used = used

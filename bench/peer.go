@@ -24,8 +24,9 @@ import (
 // ext4 built in).
 const (
 	peerSuite = "stable"
-	// peerInclude: minbase has no init system.
-	peerInclude = "systemd,systemd-sysv"
+	// peerInclude: minbase has no init system, and without udev systemd
+	// never sees /dev/vda or the NIC as ready (networkd waits for udev).
+	peerInclude = "systemd,systemd-sysv,udev"
 	// peerVersion changes when the image recipe below changes, so the cached
 	// image is rebuilt.
 	peerVersion = "1"
@@ -101,7 +102,8 @@ func (s *System) preparePeer(ctx context.Context, e *env) error {
 // peerRoot returns the debootstrapped root in the cache, creating it when
 // missing. It is complete only once the stamp file exists.
 func peerRoot(ctx context.Context, cacheDir string) (string, error) {
-	root := filepath.Join(cacheDir, "debian-"+peerSuite+"-minbase")
+	sum := sha256.Sum256([]byte(peerSuite + " " + peerInclude))
+	root := filepath.Join(cacheDir, "debian-"+peerSuite+"-minbase-"+hex.EncodeToString(sum[:4]))
 	stamp := root + ".complete"
 	if _, err := os.Stat(stamp); err == nil {
 		return root, nil
@@ -128,7 +130,7 @@ func peerRoot(ctx context.Context, cacheDir string) (string, error) {
 // peerKey identifies the peer image's inputs.
 func peerKey(nodeSHA, appDir string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%s\n", peerVersion, nodeSHA, peerUnit, peerNetwork, peerFstab, peerSuite)
+	fmt.Fprintf(h, "%s\n%s\n%s\n%s\n%s\n%s\n%s\n", peerVersion, nodeSHA, peerUnit, peerNetwork, peerFstab, peerSuite, peerInclude)
 	for _, f := range []string{"server.js", "package.json"} {
 		b, err := os.ReadFile(filepath.Join(appDir, f))
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -44,6 +45,12 @@ type System struct {
 	// Boot settings.
 	Machine      string
 	ExtraCmdline string
+	// Persistence experiments (disk format): Fresh boots a fresh copy of
+	// the image with writes kept (a first boot); After boots, with writes
+	// kept, the copy the named system's boot in the same round left behind
+	// (a second boot of the same node).
+	Fresh bool
+	After string
 
 	// Filled in by prepare.
 	Result   *build.Result // nodeboot systems
@@ -54,7 +61,13 @@ type System struct {
 	Cmdline  string
 	Size     ImageSize
 	Notes    []string
+	// work is the copy Fresh systems boot and After systems boot again.
+	work string
 }
+
+// compileCacheJSON sets node's compile cache (node 22.1 and later; older
+// versions ignore it) to a directory on the persistent /data.
+const compileCacheJSON = `{"env": {"NODE_COMPILE_CACHE": "/data/state/hello/.cache/node-compile"}}`
 
 // VMConfig is how QEMU boots the system with mem of RAM.
 func (s *System) VMConfig(mem string) vm.Config {
@@ -71,6 +84,9 @@ func (s *System) VMConfig(mem string) vm.Config {
 	}
 	if s.RootDisk != "" {
 		c.Drives = []string{s.RootDisk}
+	}
+	if s.work != "" {
+		c.Disk, c.Persist = s.work, true
 	}
 	return c
 }
@@ -94,6 +110,14 @@ func allSystems() []*System {
 			Format: build.FormatInitramfs, Compression: image.Zstd, Machine: vm.MachineMicroVM},
 		{Name: "initramfs-nosandbox", Kind: kindNodeboot, Label: "nodeboot, initramfs, app sandbox off (`\"sandbox\": {\"enabled\": false}`)", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Zstd, ConfigJSON: `{"sandbox": {"enabled": false}}`},
+		{Name: "disk-cache-1st", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, first boot", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.Zstd, ConfigJSON: compileCacheJSON, Fresh: true},
+		{Name: "disk-cache-2nd", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, second boot", InitMarker: initMarker, Detailed: true,
+			After: "disk-cache-1st"},
+		{Name: "disk-1st", Kind: kindNodeboot, Label: "nodeboot, disk image, first boot (control for the compile cache)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.Zstd, Fresh: true},
+		{Name: "disk-2nd", Kind: kindNodeboot, Label: "nodeboot, disk image, second boot (control for the compile cache)", InitMarker: initMarker, Detailed: true,
+			After: "disk-1st"},
 	}
 }
 
@@ -126,10 +150,24 @@ func selectSystems(list string) ([]*System, error) {
 		sort.Strings(unknown)
 		return nil, fmt.Errorf("unknown system %s in -systems: choose from %s", strings.Join(unknown, ", "), strings.Join(names, ", "))
 	}
+	for _, s := range out {
+		if s.After != "" && !want2(out, s.After) {
+			return nil, fmt.Errorf("-systems: %s boots what %s left behind: select both", s.Name, s.After)
+		}
+	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("-systems names no system: choose from %s", strings.Join(names, ", "))
 	}
 	return out, nil
+}
+
+func want2(list []*System, name string) bool {
+	for _, s := range list {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // env is what preparing the systems shares.
@@ -141,6 +179,7 @@ type env struct {
 	node     *noderuntime.Runtime
 	nodeFlag string
 	kernel   string // the kernel nodeboot's build used
+	systems  map[string]*System
 }
 
 // prepare builds the system's image.
@@ -156,7 +195,27 @@ func (s *System) prepare(ctx context.Context, e *env) error {
 	return fmt.Errorf("system %s: unknown kind %q", s.Name, s.Kind)
 }
 
+// freshCopy gives a Fresh system a pristine copy of its image to boot.
+func (s *System) freshCopy() error {
+	if !s.Fresh || s.work == "" {
+		return nil
+	}
+	// cp keeps the image sparse (a 2 GiB image holds a few hundred MiB).
+	if out, err := exec.Command("cp", "--sparse=always", s.Disk, s.work).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying %s: %w: %s", s.Disk, err, out)
+	}
+	return nil
+}
+
 func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
+	if s.After != "" {
+		first := e.systems[s.After]
+		if first == nil || first.work == "" {
+			return fmt.Errorf("%s needs %s prepared first", s.Name, s.After)
+		}
+		s.Result, s.Cmdline, s.Size, s.work = first.Result, first.Cmdline, first.Size, first.work
+		return nil
+	}
 	dir := filepath.Join(e.tmp, s.Name)
 	o := build.Options{
 		AppDir:      e.appDir,
@@ -191,6 +250,9 @@ func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
 	if res.DiskPath != "" {
 		s.Disk = res.DiskPath
 		s.Size, err = measureSize(res.DiskPath)
+		if s.Fresh {
+			s.work = filepath.Join(e.tmp, s.Name+".work.img")
+		}
 	} else {
 		s.Kernel, s.Initrd = res.KernelPath, res.InitrdPath
 		s.Size, err = measureSize(res.KernelPath, res.InitrdPath)
