@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodeboot/nodeboot/internal/build"
+	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -138,6 +139,15 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		}
 	}
 
+	// The management API (docs/api.md), recorded as the node "local" in the
+	// project's .nodeboot/nodes.json so that status, logs and deploy reach
+	// this VM at once.
+	apiPort, err := vm.FreePort()
+	if err != nil {
+		return err
+	}
+	forwards = append(forwards, vm.Forward{Host: apiPort, Guest: APIPort})
+
 	var console io.Writer = stdout
 	if rf.quiet {
 		console = nil
@@ -164,6 +174,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	for _, f := range forwards {
 		fmt.Fprintf(stderr, "forwarding 127.0.0.1:%d -> guest :%d\n", f.Host, f.Guest)
 	}
+	recordLocal(dir, apiPort, stderr)
 
 	if readyPort != 0 {
 		go func() {
@@ -266,4 +277,30 @@ func WaitHTTP(ctx context.Context, url string, done <-chan struct{}) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// APIPort is the management API's port on every node (docs/api.md).
+const APIPort = 9443
+
+// recordLocal names the VM "local" in the project's nodes.json. The project
+// is the app dir run was given, or the one around the current directory
+// for a build dir or an image; without one the API is only reachable by
+// address.
+func recordLocal(dir string, apiPort int, stderr io.Writer) {
+	addr := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	proj := ""
+	if st, err := os.Stat(filepath.Join(dir, ".nodeboot")); err == nil && st.IsDir() {
+		proj = dir
+	} else if p, err := creds.FindProject("."); err == nil {
+		proj = p
+	}
+	if proj == "" {
+		fmt.Fprintf(stderr, "management API: https://%s/ (no .nodeboot/ project found to record it in)\n", addr)
+		return
+	}
+	if err := creds.RecordNode(proj, "local", addr); err != nil {
+		fmt.Fprintf(stderr, "management API: https://%s/ (not recorded: %v)\n", addr, err)
+		return
+	}
+	fmt.Fprintf(stderr, "management API: https://%s/ = node \"local\" (nodeboot status local)\n", addr)
 }

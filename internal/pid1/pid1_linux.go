@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -103,22 +104,50 @@ func run(log *boot.Logger) error {
 	// seconds on some LANs) stays off the boot's critical path. An app that
 	// resolves names in its first moments may see no resolv.conf yet; it
 	// then fails like on any host without network and is restarted.
+	powerReq := make(chan boot.Action, 1)
+	n := newNode(log, rt, powerReq)
 	services := make([]*supervise.Service, 0, len(rt.Apps))
+	var listening sync.WaitGroup
 	for _, a := range rt.Apps {
 		o, err := serviceOptions(log, rt, a)
 		if err != nil {
 			log.Printf("app %s not started: %v", a.Name, err)
 			continue
 		}
+		ma := &managedApp{rt: a, version: "image"}
+		// A version deployed through the API runs instead of the image's
+		// own, if it is complete (internal/store).
+		if v := n.deployedVersion(a); v != nil {
+			c := versionCommand(a, v.Dir, &v.Meta)
+			o.Args, o.Dir = c.Args, c.Dir
+			ma.version = v.Digest
+			ma.prev = "image"
+			if p, err := n.store.Previous(a.Name); err == nil && p != nil {
+				ma.prev = p.Digest
+			}
+			log.Printf("app %s: running deployed version %s", a.Name, short(v.Digest))
+		}
 		s := supervise.New(o)
+		ma.svc = s
+		n.add(ma)
 		services = append(services, s)
 		go s.Run(ctx)
-		go watchListening(log, a)
+		listening.Add(1)
+		go func() { watchListening(log, a); listening.Done() }()
 	}
+	go func() {
+		listening.Wait()
+		n.setBootSeconds(uptime())
+	}()
 	go startNetwork(ctx, log, rt)
+	n.serveAPI()
 	power := boot.PowerEvents(log.Printf)
 
-	action := <-power
+	var action boot.Action
+	select {
+	case action = <-power:
+	case action = <-powerReq:
+	}
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
