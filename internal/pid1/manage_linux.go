@@ -61,10 +61,10 @@ type node struct {
 	booted   time.Time // PID 1's start, for bootSeconds
 	persist  bool      // /data is a real disk
 
-	mu       sync.Mutex
-	apps     map[string]*managedApp
-	order    []string
-	bootSecs float64
+	mu        sync.Mutex
+	apps      map[string]*managedApp
+	order     []string
+	bootSecs  float64
 	deploying sync.Mutex
 }
 

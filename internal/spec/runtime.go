@@ -16,13 +16,13 @@ const RuntimePath = "/etc/nodeboot/runtime.json"
 // Runtime is everything PID 1 needs to know about the node it is running:
 // resolved from package.json + nodeboot.json + flags at build time.
 type Runtime struct {
-	Hostname string       `json:"hostname"`
-	Network  Network      `json:"network"`
-	NodePath string       `json:"nodePath"` // absolute path of node in the image
+	Hostname string  `json:"hostname"`
+	Network  Network `json:"network"`
+	NodePath string  `json:"nodePath"` // absolute path of node in the image
 	// NodeVersion is node's version ("v20.20.2"): the management API reports
 	// it and refuses deploys whose engines.node it does not satisfy.
-	NodeVersion string `json:"nodeVersion,omitempty"`
-	Apps     []RuntimeApp `json:"apps"`
+	NodeVersion string       `json:"nodeVersion,omitempty"`
+	Apps        []RuntimeApp `json:"apps"`
 	// DataPartition is the GPT name of the persistent data partition (disk
 	// images); empty means /data is a tmpfs (initramfs images).
 	DataPartition string `json:"dataPartition,omitempty"`
