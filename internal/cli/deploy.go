@@ -285,12 +285,12 @@ func printUnhealthy(w io.Writer, err error) {
 	if !errors.As(err, &e) || e.Status != http.StatusUnprocessableEntity {
 		return
 	}
-	fmt.Fprintln(w, "the new version was not healthy; the one before it serves again")
+	// The error itself follows and says what happened; these are why.
 	if len(e.Logs) == 0 {
-		fmt.Fprintln(w, "it wrote nothing")
+		fmt.Fprintln(w, "the new version wrote no log lines")
 		return
 	}
-	fmt.Fprintln(w, "its last lines:")
+	fmt.Fprintln(w, "last lines of the new version:")
 	for _, l := range e.Logs {
 		fmt.Fprintln(w, "  "+l)
 	}

@@ -143,6 +143,10 @@ func shortVersion(v string) string {
 	if h, ok := strings.CutPrefix(v, "sha256:"); ok && len(h) > 12 {
 		return "sha256:" + h[:12]
 	}
+	// Image versions may come as bare hex digests.
+	if len(v) > 16 && strings.Trim(v, "0123456789abcdef") == "" {
+		return v[:12]
+	}
 	if v == "" {
 		return "-"
 	}

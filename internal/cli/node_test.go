@@ -208,7 +208,7 @@ func TestDeploy(t *testing.T) {
 	if err == nil || client.StatusOf(err) != http.StatusUnprocessableEntity {
 		t.Fatalf("unhealthy deploy: %v", err)
 	}
-	for _, w := range []string{"not healthy", "serves again", "Cannot find module 'express'", "_resolveFilename"} {
+	for _, w := range []string{"last lines of the new version", "Cannot find module 'express'", "_resolveFilename"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("unhealthy deploy output lacks %q:\n%s", w, out)
 		}
@@ -298,7 +298,7 @@ func TestUptimeAndSizes(t *testing.T) {
 			t.Errorf("bytesIEC(%d) = %s, want %s", n, got, want)
 		}
 	}
-	for v, want := range map[string]string{"image": "image", "": "-", "sha256:" + strings.Repeat("0", 64): "sha256:000000000000", "sha256:ab": "sha256:ab"} {
+	for v, want := range map[string]string{"image": "image", "": "-", "sha256:" + strings.Repeat("0", 64): "sha256:000000000000", "sha256:ab": "sha256:ab", "d2daad305bf42c76": "d2daad305bf42c76", strings.Repeat("e", 64): "eeeeeeeeeeee", "abc": "abc"} {
 		if got := shortVersion(v); got != want {
 			t.Errorf("shortVersion(%q) = %s, want %s", v, got, want)
 		}
