@@ -441,8 +441,14 @@ func (n *node) switchTo(ctx context.Context, a *managedApp, v *store.Version, ro
 	cancel()
 	if err != nil {
 		n.log.Printf("app %s: version %s unhealthy (%v): back to the previous version", a.rt.Name, short(v.Digest), err)
+		before := a.svc.Status()
 		a.svc.SetCommand(old)
 		a.svc.Restart()
+		// Answer once the previous version serves again, so a client
+		// that sees the 422 also sees the old version answering.
+		if err := n.waitHealthy(ctx, a, before, func() {}); err != nil {
+			n.log.Printf("app %s: the previous version is not healthy either: %v", a.rt.Name, err)
+		}
 		return api.DeployResult{}, &api.UnhealthyError{Msg: fmt.Sprintf("version %s of %s did not become healthy: %v; the previous version serves again", short(v.Digest), a.rt.Name, err), Logs: recent}
 	}
 	var serr error
