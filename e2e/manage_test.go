@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/api/apitest"
@@ -164,7 +165,7 @@ func TestManage(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
-		var p expfmt.TextParser
+		p := expfmt.NewTextParser(model.UTF8Validation)
 		fams, err := p.TextToMetricFamilies(resp.Body)
 		if err != nil {
 			t.Fatalf("metrics do not parse: %v", err)
