@@ -406,7 +406,11 @@ func relocateHidden(c *elfdeps.Closure) {
 // serial port (where `nodeboot run` and the tests read it), and a panic
 // reboots after 10 s instead of hanging a headless box forever.
 func Cmdline(extra string) string {
-	c := "console=ttyS0,115200 panic=10 oops=panic"
+	// lsm=: the kernel's built-in default list (CONFIG_LSM) need not
+	// name Landlock, which the app sandbox uses as its second wall; this
+	// is the usual default order with landlock first. LSMs the kernel
+	// lacks are skipped.
+	c := "console=ttyS0,115200 panic=10 oops=panic lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
 	if extra = strings.TrimSpace(extra); extra != "" {
 		c += " " + extra
 	}

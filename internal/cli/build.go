@@ -84,6 +84,7 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 func newBuild(stdout, stderr io.Writer) *cobra.Command {
 	var bf buildFlags
 	var out string
+	var explain bool
 	cmd := &cobra.Command{
 		Use:   "build [APP_DIR]",
 		Short: "Build a bootable image from a Node.js app directory",
@@ -108,6 +109,9 @@ The same inputs always give byte-identical output.`,
 			if len(args) == 1 {
 				dir = args[0]
 			}
+			if explain {
+				return explainApps(stdout, dir, bf.config)
+			}
 			if out == "" {
 				out = "out"
 				if bf.format == build.FormatDisk {
@@ -131,6 +135,7 @@ The same inputs always give byte-identical output.`,
 		},
 	}
 	bf.register(cmd.Flags())
+	cmd.Flags().BoolVar(&explain, "explain", false, "print what each app may do on the node (user, paths, namespaces, syscalls, limits) and build nothing")
 	cmd.Flags().StringVarP(&out, "output", "o", "", "output directory (initramfs; default out), or image file (disk; default out/disk.img)")
 	return cmd
 }

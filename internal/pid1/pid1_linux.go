@@ -195,6 +195,7 @@ func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supe
 	}
 	o.Log = log.Printf
 	o.StopGrace = stopGrace
+	o.Sandbox = appSandbox(log, a)
 	return o, nil
 }
 

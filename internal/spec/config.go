@@ -29,6 +29,8 @@ import (
 	"path"
 	"strconv"
 	"strings"
+
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
 // ConfigFile is the name of the optional config file in an app directory.
@@ -69,6 +71,10 @@ type AppConfig struct {
 	// HealthPath is an HTTP path a newly deployed version must answer 2xx
 	// on before the node switches to it; without it the port must accept.
 	HealthPath string `json:"healthPath,omitempty"`
+	// Limits are the app's cgroup limits (sandbox_config.go).
+	Limits sandbox.Limits `json:"limits,omitzero"`
+	// Sandbox adjusts or turns off the app's sandbox.
+	Sandbox SandboxConfig `json:"sandbox,omitzero"`
 }
 
 // The keys each object of nodeboot.json accepts. The schema test checks that
@@ -76,7 +82,7 @@ type AppConfig struct {
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -508,6 +514,10 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 				})
 			case "port":
 				a.Port = c.port(m.val, kp)
+			case "limits":
+				a.Limits = c.limits(m.val, kp)
+			case "sandbox":
+				a.Sandbox = c.sandboxConfig(m.val, kp)
 			case "healthPath":
 				if s, ok := c.str(m.val, kp); ok {
 					if !strings.HasPrefix(s, "/") || strings.ContainsAny(s, " \t\r\n?#") || len(s) > 1024 {

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
 // Where apps live in the image, and who they run as.
@@ -43,12 +45,15 @@ type App struct {
 	Persist []string
 	// HealthPath: see AppConfig.HealthPath.
 	HealthPath string
-	Env        map[string]string // the app's own env from nodeboot.json
-	Port       int
-	Engines    string // package.json engines.node, for checking the node version
-	Package    Package
-	Files      []File   // what goes into the image, sorted
-	Addons     []string // native addons (*.node) among Files
+	// Limits and Sandbox: see AppConfig.
+	Limits  sandbox.Limits
+	Sandbox SandboxConfig
+	Env     map[string]string // the app's own env from nodeboot.json
+	Port    int
+	Engines string // package.json engines.node, for checking the node version
+	Package Package
+	Files   []File   // what goes into the image, sorted
+	Addons  []string // native addons (*.node) among Files
 }
 
 // Load reads the project in appDir. configPath names a nodeboot.json to use
@@ -237,6 +242,8 @@ func loadApp(dir string, ac AppConfig) (*App, error) {
 		Addons:     addons,
 		Persist:    persistPaths(ac.Persist),
 		HealthPath: ac.HealthPath,
+		Limits:     ac.Limits,
+		Sandbox:    ac.Sandbox,
 	}, nil
 }
 
@@ -282,6 +289,8 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 			DataDir:    dataDir,
 			Persist:    slices.Clone(a.Persist),
 			HealthPath: a.HealthPath,
+			Limits:     a.Limits,
+			Sandbox:    runtimeSandbox(a.Sandbox),
 		})
 	}
 	return rt

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
 // RuntimePath is where the build writes the resolved node configuration inside
@@ -53,6 +55,10 @@ type RuntimeApp struct {
 	// HealthPath, when set, is the HTTP path a new version must answer 2xx
 	// on before a deploy switches to it; otherwise its port must accept.
 	HealthPath string `json:"healthPath,omitempty"`
+	// Limits are the app's cgroup limits; Sandbox its sandbox settings
+	// (the zero value is the full sandbox). See internal/sandbox.
+	Limits  sandbox.Limits  `json:"limits,omitzero"`
+	Sandbox sandbox.Options `json:"sandbox,omitzero"`
 }
 
 // Network is the node's network configuration.

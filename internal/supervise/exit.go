@@ -3,6 +3,8 @@ package supervise
 import (
 	"fmt"
 	"syscall"
+
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
 // ExitStatus is how a process ended, decoded from the kernel's wait status
@@ -14,6 +16,13 @@ type ExitStatus struct {
 	Signal syscall.Signal
 	// CoreDumped reports whether the kernel wrote a core for the signal.
 	CoreDumped bool
+	// OOMKilled reports that the kernel's OOM killer ended the process
+	// because its cgroup reached MemoryLimit (bytes; 0 if unknown).
+	OOMKilled   bool
+	MemoryLimit int64
+	// OOMWatchdog: the kernel has no memory cgroup, and PID 1's watchdog
+	// killed the app for going over MemoryLimit.
+	OOMWatchdog bool
 }
 
 // Exited reports whether the process exited on its own (as opposed to being
@@ -23,6 +32,15 @@ func (e ExitStatus) Exited() bool { return e.Signal == 0 }
 // String gives the reason in the words used on the console, e.g. "exited with
 // status 1" or "killed by signal SEGV (core dumped)".
 func (e ExitStatus) String() string {
+	if e.OOMWatchdog {
+		return fmt.Sprintf("killed by the OOM watchdog (memory limit %s; this kernel has no memory cgroup, so PID 1 measures the app's memory)", sandbox.FormatBytes(e.MemoryLimit))
+	}
+	if e.OOMKilled {
+		if e.MemoryLimit > 0 {
+			return fmt.Sprintf("killed by the kernel's OOM killer (memory limit %s)", sandbox.FormatBytes(e.MemoryLimit))
+		}
+		return "killed by the kernel's OOM killer"
+	}
 	if e.Signal == 0 {
 		return fmt.Sprintf("exited with status %d", e.Code)
 	}

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 	"github.com/nodeboot/nodeboot/internal/spec"
 )
 
@@ -48,6 +49,9 @@ type StartSpec struct {
 	Dir      string
 	Env      []string // nil inherits the supervisor's environment
 	UID, GID uint32
+	// Sandbox, when not nil, runs the process inside it (sandbox_linux.go);
+	// its command and CodeDir are filled from the fields above at each start.
+	Sandbox *sandbox.Spec
 }
 
 // Starter is the boundary to the operating system: it starts one process.
@@ -81,6 +85,9 @@ type Options struct {
 	// Env is the complete environment; nil inherits the supervisor's.
 	Env      []string
 	UID, GID uint32 // the process runs as this user unless both are 0
+	// Sandbox isolates the app (internal/sandbox); nil runs it with its
+	// uid and process group only.
+	Sandbox *sandbox.Spec
 
 	// Console receives the output, one whole line per Write, as
 	// "name: line" (stdout) or "name[err]: line" (stderr). Writes from all
@@ -311,6 +318,10 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 		Env:  s.opts.Env,
 		UID:  s.opts.UID,
 		GID:  s.opts.GID,
+	}
+	if s.opts.Sandbox != nil {
+		sb := *s.opts.Sandbox
+		spec.Sandbox = &sb
 	}
 	s.mu.Unlock()
 

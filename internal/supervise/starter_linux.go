@@ -28,6 +28,10 @@ func (o *osStarter) Start(spec StartSpec) (Process, error) {
 		}
 	}
 
+	if spec.Sandbox != nil {
+		return o.startSandboxed(r, spec)
+	}
+
 	devnull, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", os.DevNull, err)
