@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +25,12 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == HelperArg {
 		HelperMain()
 	}
-	if os.Getenv(probeEnv) != "" {
+	switch os.Getenv(probeEnv) {
+	case "":
+	case "net":
+		probeNet()
+		os.Exit(0)
+	default:
 		probe()
 		os.Exit(0)
 	}
@@ -121,6 +127,20 @@ func probe() {
 	json.NewEncoder(os.Stdout).Encode(res)
 }
 
+// probeNet prints the network interfaces the app sees: "name up|down".
+func probeNet() {
+	ifs, _ := net.Interfaces()
+	var out []string
+	for _, i := range ifs {
+		st := "down"
+		if i.Flags&net.FlagUp != 0 {
+			st = "up"
+		}
+		out = append(out, i.Name+" "+st)
+	}
+	fmt.Println(strings.Join(out, ","))
+}
+
 func errnoOrNil(e syscall.Errno) error {
 	if e == 0 {
 		return nil
@@ -192,6 +212,15 @@ func TestSandbox(t *testing.T) {
 		Env:      []string{probeEnv + "=1", "BASE=" + base},
 	}
 	out, status, code := runHelper(t, spec, false)
+	t.Run("network none", func(t *testing.T) {
+		s := spec
+		s.NetworkNone = true
+		s.Env = []string{probeEnv + "=net"}
+		out, _, code := runHelper(t, s, false)
+		if got := strings.TrimSpace(out); got != "lo up" || code != 0 {
+			t.Errorf("interfaces %q (exit %d), want only loopback, up", got, code)
+		}
+	})
 	var res map[string]string
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("helper exited %d, status %v; output %q: %v", code, status, out, err)
@@ -274,7 +303,7 @@ func runHelper(t *testing.T, s Spec, quiet bool) (string, syscall.WaitStatus, in
 		Files: []*os.File{os.Stdin, outW, stderr, specR, statW},
 		Sys: &syscall.SysProcAttr{
 			Setpgid:    true,
-			Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+			Cloneflags: cloneFlags(s),
 		},
 	})
 	if err != nil {
@@ -312,4 +341,12 @@ func TestPolicyAssembles(t *testing.T) {
 		}
 	}
 	t.Logf("landlock ABI here: %d", LandlockABI())
+}
+
+func cloneFlags(s Spec) uintptr {
+	f := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS)
+	if s.NetworkNone {
+		f |= syscall.CLONE_NEWNET
+	}
+	return f
 }
