@@ -23,6 +23,9 @@ type ExitStatus struct {
 	// OOMWatchdog: the kernel has no memory cgroup, and PID 1's watchdog
 	// killed the app for going over MemoryLimit.
 	OOMWatchdog bool
+	// SandboxFailed: the sandbox helper could not build the sandbox, and
+	// node never ran; the helper's reason is the app's last stderr line.
+	SandboxFailed bool
 }
 
 // Exited reports whether the process exited on its own (as opposed to being
@@ -32,6 +35,9 @@ func (e ExitStatus) Exited() bool { return e.Signal == 0 }
 // String gives the reason in the words used on the console, e.g. "exited with
 // status 1" or "killed by signal SEGV (core dumped)".
 func (e ExitStatus) String() string {
+	if e.SandboxFailed {
+		return "the sandbox could not be set up (the reason is the app's line before this one); node did not run"
+	}
 	if e.OOMWatchdog {
 		return fmt.Sprintf("killed by the OOM watchdog (memory limit %s; this kernel has no memory cgroup, so PID 1 measures the app's memory)", sandbox.FormatBytes(e.MemoryLimit))
 	}

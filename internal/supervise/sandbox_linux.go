@@ -13,6 +13,10 @@ import (
 	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
+// cgroupRoot is where app cgroups go; a variable for the tests, whose
+// hosts may mount cgroup2 elsewhere.
+var cgroupRoot = sandbox.CgroupRoot
+
 // startSandboxed starts the init binary again as the sandbox helper
 // (internal/sandbox), in new namespaces and straight into the app's cgroup
 // (CLONE_INTO_CGROUP: no window in which the app runs unlimited). The
@@ -27,7 +31,7 @@ func (o *osStarter) startSandboxed(r *Reaper, spec StartSpec) (Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding the sandbox spec: %w", err)
 	}
-	cg, err := sandbox.PrepareCgroup(sandbox.CgroupRoot, sb.App, sb.Limits)
+	cg, err := sandbox.PrepareCgroup(cgroupRoot, sb.App, sb.Limits)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +128,8 @@ func (o *osStarter) startSandboxed(r *Reaper, spec StartSpec) (Process, error) {
 		var b [4]byte
 		if _, err := io.ReadFull(statR, b[:]); err == nil {
 			st = exitStatusOf(syscall.WaitStatus(binary.LittleEndian.Uint32(b[:])))
+		} else if st.Code == sandbox.ExitSetupFailed {
+			st.SandboxFailed = true
 		}
 		statR.Close()
 		if cg.OOMKills() > oomBefore {
