@@ -219,8 +219,8 @@ func Args(cfg Config, accel, qmpPath string) []string {
 	if accel == "kvm" {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
-		// TCG's default CPU (qemu64) lacks the 1 GiB pages every x86-64 CPU
-		// since about 2010 has. Without them OVMF reserves 4 MiB more for
+		// TCG's default CPU (qemu64) lacks the 1 GiB pages most x86-64 CPUs
+		// since about 2010 have. Without them OVMF reserves 4 MiB more for
 		// its page tables, and a UEFI boot needs 145 MiB instead of 141
 		// (docs/ARCHITECTURE.md, "Smallest RAM").
 		args = append(args, "-accel", "tcg", "-cpu", "qemu64,pdpe1gb=on")
