@@ -16,6 +16,8 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"network":{"mode":"static","address":"192.168.1.10/24","gateway":"192.168.1.1","dns":["1.1.1.1"],"ntp":["pool.ntp.org"]}}`,
 		`{"apps":[{"name":"api","path":"./api","env":{"X":"1"},"args":["--a"],"port":8080},{"path":"b","port":8081.0}]}`,
 		`{"apps":[{"path":"a","port":1e2}]}`,
+		`{"apps":[{"path":"a","limits":{"memory":"256M","memoryHigh":2e8,"cpuWeight":1,"cpuMax":"50%","pids":16},"sandbox":{"enabled":true,"network":"none","allowSyscalls":["ptrace"]}}]}`,
+		`{"apps":[{"path":"a","limits":{"memory":"1e400K"},"sandbox":{"enabled":false,"allowSyscalls":["read","read"]}}]}`,
 		`{"network":{"mod":"dhcp"}}`,
 		`{"hostname":"a","hostname":"b"}`,
 		`{"env":{"PORT":1}}`,
