@@ -57,7 +57,7 @@ func TestSandbox(t *testing.T) {
 	}
 	ports := map[int]int{}
 	var fwd []vm.Forward
-	for _, g := range []int{9200, 9300, 9400} {
+	for _, g := range []int{9200, 9300, 9400, 9443} {
 		h, err := vm.FreePort()
 		if err != nil {
 			t.Fatal(err)
@@ -185,7 +185,7 @@ func TestSandbox(t *testing.T) {
 		get(t, url(9300, "/oom"))
 		// The kernel's OOM killer where the kernel has a memory cgroup,
 		// PID 1's watchdog where it has not (the default kernel).
-		want := regexp.MustCompile(`hostile: killed by the (kernel's OOM killer|OOM watchdog) \(memory limit 128 MiB`)
+		want := regexp.MustCompile(`killed by the (kernel's OOM killer|OOM watchdog) \(memory limit 128 MiB`)
 		deadline := time.Now().Add(2 * time.Minute)
 		for !want.MatchString(v.Console()) {
 			if time.Now().After(deadline) {
@@ -210,6 +210,14 @@ func TestSandbox(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		wellBehaved(t, url(9200, "/checks"), memcg())
+		// The management API's status tells the owner too.
+		out, err := nodeboot(ctx, proj, "status", fmt.Sprintf("127.0.0.1:%d", ports[9443]), "--json")
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, out)
+		}
+		if !want.MatchString(strings.ReplaceAll(out, `\u0027`, "'")) {
+			t.Errorf("status does not give the OOM kill as hostile's last exit:\n%s", out)
+		}
 	})
 
 	t.Run("power off stops the sandboxed apps", func(t *testing.T) {
