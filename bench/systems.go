@@ -109,7 +109,7 @@ func allSystems() []*System {
 		{Name: "initramfs-microvm", Kind: kindNodeboot, Label: "nodeboot, initramfs on QEMU's microvm machine", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Zstd, Machine: vm.MachineMicroVM},
 		{Name: "initramfs-nosandbox", Kind: kindNodeboot, Label: "nodeboot, initramfs, app sandbox off (`\"sandbox\": {\"enabled\": false}`)", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.Zstd, ConfigJSON: `{"sandbox": {"enabled": false}}`},
+			Format: build.FormatInitramfs, Compression: image.Zstd, ConfigJSON: `{"apps": [{"path": "@APP@", "sandbox": {"enabled": false}}]}`},
 		{Name: "disk-cache-1st", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, first boot", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatDisk, Compression: image.Zstd, ConfigJSON: compileCacheJSON, Fresh: true},
 		{Name: "disk-cache-2nd", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, second boot", InitMarker: initMarker, Detailed: true,
@@ -234,7 +234,18 @@ func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
 			return err
 		}
 		o.ConfigPath = filepath.Join(e.tmp, s.Name+".nodeboot.json")
-		if err := os.WriteFile(o.ConfigPath, []byte(s.ConfigJSON), 0o644); err != nil {
+		// Apps' paths are relative to nodeboot.json, which lives in the
+		// harness's temp dir: @APP@ stands for the app dir from there.
+		abs, err := filepath.Abs(o.AppDir)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(e.tmp, abs)
+		if err != nil {
+			return err
+		}
+		cfg := strings.ReplaceAll(s.ConfigJSON, "@APP@", filepath.ToSlash(rel))
+		if err := os.WriteFile(o.ConfigPath, []byte(cfg), 0o644); err != nil {
 			return err
 		}
 	}
