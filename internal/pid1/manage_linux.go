@@ -53,13 +53,11 @@ type managedApp struct {
 
 // node implements api.Node on top of the supervisor and the version store.
 type node struct {
-	log      *boot.Logger
-	rt       *spec.Runtime
-	nodePath string
-	store    *store.Store // nil when /data has no room for one
-	power    chan<- boot.Action
-	booted   time.Time // PID 1's start, for bootSeconds
-	persist  bool      // /data is a real disk
+	log     *boot.Logger
+	rt      *spec.Runtime
+	store   *store.Store // nil when /data has no room for one
+	power   chan<- boot.Action
+	persist bool // /data is a real disk
 
 	mu        sync.Mutex
 	apps      map[string]*managedApp
@@ -687,7 +685,7 @@ func addresses() []string {
 }
 
 func newNode(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *node {
-	n := &node{log: log, rt: rt, power: power, booted: time.Now(), apps: map[string]*managedApp{}}
+	n := &node{log: log, rt: rt, power: power, apps: map[string]*managedApp{}}
 	n.persist = rt.DataPartition != "" && !isTmpfs("/data")
 	if err := os.MkdirAll(appsStore, 0o755); err == nil {
 		if st, err := store.Open(appsStore); err == nil {
