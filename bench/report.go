@@ -242,7 +242,7 @@ func (r *Report) Render(w io.Writer) {
 		if s.Machine != "" {
 			machine = s.Machine
 		}
-		if s.Disk != "" {
+		if s.uefi() {
 			machine += " + OVMF"
 		}
 		what := s.Label
@@ -286,7 +286,7 @@ func (r *Report) Render(w io.Writer) {
 
 	var variants []*System
 	for _, s := range r.Systems {
-		if s.Kind == kindNodeboot && s.Name != "initramfs" && s.Name != "disk" {
+		if s.Kind == kindNodeboot && s.Name != "initramfs" && s.Name != "disk" && s.Name != "disk-direct" {
 			variants = append(variants, s)
 		}
 	}
@@ -442,7 +442,7 @@ func (r *Report) bootTable(p func(string, ...any), boots []Boot) {
 func (r *Report) renderTargets(p func(string, ...any)) {
 	floor, peer := r.first(kindFloor), r.first(kindPeer)
 	var bases []*System
-	for _, n := range []string{"initramfs", "disk"} {
+	for _, n := range []string{"initramfs", "disk", "disk-direct"} {
 		if s := r.system(n); s != nil {
 			bases = append(bases, s)
 		}
@@ -535,7 +535,7 @@ func (r *Report) whyMissed(b, other *System, measure string) string {
 			text += fmt.Sprintf(" Inside it, nodeboot's init takes %s before node runs and node %s to listen.",
 				medText(r.summary(b.Name, detailed[5].get)), medText(r.summary(b.Name, detailed[6].get)))
 		}
-		if strings.HasPrefix(worst.name, "QEMU start") && b.Disk != "" {
+		if strings.HasPrefix(worst.name, "QEMU start") && b.uefi() {
 			text += " That is the UEFI path: OVMF starting, systemd-boot, and the firmware loading the kernel from the ESP, which a kernel given to QEMU directly skips."
 		}
 		if worst.name == "kernel start → init" && b.Initrd != "" {
@@ -551,7 +551,7 @@ func (r *Report) whyMissed(b, other *System, measure string) string {
 		if b.Initrd != "" {
 			text += " An initramfs lives in RAM: the kernel keeps the compressed archive while it unpacks it into a RAM-backed root, so the whole image (node alone is about 95 MiB) is in memory before node starts; the peer reads its root from disk on demand."
 		}
-		if b.Disk != "" {
+		if b.uefi() {
 			text += " Under UEFI the kernel's EFI stub decompresses the kernel in firmware-managed memory first (see docs/ARCHITECTURE.md); the peer's kernel is loaded by QEMU directly."
 		}
 		return text

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/nodeboot/nodeboot/internal/build"
+	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
@@ -51,6 +53,14 @@ type System struct {
 	// (a second boot of the same node).
 	Fresh bool
 	After string
+	// Direct boots a disk image with the kernel and command line of its
+	// boot entry loaded by QEMU (`nodeboot run --boot direct`), no firmware.
+	Direct bool
+	// Primed boots a disk image once while preparing, writes kept, so the
+	// timed boots start from a node whose data partition exists: every
+	// boot after the first, which creates the file system (the -1st/-2nd
+	// variants measure that one).
+	Primed bool
 
 	// Filled in by prepare.
 	Result   *build.Result // nodeboot systems
@@ -97,13 +107,17 @@ func allSystems() []*System {
 	return []*System{
 		{Name: "initramfs", Kind: kindNodeboot, Label: "nodeboot, initramfs (zstd), `nodeboot run out/`", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Zstd},
-		{Name: "disk", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `nodeboot run app.img`", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatDisk, Compression: image.Zstd},
+		{Name: "disk", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `nodeboot run app.img`, data partition made by an earlier boot", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.Zstd, Primed: true},
+		{Name: "disk-direct", Kind: kindNodeboot, Label: "nodeboot, disk image, its boot entry's kernel loaded by QEMU, `nodeboot run --boot direct app.img`, data partition made by an earlier boot", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.Zstd, Primed: true, Direct: true},
 		{Name: "floor", Kind: kindFloor, Label: "floor: same kernel, an initramfs whose static Go init execs node at once", InitMarker: "floor: init started"},
 		{Name: "debian", Kind: kindPeer, Label: "peer: Debian stable minbase + systemd, hello as a systemd service, root on virtio", InitMarker: "Run /sbin/init as init process"},
 		// Variants for decisions; not in the default set.
 		{Name: "initramfs-gzip", Kind: kindNodeboot, Label: "nodeboot, initramfs compressed with gzip", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Gzip},
+		{Name: "initramfs-none", Kind: kindNodeboot, Label: "nodeboot, initramfs not compressed (plain cpio)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.None},
 		{Name: "initramfs-quiet", Kind: kindNodeboot, Label: "nodeboot, initramfs, kernel command line + `quiet`", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Zstd, ExtraCmdline: "quiet"},
 		{Name: "initramfs-microvm", Kind: kindNodeboot, Label: "nodeboot, initramfs on QEMU's microvm machine", InitMarker: initMarker, Detailed: true,
@@ -122,7 +136,7 @@ func allSystems() []*System {
 }
 
 // defaultSystems is what `make bench` boots.
-const defaultSystems = "initramfs,disk,floor,debian"
+const defaultSystems = "initramfs,disk,disk-direct,floor,debian"
 
 // selectSystems picks the systems named in list (comma-separated), in the
 // harness's order.
@@ -260,10 +274,27 @@ func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
 	s.Cmdline = res.Manifest.Cmdline
 	if res.DiskPath != "" {
 		s.Disk = res.DiskPath
-		s.Size, err = measureSize(res.DiskPath)
+		// The size of the image as built, before any boot writes to it.
+		if s.Size, err = measureSize(res.DiskPath); err != nil {
+			return err
+		}
 		if s.Fresh {
 			s.work = filepath.Join(e.tmp, s.Name+".work.img")
 		}
+		if s.Direct {
+			b, err := disk.ReadBoot(s.Disk)
+			if err != nil {
+				return err
+			}
+			if s.Kernel, err = b.WriteKernel(dir); err != nil {
+				return err
+			}
+			s.Cmdline = b.Entry.Options
+		}
+		if s.Primed {
+			return s.prime(ctx, e)
+		}
+		return nil
 	} else {
 		s.Kernel, s.Initrd = res.KernelPath, res.InitrdPath
 		s.Size, err = measureSize(res.KernelPath, res.InitrdPath)
@@ -325,3 +356,35 @@ func (s *System) prepareFloor(ctx context.Context, e *env) error {
 	s.Size, err = measureSize(s.Kernel, s.Initrd)
 	return err
 }
+
+// prime boots a copy of a disk image once, writes kept, until the app
+// listens, and powers it off: the copy becomes the image the timed boots
+// start from (each behind its own throwaway overlay).
+func (s *System) prime(ctx context.Context, e *env) error {
+	primed := filepath.Join(e.tmp, s.Name+".primed.img")
+	if out, err := exec.Command("cp", "--sparse=always", s.Disk, primed).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying %s: %w: %s", s.Disk, err, out)
+	}
+	cfg := s.VMConfig("512M")
+	cfg.Disk, cfg.Persist = primed, true
+	cfg.Balloon = false
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	g, err := vm.Start(pctx, cfg)
+	if err != nil {
+		return fmt.Errorf("priming %s: %w", s.Name, err)
+	}
+	defer g.Kill()
+	if _, err := g.WaitFor(pctx, listeningMarker, 0); err != nil {
+		return fmt.Errorf("priming %s: the first boot did not reach %q: %w\n%s", s.Name, listeningMarker, err, g.Tail(30))
+	}
+	if err := g.Shutdown(shutdownTimeout); err != nil {
+		return fmt.Errorf("priming %s: power-off: %w", s.Name, err)
+	}
+	s.Disk = primed
+	s.Notes = append(s.Notes, "booted once before the timed boots")
+	return nil
+}
+
+// uefi reports whether the system boots through firmware.
+func (s *System) uefi() bool { return s.Disk != "" && s.Kernel == "" }

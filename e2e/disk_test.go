@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/cli"
+	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -29,19 +30,32 @@ type diskBoot struct {
 	port int
 }
 
-func bootDisk(t *testing.T, ctx context.Context, img, memory string) *diskBoot {
+func bootDisk(t *testing.T, ctx context.Context, img, memory string, direct bool) *diskBoot {
 	t.Helper()
 	port, err := vm.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vm.Start(ctx, vm.Config{
+	cfg := vm.Config{
 		Disk:     img,
 		Persist:  true,
 		Memory:   memory,
 		Forwards: []vm.Forward{{Host: port, Guest: 8080}},
 		Console:  consoleLog(t),
-	})
+	}
+	if direct {
+		// What `nodeboot run --boot direct` does: the kernel and command
+		// line of the entry systemd-boot would pick, loaded by QEMU.
+		b, err := disk.ReadBoot(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Kernel, err = b.WriteKernel(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Cmdline = b.Entry.Options
+	}
+	v, err := vm.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +164,7 @@ func TestDiskImage(t *testing.T) {
 	}
 
 	t.Run("first boot grows and creates /data, and the app answers", func(t *testing.T) {
-		b := bootDisk(t, ctx, img, "512M")
+		b := bootDisk(t, ctx, img, "512M", false)
 		b.waitFor(t, "durable state=1 persist=1")
 		b.waitFor(t, "app counter listening on port 8080")
 		con := b.v.Console()
@@ -187,7 +201,7 @@ func TestDiskImage(t *testing.T) {
 	})
 
 	t.Run("clean power-off, then boot, keeps the data", func(t *testing.T) {
-		b := bootDisk(t, ctx, img, "512M")
+		b := bootDisk(t, ctx, img, "512M", false)
 		b.waitFor(t, "durable state=2 persist=2")
 		if strings.Contains(b.v.Console(), "creating an ext4") {
 			t.Error("second boot formatted the data partition again")
@@ -203,11 +217,26 @@ func TestDiskImage(t *testing.T) {
 	// firmware's memory map does not depend on timing, so the edge is
 	// exact: a bigger kernel or firmware fails here first.
 	t.Run("hard power-off keeps the data, in 141 MiB of RAM", func(t *testing.T) {
-		b := bootDisk(t, ctx, img, "141M")
+		b := bootDisk(t, ctx, img, "141M", false)
 		b.waitFor(t, "durable state=3 persist=3")
 		b.waitFor(t, "app counter listening on port 8080")
 		if s, p := b.counts(t); s != 3 || p != 3 {
 			t.Errorf("counts %d/%d, want 3/3", s, p)
+		}
+		if err := b.v.Shutdown(2 * time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	// The system itself fits in 128 MiB once node's pages come from the
+	// page cache; only the EFI stub needs more (above). Loaded directly,
+	// the same image, entry and command line boot in 128 MiB.
+	t.Run("the kernel loaded directly boots in 128 MiB and keeps the data", func(t *testing.T) {
+		b := bootDisk(t, ctx, img, "128M", true)
+		b.waitFor(t, "durable state=4 persist=4")
+		b.waitFor(t, "app counter listening on port 8080")
+		if s, p := b.counts(t); s != 4 || p != 4 {
+			t.Errorf("counts %d/%d, want 4/4", s, p)
 		}
 		if err := b.v.Shutdown(2 * time.Minute); err != nil {
 			t.Fatal(err)
@@ -227,7 +256,7 @@ func TestDiskImage(t *testing.T) {
 		f.Close()
 		span := min(size, 64<<20)
 		before := hashRange(t, img, off, span)
-		b := bootDisk(t, ctx, img, "512M")
+		b := bootDisk(t, ctx, img, "512M", false)
 		b.waitFor(t, "durable state=1 persist=1")
 		con := b.v.Console()
 		for _, want := range []string{"WARNING", "NOT formatted", "/data is a tmpfs"} {

@@ -248,6 +248,38 @@ func TestRunBadPublish(t *testing.T) {
 	}
 }
 
+func TestRunBadBoot(t *testing.T) {
+	_, err := nodeboot(t, "run", t.TempDir(), "--boot", "bios")
+	if err == nil || !strings.Contains(err.Error(), "want uefi or direct") {
+		t.Errorf("--boot bios: %v", err)
+	}
+	// A file that is not a disk image: direct boot names it and says why.
+	img := filepath.Join(t.TempDir(), "junk.img")
+	if err := os.WriteFile(img, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("no QEMU: run checks it first")
+	}
+	_, err = nodeboot(t, "run", img, "--boot", "direct")
+	if err == nil || !strings.Contains(err.Error(), "--boot direct") || !strings.Contains(err.Error(), "junk.img") {
+		t.Errorf("--boot direct of junk: %v", err)
+	}
+}
+
+func TestMemoryMiB(t *testing.T) {
+	for in, want := range map[string]int{"128M": 128, "128": 128, "1G": 1024, "1.5G": 1536, "131072K": 128, "141m": 141} {
+		if got, err := memoryMiB(in); err != nil || got != want {
+			t.Errorf("memoryMiB(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "M", "-1M", "lots"} {
+		if _, err := memoryMiB(in); err == nil {
+			t.Errorf("memoryMiB(%q) gave no error", in)
+		}
+	}
+}
+
 func TestVersionAndCompletion(t *testing.T) {
 	out, err := nodeboot(t, "version")
 	if err != nil || !strings.HasPrefix(out, "nodeboot ") {

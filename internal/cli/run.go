@@ -20,6 +20,8 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -30,6 +32,7 @@ type runFlags struct {
 	accel    string
 	forwards []string
 	quiet    bool
+	boot     string
 }
 
 func newRun(stdout, stderr io.Writer) *cobra.Command {
@@ -48,7 +51,15 @@ given. With --format disk an APP_DIR is built as a disk image. Each app's port i
 forwarded from a free port on 127.0.0.1; once the first app answers HTTP,
 'ready: http://127.0.0.1:PORT/' is printed. Ctrl-C presses the guest's power
 button: apps get SIGTERM, file systems are synced, the guest powers off.
-A second Ctrl-C kills QEMU.`,
+A second Ctrl-C kills QEMU.
+
+--boot direct boots a disk image without firmware: nodeboot reads the boot
+entry systemd-boot would pick from the image's ESP and QEMU loads that
+entry's kernel with its command line, the image attached as the disk. It
+needs less RAM than UEFI (the kernel's EFI stub wants one free block the size
+of the decompressed kernel: about 141M for the default kernel, against 128M
+directly) and skips the firmware's seconds; it does not count boot attempts,
+which only systemd-boot does.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -64,6 +75,7 @@ A second Ctrl-C kills QEMU.`,
 	cmd.Flags().StringVar(&rf.accel, "accel", "auto", "QEMU accelerator: auto (KVM if /dev/kvm is usable, else TCG), kvm or tcg")
 	cmd.Flags().StringArrayVarP(&rf.forwards, "publish", "p", nil, "forward host port to guest port, HOST:GUEST (repeatable)")
 	cmd.Flags().BoolVarP(&rf.quiet, "quiet", "q", false, "do not stream the guest console")
+	cmd.Flags().StringVar(&rf.boot, "boot", "uefi", "disk images: uefi (OVMF, then systemd-boot, as on a PC) or direct (QEMU loads the boot entry's kernel: less RAM, faster)")
 	cmd.Flags().BoolVar(&rf.persist, "persist", false, "disk images: write to the image itself, so the next run sees this run's /data (default: a throwaway overlay)")
 	return cmd
 }
@@ -93,6 +105,9 @@ func parseForward(s string) (vm.Forward, error) {
 }
 
 func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdout, stderr io.Writer) error {
+	if rf.boot != "uefi" && rf.boot != "direct" {
+		return fmt.Errorf("bad --boot %q: want uefi or direct", rf.boot)
+	}
 	var forwards []vm.Forward
 	for _, s := range rf.forwards {
 		f, err := parseForward(s)
@@ -112,6 +127,19 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	img, m, err := prepareImage(ctx, dir, bf, stderr)
 	if err != nil {
 		return err
+	}
+	if img.disk != "" {
+		tmp, err := os.MkdirTemp("", "nodeboot-run-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := img.chooseBoot(rf, m, tmp, stderr); err != nil {
+			return err
+		}
+	} else if cmdFlagSet(rf.boot) {
+		// An initramfs build has no firmware path to choose.
+		return fmt.Errorf("--boot %s: only disk images have a boot choice; build with --format disk", rf.boot)
 	}
 
 	// Every app port not explicitly published gets a free host port.
@@ -157,7 +185,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	v, err := vm.Start(vmCtx, vm.Config{
 		Kernel:   img.kernel,
 		Initrd:   img.initrd,
-		Cmdline:  m.Cmdline,
+		Cmdline:  img.cmdline(m),
 		Disk:     img.disk,
 		Persist:  rf.persist,
 		Memory:   rf.memory,
@@ -215,8 +243,74 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	}
 }
 
-// bootable is what QEMU boots: a kernel + initramfs, or a disk image.
-type bootable struct{ kernel, initrd, disk string }
+// bootable is what QEMU boots: a kernel + initramfs, a disk image through
+// firmware, or a disk image with the kernel of its boot entry (direct).
+type bootable struct{ kernel, initrd, disk, directCmdline string }
+
+func (b bootable) cmdline(m *build.Manifest) string {
+	if b.directCmdline != "" {
+		return b.directCmdline
+	}
+	return m.Cmdline
+}
+
+// cmdFlagSet reports whether --boot was given a value other than its
+// default; only disk images have a choice.
+func cmdFlagSet(boot string) bool { return boot != "uefi" }
+
+// chooseBoot prepares a disk image's boot: for direct, the kernel and
+// command line of the entry systemd-boot would boot, written to tmp; for
+// UEFI, a warning when the RAM is below what the EFI stub needs.
+func (b *bootable) chooseBoot(rf runFlags, m *build.Manifest, tmp string, stderr io.Writer) error {
+	mem, memErr := memoryMiB(rf.memory)
+	if rf.boot == "uefi" && (memErr != nil || mem >= 256) {
+		return nil
+	}
+	bt, err := disk.ReadBoot(b.disk)
+	if err != nil {
+		if rf.boot == "uefi" {
+			return nil // the firmware will say what is wrong
+		}
+		return fmt.Errorf("--boot direct: %w", err)
+	}
+	if rf.boot == "uefi" {
+		if need := kernel.UEFIMinMemoryMiB(bt.Kernel); need > 0 && mem < need {
+			fmt.Fprintf(stderr, "warning: --memory %s is likely too little for a UEFI boot of this kernel: its EFI stub needs about %dM under OVMF (docs/ARCHITECTURE.md, \"Smallest RAM\"); --boot direct needs less\n", rf.memory, need)
+		}
+		return nil
+	}
+	k, err := bt.WriteKernel(tmp)
+	if err != nil {
+		return fmt.Errorf("--boot direct: %w", err)
+	}
+	b.kernel, b.directCmdline = k, bt.Entry.Options
+	fmt.Fprintf(stderr, "booting entry %s directly: QEMU loads its kernel, no firmware (boot attempts are not counted)\n", bt.Entry.ID)
+	return nil
+}
+
+// memoryMiB reads QEMU's -m syntax: a number of MiB, or one with a K, M,
+// G or T suffix.
+func memoryMiB(s string) (int, error) {
+	s = strings.TrimSpace(s)
+	mult := 1.0
+	if n := len(s); n > 0 {
+		switch strings.ToUpper(s[n-1:]) {
+		case "K":
+			mult, s = 1.0/1024, s[:n-1]
+		case "M":
+			s = s[:n-1]
+		case "G":
+			mult, s = 1024, s[:n-1]
+		case "T":
+			mult, s = 1024*1024, s[:n-1]
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("bad --memory %q: want a size such as 512M or 1G", s)
+	}
+	return int(f * mult), nil
+}
 
 // prepareImage turns run's argument into something to boot, building an
 // app dir first.

@@ -46,6 +46,17 @@ func TestDiskArgs(t *testing.T) {
 	if strings.Contains(persist, "snapshot") {
 		t.Errorf("--persist still uses a snapshot: %s", persist)
 	}
+	// A direct kernel boot of a disk image: the kernel from QEMU, the
+	// image as the disk, no firmware.
+	direct := strings.Join(Args(Config{Disk: "/x/app.img", Firmware: "/fw/OVMF.fd", Kernel: "/k/vmlinuz", Cmdline: "root=PARTUUID=x"}, "tcg", ""), " ")
+	for _, want := range []string{"-kernel /k/vmlinuz", "-append root=PARTUUID=x", "file=/x/app.img,format=raw,if=virtio"} {
+		if !strings.Contains(direct, want) {
+			t.Errorf("direct boot args lack %q: %s", want, direct)
+		}
+	}
+	if strings.Contains(direct, "-bios") {
+		t.Errorf("direct boot loads firmware: %s", direct)
+	}
 }
 
 func TestMachineArgs(t *testing.T) {
