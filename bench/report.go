@@ -350,7 +350,7 @@ func (r *Report) Render(w io.Writer) {
 	p("- **nodeboot**: `nodeboot build` of examples/hello; the initramfs booted as `nodeboot run out/` does\n")
 	p("  (kernel and initramfs given to QEMU), the disk image as `nodeboot run app.img` does (OVMF →\n")
 	p("  systemd-boot → kernel → squashfs root; throwaway overlay).\n")
-	p("- **floor**: a static Go init (bench/floorinit, built with CGO_ENABLED=0) in a zstd initramfs with node,\n")
+	p("- **floor**: a static Go init (bench/floorinit, built with CGO_ENABLED=0) in an uncompressed initramfs (as nodeboot's default) with node,\n")
 	p("  its libraries and the app. It mounts devtmpfs and /proc, brings eth0 up with the static address QEMU's\n")
 	p("  user network expects (10.0.2.15/24, netlink), because the HTTP check comes in through the port forward,\n")
 	p("  and execs node. No supervisor, no /data, no DHCP.\n")

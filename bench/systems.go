@@ -105,31 +105,33 @@ func (s *System) VMConfig(mem string) vm.Config {
 // of each kind is the one the ratios use.
 func allSystems() []*System {
 	return []*System{
-		{Name: "initramfs", Kind: kindNodeboot, Label: "nodeboot, initramfs (zstd), `nodeboot run out/`", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.Zstd},
+		{Name: "initramfs", Kind: kindNodeboot, Label: "nodeboot, initramfs (plain cpio, the default), `nodeboot run out/`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.None},
 		{Name: "disk", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `nodeboot run app.img`, data partition made by an earlier boot", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatDisk, Compression: image.Zstd, Primed: true},
+			Format: build.FormatDisk, Primed: true},
 		{Name: "disk-direct", Kind: kindNodeboot, Label: "nodeboot, disk image, its boot entry's kernel loaded by QEMU, `nodeboot run --boot direct app.img`, data partition made by an earlier boot", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatDisk, Compression: image.Zstd, Primed: true, Direct: true},
+			Format: build.FormatDisk, Primed: true, Direct: true},
 		{Name: "floor", Kind: kindFloor, Label: "floor: same kernel, an initramfs whose static Go init execs node at once", InitMarker: "floor: init started"},
 		{Name: "debian", Kind: kindPeer, Label: "peer: Debian stable minbase + systemd, hello as a systemd service, root on virtio", InitMarker: "Run /sbin/init as init process"},
 		// Variants for decisions; not in the default set.
 		{Name: "initramfs-gzip", Kind: kindNodeboot, Label: "nodeboot, initramfs compressed with gzip", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Gzip},
-		{Name: "initramfs-none", Kind: kindNodeboot, Label: "nodeboot, initramfs not compressed (plain cpio)", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.None},
+		{Name: "initramfs-zstd", Kind: kindNodeboot, Label: "nodeboot, initramfs compressed with zstd (`--compression zstd`)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.Zstd},
+		{Name: "disk-direct-none", Kind: kindNodeboot, Label: "nodeboot, disk image with an uncompressed squashfs root (`--compression none`), booted directly", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Compression: image.None, Primed: true, Direct: true},
 		{Name: "initramfs-quiet", Kind: kindNodeboot, Label: "nodeboot, initramfs, kernel command line + `quiet`", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.Zstd, ExtraCmdline: "quiet"},
+			Format: build.FormatInitramfs, Compression: image.None, ExtraCmdline: "quiet"},
 		{Name: "initramfs-microvm", Kind: kindNodeboot, Label: "nodeboot, initramfs on QEMU's microvm machine", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.Zstd, Machine: vm.MachineMicroVM},
+			Format: build.FormatInitramfs, Compression: image.None, Machine: vm.MachineMicroVM},
 		{Name: "initramfs-nosandbox", Kind: kindNodeboot, Label: "nodeboot, initramfs, app sandbox off (`\"sandbox\": {\"enabled\": false}`)", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatInitramfs, Compression: image.Zstd, ConfigJSON: `{"apps": [{"path": "@APP@", "sandbox": {"enabled": false}}]}`},
+			Format: build.FormatInitramfs, Compression: image.None, ConfigJSON: `{"apps": [{"path": "@APP@", "sandbox": {"enabled": false}}]}`},
 		{Name: "disk-cache-1st", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, first boot", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatDisk, Compression: image.Zstd, ConfigJSON: compileCacheJSON, Fresh: true},
+			Format: build.FormatDisk, ConfigJSON: compileCacheJSON, Fresh: true},
 		{Name: "disk-cache-2nd", Kind: kindNodeboot, Label: "nodeboot, disk image with NODE_COMPILE_CACHE on /data, second boot", InitMarker: initMarker, Detailed: true,
 			After: "disk-cache-1st"},
 		{Name: "disk-1st", Kind: kindNodeboot, Label: "nodeboot, disk image, first boot (control for the compile cache)", InitMarker: initMarker, Detailed: true,
-			Format: build.FormatDisk, Compression: image.Zstd, Fresh: true},
+			Format: build.FormatDisk, Fresh: true},
 		{Name: "disk-2nd", Kind: kindNodeboot, Label: "nodeboot, disk image, second boot (control for the compile cache)", InitMarker: initMarker, Detailed: true,
 			After: "disk-1st"},
 	}
@@ -347,8 +349,9 @@ func (s *System) prepareFloor(ctx context.Context, e *env) error {
 		}
 	}
 	s.Kernel = e.kernel
-	s.Initrd = filepath.Join(dir, "initramfs.cpio.zst")
-	if _, err := image.WriteInitramfs(t, s.Initrd, image.Zstd, timeZero); err != nil {
+	// Uncompressed, like nodeboot's default: the kernel unpacks it fastest.
+	s.Initrd = filepath.Join(dir, "initramfs.cpio")
+	if _, err := image.WriteInitramfs(t, s.Initrd, image.None, timeZero); err != nil {
 		return fmt.Errorf("writing the floor's initramfs: %w", err)
 	}
 	// The same console and panic settings as nodeboot's images.

@@ -195,6 +195,8 @@ func TestDiskImage(t *testing.T) {
 		if out, err := exec.Command("sfdisk", "--verify", img).CombinedOutput(); err != nil || !strings.Contains(string(out), "No errors detected") {
 			t.Errorf("sfdisk --verify: %v\n%s", err, out)
 		}
+		checkExt4Console(t, b.v.Console())
+		fsckData(t, img)
 		if st.DataBytes < (size*9)/10 {
 			t.Errorf("/data has %d MiB, the partition %d MiB: the file system does not fill it", st.DataBytes>>20, size>>20)
 		}
@@ -206,6 +208,7 @@ func TestDiskImage(t *testing.T) {
 		if strings.Contains(b.v.Console(), "creating an ext4") {
 			t.Error("second boot formatted the data partition again")
 		}
+		checkExt4Console(t, b.v.Console())
 		// Cut the power right after the app reported its write durable.
 		b.v.Kill()
 	})
@@ -271,4 +274,55 @@ func TestDiskImage(t *testing.T) {
 			t.Error("the corrupted data partition was written to")
 		}
 	})
+}
+
+// checkExt4Console fails on any error the kernel's ext4 reported about the
+// data file system (a lazily initialised group it found inconsistent, an
+// earlier error recorded in the superblock).
+func checkExt4Console(t *testing.T, con string) {
+	t.Helper()
+	for _, bad := range []string{"EXT4-fs error", "mounting fs with errors", "EXT4-fs warning"} {
+		if i := strings.Index(con, bad); i >= 0 {
+			line := con[i:]
+			if j := strings.IndexByte(line, '\n'); j >= 0 {
+				line = line[:j]
+			}
+			t.Errorf("the kernel complains about the data file system: %s", line)
+		}
+	}
+}
+
+// fsckData runs e2fsck -fn, an independent checker, on a copy of the image's
+// data partition.
+func fsckData(t *testing.T, img string) {
+	t.Helper()
+	e2fsck, err := exec.LookPath("e2fsck")
+	if err != nil {
+		for _, p := range []string{"/usr/sbin/e2fsck", "/sbin/e2fsck"} {
+			if _, err := os.Stat(p); err == nil {
+				e2fsck = p
+			}
+		}
+	}
+	if e2fsck == "" {
+		t.Fatal("e2fsck is not installed (apt-get install e2fsprogs)")
+	}
+	off, size := dataPartition(t, img)
+	src, err := os.Open(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	part := filepath.Join(t.TempDir(), "data.ext4")
+	dst, err := os.Create(part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, io.NewSectionReader(src, off, size)); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	if out, err := exec.Command(e2fsck, "-fn", part).CombinedOutput(); err != nil {
+		t.Errorf("e2fsck -fn of the data partition: %v\n%s", err, out)
+	}
 }

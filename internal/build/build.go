@@ -83,8 +83,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Arch == "" {
 		o.Arch = "amd64"
 	}
-	if o.Compression == "" {
-		o.Compression = image.Zstd
+	if o.Compression == "" && o.Format != FormatDisk {
+		// An uncompressed initramfs boots fastest: under TCG the kernel
+		// unpacks zstd in 4.8 s and plain cpio in 1.9 s (docs/performance.md);
+		// the archive is then 2.4 times bigger.
+		o.Compression = image.None
 	}
 	logw := o.Log
 	if logw == nil {
@@ -329,6 +332,9 @@ func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf 
 		Title:   "nodeboot " + m.Hostname,
 		MTime:   mtime(),
 		Seed:    m.ImageVersion,
+		// The root is zlib (the only squashfs compressor the default
+		// kernel has) unless --compression none asks for none at all.
+		RootCompression: rootCompression(o.Compression),
 	})
 	var small *disk.TooSmallError
 	if errors.As(err, &small) && small.What == "image" {
@@ -474,4 +480,13 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// rootCompression maps --compression to the disk root's squashfs
+// compression: "none" stores it uncompressed, anything else is zlib.
+func rootCompression(c image.Compression) string {
+	if c == image.None {
+		return "none"
+	}
+	return ""
 }

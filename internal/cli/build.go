@@ -24,7 +24,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "nodeboot.json to use (default: the app dir's nodeboot.json, if any)")
 	fs.StringVar(&f.node, "node", "", "node to put in the image: a version (22, 22.21.1) fetched from the npm registry npm is configured for, or a path to a node binary (default: the host's node if it satisfies engines.node)")
 	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel (bzImage) to boot (default: the kernel pinned in nodeboot's go.mod)")
-	fs.StringVar(&f.compression, "compression", "zstd", "initramfs compression: zstd, gzip or none")
+	fs.StringVar(&f.compression, "compression", "", "initramfs: none (default: boots fastest), zstd or gzip; --format disk: none stores the squashfs root uncompressed, anything else zlib (default)")
 	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
 	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM) or disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data)")
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
@@ -92,7 +92,8 @@ func newBuild(stdout, stderr io.Writer) *cobra.Command {
 
 The output directory receives:
   vmlinuz              the Linux kernel
-  initramfs.cpio.zst   the root file system: init, node, its libraries, the app
+  initramfs.cpio       the root file system: init, node, its libraries, the app
+                       (.cpio.zst or .cpio.gz with --compression zstd or gzip)
   manifest.json        every input with version and sha256, and the sizes
 
 With --format disk, -o names one raw GPT disk image (default out/disk.img)

@@ -34,7 +34,7 @@ func nodeboot(t *testing.T, args ...string) (string, error) {
 // assertNoImage checks that a failed build left nothing bootable behind.
 func assertNoImage(t *testing.T, out string) {
 	t.Helper()
-	for _, f := range []string{"initramfs.cpio.zst", "manifest.json"} {
+	for _, f := range []string{"initramfs.cpio", "initramfs.cpio.zst", "manifest.json"} {
 		if _, err := os.Stat(filepath.Join(out, f)); err == nil {
 			t.Errorf("failed build left %s behind", f)
 		}

@@ -82,7 +82,14 @@ func Mount(target string, log func(string, ...any)) Result {
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return tmpfs(target, res, err.Error())
 	}
-	if err := unix.Mount(dev, target, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, ""); err != nil {
+	// noinit_itable: go-diskfs zeroes every inode table when it creates
+	// the file system but leaves the groups' "inode table zeroed" flag
+	// unset, so without it the kernel's ext4lazyinit thread re-zeroes them
+	// in the background during the boot and, finding the counts it checks
+	// inconsistent, records an error in the superblock ("Something is
+	// wrong with group 0"; every later mount then warns "mounting fs with
+	// errors"). e2fsck -fn finds the file system clean either way.
+	if err := unix.Mount(dev, target, "ext4", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME, "noinit_itable"); err != nil {
 		return tmpfs(target, res, fmt.Sprintf("mounting %s (ext4): %v; it was NOT formatted and is left as it is", dev, err))
 	}
 	return res
