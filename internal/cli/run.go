@@ -203,6 +203,16 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		fmt.Fprintf(stderr, "forwarding 127.0.0.1:%d -> guest :%d\n", f.Host, f.Guest)
 	}
 	recordLocal(dir, apiPort, stderr)
+	if img.disk != "" && img.directCmdline == "" {
+		// Under UEFI a boot can die before Linux starts; say why at once
+		// rather than leave the user at the firmware's boot manager.
+		go func() {
+			_, err := v.WaitFor(vmCtx, "nodeboot: init started", 0)
+			if errors.Is(err, vm.ErrGuestDied) && strings.Contains(err.Error(), "EFI stub") {
+				fmt.Fprintf(stderr, "nodeboot: the kernel's EFI stub failed before Linux started: with --memory %s there is no free block big enough to decompress the kernel into; give it more memory or use --boot direct (docs/ARCHITECTURE.md, \"Smallest RAM\"). Ctrl-C to stop.\n", rf.memory)
+			}
+		}()
+	}
 
 	if readyPort != 0 {
 		go func() {

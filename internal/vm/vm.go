@@ -441,10 +441,19 @@ func (v *VM) Tail(n int) string {
 // Since is the time since QEMU was started.
 func (v *VM) Since() time.Duration { return time.Since(v.started) }
 
-// panicMarkers are console lines after which the guest will not recover.
-var panicMarkers = []string{"Kernel panic - not syncing", "---[ end Kernel panic"}
+// deadMarkers are console lines after which the guest will not recover,
+// with what they mean.
+var deadMarkers = []struct{ marker, why string }{
+	{"Kernel panic - not syncing", "kernel panic"},
+	{"---[ end Kernel panic", "kernel panic"},
+	// The firmware then tries its other boot options and stops in its
+	// boot manager: no Linux will come. Mostly too little RAM for the stub
+	// to decompress the kernel into (docs/ARCHITECTURE.md, "Smallest RAM").
+	{"EFI stub: ERROR", "the kernel's EFI stub failed, before Linux started (too little RAM for a UEFI boot? give more --memory, or boot the image with --boot direct)"},
+}
 
-// ErrGuestDied is wrapped by WaitFor when QEMU exited or the kernel panicked.
+// ErrGuestDied is wrapped by WaitFor when QEMU exited, the kernel panicked
+// or the kernel's EFI stub failed.
 var ErrGuestDied = errors.New("guest died")
 
 // WaitFor waits until the console contains marker (after byte offset from),
@@ -467,9 +476,9 @@ func (v *VM) WaitFor(ctx context.Context, marker string, from int) (int, error) 
 		if i := strings.Index(s[from:], marker); i >= 0 {
 			return from + i + len(marker), nil
 		}
-		for _, p := range panicMarkers {
-			if strings.Contains(s, p) {
-				return 0, fmt.Errorf("%w: kernel panic while waiting for %q\n%s", ErrGuestDied, marker, tailOf(s, 40))
+		for _, d := range deadMarkers {
+			if strings.Contains(s, d.marker) {
+				return 0, fmt.Errorf("%w: %s, while waiting for %q\n%s", ErrGuestDied, d.why, marker, tailOf(s, 40))
 			}
 		}
 		if v.exited {

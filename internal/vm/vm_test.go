@@ -1,8 +1,13 @@
 package vm
 
 import (
+	"context"
+	"errors"
+	"io"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestArgs(t *testing.T) {
@@ -123,4 +128,24 @@ func FuzzParseGuestStats(f *testing.F) {
 			t.Fatalf("accepted inconsistent stats %+v", m)
 		}
 	})
+}
+
+func TestWaitForDeadGuest(t *testing.T) {
+	for _, c := range []struct{ console, want string }{
+		{"BdsDxe: loading Boot0001\nEFI stub: ERROR: Failed to decompress kernel\nEFI stub: ERROR: efi_stub_entry() failed!\n", "EFI stub failed"},
+		{"[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\n", "kernel panic"},
+	} {
+		v := &VM{done: make(chan struct{})}
+		v.cond = sync.NewCond(&v.mu)
+		r, w := io.Pipe()
+		go v.readConsole(r, nil)
+		go func() { io.WriteString(w, c.console) }()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := v.WaitFor(ctx, "nodeboot: init started", 0)
+		cancel()
+		w.Close()
+		if !errors.Is(err, ErrGuestDied) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("console %q: err = %v, want %s", c.console, err, c.want)
+		}
+	}
 }
