@@ -199,7 +199,7 @@ func checkInitramfs() error {
 		if j := bytes.IndexByte(line, '\n'); j >= 0 {
 			line = line[:j]
 		}
-		return fmt.Errorf("the kernel reported %q: the image does not fit in this machine's RAM; give it more memory (an initramfs image needs about 3× its uncompressed size: `nodeboot run --memory 512M`) or build it with --format disk", line)
+		return fmt.Errorf("the kernel reported %q: the image does not fit in this machine's RAM; give it more memory (an initramfs image needs about 3.5× its unpacked size: `nodeboot run --memory 512M`), build it with --compression zstd (a smaller archive to hold while unpacking) or with --format disk", line)
 	}
 	return nil
 }
