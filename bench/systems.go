@@ -216,9 +216,14 @@ func (s *System) freshCopy() error {
 	if !s.Fresh || s.work == "" {
 		return nil
 	}
-	// cp keeps the image sparse (a 2 GiB image holds a few hundred MiB).
-	if out, err := exec.Command("cp", "--sparse=always", s.Disk, s.work).CombinedOutput(); err != nil {
-		return fmt.Errorf("copying %s: %w: %s", s.Disk, err, out)
+	return sparseCopy(s.Disk, s.work)
+}
+
+// sparseCopy copies an image with cp, which keeps it sparse (a 2 GiB image
+// holds a few hundred MiB).
+func sparseCopy(src, dst string) error {
+	if out, err := exec.Command("cp", "--sparse=always", src, dst).CombinedOutput(); err != nil {
+		return fmt.Errorf("copying %s: %w: %s", src, err, out)
 	}
 	return nil
 }
@@ -365,8 +370,8 @@ func (s *System) prepareFloor(ctx context.Context, e *env) error {
 // start from (each behind its own throwaway overlay).
 func (s *System) prime(ctx context.Context, e *env) error {
 	primed := filepath.Join(e.tmp, s.Name+".primed.img")
-	if out, err := exec.Command("cp", "--sparse=always", s.Disk, primed).CombinedOutput(); err != nil {
-		return fmt.Errorf("copying %s: %w: %s", s.Disk, err, out)
+	if err := sparseCopy(s.Disk, primed); err != nil {
+		return err
 	}
 	cfg := s.VMConfig("512M")
 	cfg.Disk, cfg.Persist = primed, true

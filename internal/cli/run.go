@@ -137,7 +137,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		if err := img.chooseBoot(rf, m, tmp, stderr); err != nil {
 			return err
 		}
-	} else if cmdFlagSet(rf.boot) {
+	} else if rf.boot != "uefi" {
 		// An initramfs build has no firmware path to choose.
 		return fmt.Errorf("--boot %s: only disk images have a boot choice; build with --format disk", rf.boot)
 	}
@@ -263,10 +263,6 @@ func (b bootable) cmdline(m *build.Manifest) string {
 	}
 	return m.Cmdline
 }
-
-// cmdFlagSet reports whether --boot was given a value other than its
-// default; only disk images have a choice.
-func cmdFlagSet(boot string) bool { return boot != "uefi" }
 
 // chooseBoot prepares a disk image's boot: for direct, the kernel and
 // command line of the entry systemd-boot would boot, written to tmp; for
