@@ -24,7 +24,7 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         squashfs-tools:/usr/bin/unsquashfs \
         chromium:/usr/bin/chromium
 
-.PHONY: all build demo test deps check bench clean
+.PHONY: all build demo test test-long fuzz deps check bench clean
 
 all: build
 
@@ -49,8 +49,27 @@ check:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps check
+test: deps check fuzz
 	NODEBOOT_E2E=1 $(GO) test -timeout 40m ./...
+
+# test-long runs the series too long for `make test` (many power cuts per
+# scenario, soak cycles): the same tests, with NODEBOOT_LONG=1 asking each for
+# its full count. Their last figures are in docs/reliability.md.
+test-long: deps check
+	NODEBOOT_E2E=1 NODEBOOT_LONG=1 $(GO) test -timeout 600m ./...
+
+# fuzz gives every FuzzXxx a short run beyond its checked-in corpus
+# (testdata/fuzz/), on tmpfs so that targets writing files (the bundle
+# extractor) run at memory speed. FUZZTIME=1m for a longer look.
+FUZZTIME ?= 4s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$fn"; \
+			TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg >/dev/null \
+				|| { TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; exit 1; }; \
+		done; \
+	done
 
 # The benchmark also builds a Debian peer (debootstrap, mkfs.ext4) and loads
 # each guest with wrk.
