@@ -3,6 +3,7 @@ package disk
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -157,7 +158,15 @@ const maxKernelSize = 256 << 20
 // ReadBoot reads the image at imgPath's ESP and returns the entry
 // systemd-boot would boot and that entry's kernel, so a VM can load the
 // kernel directly instead of going through UEFI firmware.
-func ReadBoot(imgPath string) (*Boot, error) {
+func ReadBoot(imgPath string) (b *Boot, err error) {
+	// go-diskfs trusts the FAT boot sector's fields and panics on some
+	// damaged ones (FuzzReadBoot found a slice out of range in its FAT
+	// table reader); a damaged image must be an error `run` can explain.
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("%s is damaged: its partition table or EFI system partition cannot be read (%v); rebuild it with `nodeboot build --format disk`", imgPath, r)
+		}
+	}()
 	d, err := diskfs.Open(imgPath, diskfs.WithOpenMode(diskfs.ReadOnly))
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", imgPath, err)
@@ -180,6 +189,9 @@ func ReadBoot(imgPath string) (*Boot, error) {
 	}
 	if esp == 0 {
 		return nil, fmt.Errorf("%s has no EFI system partition", imgPath)
+	}
+	if err := checkFATBootSector(imgPath, t.Partitions[esp-1].GetStart(), t.Partitions[esp-1].GetSize()); err != nil {
+		return nil, fmt.Errorf("%s: the EFI system partition is damaged: %w; rebuild the image with `nodeboot build --format disk`", imgPath, err)
 	}
 	fsys, err := d.GetFilesystem(esp)
 	if err != nil {
@@ -222,6 +234,43 @@ func ReadBoot(imgPath string) (*Boot, error) {
 		return nil, fmt.Errorf("%s: boot entry %s: %w", imgPath, e.ID, err)
 	}
 	return &Boot{Entry: e, Kernel: k}, nil
+}
+
+// checkFATBootSector refuses an ESP whose FAT32 boot sector describes
+// more than the partition holds. go-diskfs sizes its buffers from these
+// fields as they are: a damaged sector asking for a FAT of 400 GiB made it
+// allocate until the process died (found by FuzzReadBoot).
+func checkFATBootSector(imgPath string, off, size int64) error {
+	f, err := os.Open(imgPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	bs := make([]byte, 512)
+	if _, err := f.ReadAt(bs, off); err != nil {
+		return fmt.Errorf("reading its boot sector: %w", err)
+	}
+	bps := int64(binary.LittleEndian.Uint16(bs[0x0b:]))
+	spc := int64(bs[0x0d])
+	reserved := int64(binary.LittleEndian.Uint16(bs[0x0e:]))
+	fats := int64(bs[0x10])
+	total := int64(binary.LittleEndian.Uint32(bs[0x20:]))
+	fatSectors := int64(binary.LittleEndian.Uint32(bs[0x24:]))
+	switch {
+	case bs[510] != 0x55 || bs[511] != 0xaa:
+		return errors.New("no boot sector signature")
+	case bps != 512 && bps != 1024 && bps != 2048 && bps != 4096:
+		return fmt.Errorf("%d bytes per sector", bps)
+	case spc == 0 || spc&(spc-1) != 0:
+		return fmt.Errorf("%d sectors per cluster", spc)
+	case reserved == 0 || fats == 0 || fats > 2 || fatSectors == 0:
+		return errors.New("no FAT described")
+	case total*bps > size:
+		return fmt.Errorf("the file system (%d bytes) is larger than its partition (%d bytes)", total*bps, size)
+	case (reserved+fats*fatSectors)*bps > size:
+		return fmt.Errorf("its FATs end beyond its partition")
+	}
+	return nil
 }
 
 // readLimited reads a whole file of fsys, refusing one bigger than limit.
