@@ -205,6 +205,11 @@ func versionString(path string) string {
 	if i := strings.IndexByte(s, ' '); i >= 0 {
 		s = s[:i]
 	}
+	// The manifest records it: a header pointing at binary garbage gives
+	// no version rather than bytes that are not text.
+	if strings.IndexFunc(s, func(r rune) bool { return r < '!' || r > '~' }) >= 0 {
+		return ""
+	}
 	return s
 }
 
