@@ -38,10 +38,14 @@ type Options struct {
 	ConfigPath string // --config; "" = <AppDir>/nodeboot.json if present
 	// Format is FormatInitramfs (default: OutDir receives kernel, initramfs
 	// and manifest) or FormatDisk (Output is the image file).
-	Format      string
-	OutDir      string
-	Output      string // disk image path (FormatDisk)
-	DiskSize    int64  // 0 = the disk writer's default
+	Format   string
+	OutDir   string
+	Output   string // disk image path (FormatDisk)
+	DiskSize int64  // 0 = the disk writer's default
+	// RootSize is each root slot's size (FormatDisk); 0 = the disk
+	// writer's default. `run --persist` passes the persisted disk's, so
+	// a rebuilt image keeps its layout and so its data partition.
+	RootSize    int64
 	Arch        string // "" = amd64
 	Node        string // --node: version spec or path; overrides nodeboot.json "node"
 	Kernel      string // --kernel PATH; "" = the pinned module kernel
@@ -324,14 +328,15 @@ func writeInitramfs(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, 
 func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
 	res := &Result{DiskPath: o.Output, ManifestPath: DiskManifestPath(o.Output), Manifest: m}
 	layout, err := disk.Write(disk.Options{
-		Path:    o.Output,
-		Size:    o.DiskSize,
-		Root:    tree,
-		Kernel:  k.Path,
-		Cmdline: m.Cmdline,
-		Title:   "nodeboot " + m.Hostname,
-		MTime:   mtime(),
-		Seed:    m.ImageVersion,
+		Path:     o.Output,
+		Size:     o.DiskSize,
+		RootSize: o.RootSize,
+		Root:     tree,
+		Kernel:   k.Path,
+		Cmdline:  m.Cmdline,
+		Title:    "nodeboot " + m.Hostname,
+		MTime:    mtime(),
+		Seed:     m.ImageVersion,
 		// The root is zlib (the only squashfs compressor the default
 		// kernel has) unless --compression none asks for none at all.
 		RootCompression: rootCompression(o.Compression),

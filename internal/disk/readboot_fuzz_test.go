@@ -96,3 +96,23 @@ func FuzzReadBoot(f *testing.F) {
 		}
 	})
 }
+
+func TestReadLayout(t *testing.T) {
+	f := newFixture(t)
+	o := f.options("layout.img")
+	want := writeImage(t, o)
+	got, err := ReadLayout(o.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != want.Size || got.ESP != want.ESP || got.RootA != want.RootA || got.RootB != want.RootB || got.Data != want.Data {
+		t.Errorf("ReadLayout:\n got %+v\nwant %+v", got, want)
+	}
+	other := filepath.Join(t.TempDir(), "zeros.img")
+	if err := os.WriteFile(other, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadLayout(other); err == nil {
+		t.Error("a disk of zeros has a layout")
+	}
+}
