@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,6 +38,10 @@ var (
 	ErrDigest = errors.New("bundle digest mismatch")
 	// ErrNoPrevious: there is no previous version to roll back to.
 	ErrNoPrevious = errors.New("no previous version")
+	// ErrMounted: a version was not removed because a file system is
+	// mounted inside it (a *MountError names the mounts). The store never
+	// deletes through a mount.
+	ErrMounted = errors.New("a file system is mounted inside")
 )
 
 // Version is one complete version of an app in the store.
@@ -73,6 +78,10 @@ type Store struct {
 	mu   sync.Mutex
 	apps map[string]*sync.Mutex
 
+	// logf reports what the store does on its own (garbage collection
+	// after a switch); SetLog sets it.
+	logf func(string, ...any)
+
 	// hook, when set (by tests), is called after every durable step; an
 	// error it returns stops the operation there as a power cut would,
 	// leaving everything on disk as it is.
@@ -92,7 +101,16 @@ func Open(root string) (*Store, error) {
 	if err := os.Chmod(root, 0o755); err != nil {
 		return nil, fmt.Errorf("opening the version store: %w", err)
 	}
-	return &Store{root: root, apps: map[string]*sync.Mutex{}}, nil
+	return &Store{root: root, apps: map[string]*sync.Mutex{}, logf: log.Printf}, nil
+}
+
+// SetLog sets where the store reports what no caller asked for: an old
+// version that could not be garbage-collected after a switch (the switch
+// itself succeeded). The default is the standard logger.
+func (s *Store) SetLog(logf func(format string, args ...any)) {
+	if logf != nil {
+		s.logf = logf
+	}
 }
 
 func (s *Store) lock(app string) func() {
@@ -168,7 +186,7 @@ func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundl
 	tmp := filepath.Join(dir, incomingPrefix+randomName())
 	defer func() {
 		if err != nil && !errors.Is(err, errHook) {
-			os.RemoveAll(tmp)
+			removeTree(tmp)
 		}
 	}()
 	h := sha256.New()
@@ -196,7 +214,7 @@ func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundl
 	defer unlock()
 	// The same version may have been completed meanwhile.
 	if v, err := s.load(app, want); err == nil {
-		os.RemoveAll(tmp)
+		removeTree(tmp)
 		return v, nil
 	}
 	final := filepath.Join(dir, want)
@@ -397,9 +415,12 @@ func (s *Store) Switch(app string, v *Version) error {
 	}
 	// The version that fell off the end is garbage now; Recover would
 	// remove it at the next boot, but /data should not fill up until then.
+	// current has switched: a failure here is not the switch's (issue 12,
+	// item 1: a persist mount left in the old version answered 500 to a
+	// deploy that had succeeded), so it is logged, and Recover retries.
 	if oldPrev != "" && oldPrev != curHex && oldPrev != h {
 		if err := removeVersion(dir, oldPrev); err != nil {
-			return fmt.Errorf("switched %s, but removing an old version: %w", app, err)
+			s.logf("version store: switched %s to %s, but the old version %s stays until the next boot: %v", app, h[:12], oldPrev[:12], err)
 		}
 	}
 	return nil
@@ -561,7 +582,7 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasPrefix(name, incomingPrefix) {
-			if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			if err := removeTree(filepath.Join(dir, name)); err != nil {
 				logf("version store: %s: removing %s: %v", app, name, err)
 			} else {
 				logf("version store: %s: removed the interrupted %s", app, name)
@@ -587,14 +608,23 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 // removeVersion removes dir/<h>.json, then dir/<h>: the record first, so a
 // power cut in the middle leaves an incomplete version, never a complete-
 // looking half one.
+//
+// A version with a file system mounted inside (a persist dir still bound)
+// is refused whole, before its record goes: it stays complete and
+// unlinked, and Recover removes it at a boot without the mount.
 func removeVersion(dir, h string) error {
+	if ms, err := mountsUnder(filepath.Join(dir, h)); err != nil {
+		return fmt.Errorf("removing version %s: %w", h, err)
+	} else if len(ms) > 0 {
+		return fmt.Errorf("removing version %s: %w", h, &MountError{Path: filepath.Join(dir, h), Mounts: ms})
+	}
 	if err := os.Remove(filepath.Join(dir, h+recordSuffix)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing version %s: %w", h, err)
 	}
 	if err := syncDir(dir); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(filepath.Join(dir, h)); err != nil {
+	if err := removeTree(filepath.Join(dir, h)); err != nil {
 		return fmt.Errorf("removing version %s: %w", h, err)
 	}
 	return nil
