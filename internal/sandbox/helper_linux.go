@@ -208,7 +208,11 @@ func setupMounts(s *Spec) error {
 		mountStep{"private /tmp", func() error { return tmpfs("/tmp", strict, "1777") }},
 		mountStep{"private /dev", func() error { return setupDev() }},
 		mountStep{"/proc of the app's PID namespace", func() error {
-			return unix.Mount("proc", "/proc", "proc", strict, "")
+			// hidepid=2 ("invisible"; the number works on every
+			// kernel): a process the app may not ptrace-read is not
+			// in its /proc. That hides this helper, the namespace's
+			// root PID 1, and leaves the app's own processes.
+			return unix.Mount("proc", "/proc", "proc", strict, "hidepid=2")
 		}},
 		mountStep{"/sys read-only", func() error { return remount("/sys", unix.MS_RDONLY|strict) }},
 		mountStep{"the app's cgroup on /sys/fs/cgroup", func() error {
