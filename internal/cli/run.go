@@ -124,7 +124,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		return err
 	}
 
-	img, m, err := prepareImage(ctx, dir, bf, stderr)
+	img, m, err := prepareImage(ctx, dir, bf, rf.persist, stderr)
 	if err != nil {
 		return err
 	}
@@ -320,7 +320,7 @@ func memoryMiB(s string) (int, error) {
 
 // prepareImage turns run's argument into something to boot, building an
 // app dir first.
-func prepareImage(ctx context.Context, dir string, bf buildFlags, stderr io.Writer) (bootable, *build.Manifest, error) {
+func prepareImage(ctx context.Context, dir string, bf buildFlags, persist bool, stderr io.Writer) (bootable, *build.Manifest, error) {
 	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() {
 		// A disk image; its manifest (ports, hostname) if it is beside it.
 		m, err := build.ReadManifestFile(build.DiskManifestPath(dir))
@@ -343,7 +343,12 @@ func prepareImage(ctx context.Context, dir string, bf buildFlags, stderr io.Writ
 		if err != nil {
 			return bootable{}, nil, err
 		}
-		res, err := build.Build(ctx, o)
+		buildImage := build.Build
+		if persist && bf.format == build.FormatDisk {
+			// The image file is the VM's disk: rebuild it keeping /data.
+			buildImage = func(ctx context.Context, o build.Options) (*build.Result, error) { return buildPersisted(ctx, o, stderr) }
+		}
+		res, err := buildImage(ctx, o)
 		if err != nil {
 			return bootable{}, nil, err
 		}
