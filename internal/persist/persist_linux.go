@@ -218,3 +218,9 @@ func IsMountPoint(dir string) (bool, error) {
 	}
 	return len(infos) > 0, nil
 }
+
+// Bind is Bind(a, codeDir), so an App serves as internal/deploy's Persist.
+func (a App) Bind(codeDir string) error { return Bind(a, codeDir) }
+
+// Unbind is Unbind(codeDir).
+func (a App) Unbind(codeDir string) error { return Unbind(codeDir) }
