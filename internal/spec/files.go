@@ -10,11 +10,12 @@ import (
 	"sort"
 	"strings"
 
-	ignore "github.com/sabhiram/go-gitignore"
+	"github.com/nodeboot/nodeboot/internal/gitignore"
 )
 
-// IgnoreFile lists, in .gitignore syntax, paths of the app directory that do
-// not go into the image.
+// IgnoreFile lists, in .gitignore syntax and with git's exact meaning
+// (internal/gitignore; only this one file, at the app dir's top), paths of
+// the app directory that do not go into the image.
 const IgnoreFile = ".nodebootignore"
 
 // File is one entry of an app's tree as it goes into the image.
@@ -125,19 +126,14 @@ func ListFiles(dir string) (files []File, addons []string, err error) {
 }
 
 // skip reports whether rel is left out of the image.
-func skip(rel string, d fs.DirEntry, ign *ignore.GitIgnore) bool {
+func skip(rel string, d fs.DirEntry, ign *gitignore.Matcher) bool {
 	if d.Name() == ".git" || rel == ".nodeboot" {
 		return true
 	}
 	if ign == nil {
 		return false
 	}
-	// The library matches a directory-only pattern ("build/") against paths
-	// with a trailing slash, so directories are asked about as "dir/".
-	if d.IsDir() {
-		return ign.MatchesPath(rel + "/")
-	}
-	return ign.MatchesPath(rel)
+	return ign.Match(rel, d.IsDir())
 }
 
 // checkLink rejects a symlink whose target is absolute or, resolved from the
@@ -155,7 +151,7 @@ func checkLink(rel, target string) error {
 }
 
 // readIgnore compiles dir/.nodebootignore, or returns nil when there is none.
-func readIgnore(dir string) (*ignore.GitIgnore, error) {
+func readIgnore(dir string) (*gitignore.Matcher, error) {
 	data, err := os.ReadFile(filepath.Join(dir, IgnoreFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -163,30 +159,5 @@ func readIgnore(dir string) (*ignore.GitIgnore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", IgnoreFile, err)
 	}
-	return compileIgnore(string(data)), nil
-}
-
-// compileIgnore compiles .gitignore-syntax lines. One rule of git that the
-// library does not implement is added here: a pattern with a slash at its
-// start or middle ("src/test", "docs/*.md") is relative to the ignore file's
-// directory, while the library would match it at any depth. Anchoring such
-// patterns with a leading "/" gives git's meaning.
-func compileIgnore(text string) *ignore.GitIgnore {
-	lines := strings.Split(strings.ReplaceAll(text, "\r\n", "\n"), "\n")
-	for i, l := range lines {
-		l = strings.TrimRight(l, " \t")
-		neg := ""
-		body := l
-		if strings.HasPrefix(body, "!") {
-			neg, body = "!", body[1:]
-		}
-		inner := strings.TrimSuffix(body, "/")
-		if body == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(body, "/") ||
-			strings.HasPrefix(body, `\`) || strings.HasPrefix(body, "**/") || !strings.Contains(inner, "/") {
-			lines[i] = l
-			continue
-		}
-		lines[i] = neg + "/" + body
-	}
-	return ignore.CompileIgnoreLines(lines...)
+	return gitignore.Parse(string(data)), nil
 }
