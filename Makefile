@@ -22,6 +22,7 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         mtools:/usr/bin/mtype \
         dosfstools:/usr/sbin/fsck.vfat \
         squashfs-tools:/usr/bin/unsquashfs \
+        e2fsprogs:/usr/sbin/e2fsck \
         chromium:/usr/bin/chromium
 
 .PHONY: all build demo test test-long fuzz deps check bench clean

@@ -1,7 +1,8 @@
 // Package datafs finds, checks, creates and mounts the persistent data
 // partition of a disk image. Its one rule: a partition that holds anything
-// but zeros or a mountable ext4 is never formatted; the node then runs with
-// /data on tmpfs and says so, and the bytes stay for the owner to rescue.
+// but zeros, a mountable ext4 or nodeboot's own interrupted creation of one
+// is never formatted; the node then runs with /data on tmpfs and says so, and
+// the bytes stay for the owner to rescue.
 package datafs
 
 import (
@@ -25,10 +26,15 @@ const (
 	Ext4
 	// Unknown: anything else, e.g. a scribbled-over superblock.
 	Unknown
+	// Interrupted: nodeboot began creating the file system and did not
+	// finish (a power cut during the first boot): the creation marker is
+	// in the first sector and the superblock has no magic yet. Nothing but
+	// that creation was ever written there, so it is created again.
+	Interrupted
 )
 
 func (s State) String() string {
-	return [...]string{"empty", "ext4", "unknown"}[s]
+	return [...]string{"empty", "ext4", "unknown", "interrupted creation"}[s]
 }
 
 // probeSize is how much of the partition Probe reads: the superblock sits
@@ -43,14 +49,73 @@ func Probe(r io.ReaderAt) (State, error) {
 		return Unknown, fmt.Errorf("reading the partition: %w", err)
 	}
 	buf = buf[:n]
-	// ext2/3/4 superblock at 1024, s_magic at offset 0x38 within it.
-	if len(buf) >= 1024+0x3a && binary.LittleEndian.Uint16(buf[1024+0x38:]) == 0xef53 {
+	if len(buf) >= magicOff+2 && binary.LittleEndian.Uint16(buf[magicOff:]) == ext4Magic {
 		return Ext4, nil
 	}
-	if len(buf) > 0 && bytes.Count(buf, []byte{0}) == len(buf) {
+	if len(buf) > 0 && allZero(buf) {
 		return Empty, nil
 	}
+	if len(buf) >= markerSize && bytes.Equal(buf[:markerSize], marker[:]) {
+		return Interrupted, nil
+	}
+	// A marker write torn by the power cut (a device that does not write
+	// a sector atomically): what reached the disk agrees with the marker,
+	// and nothing else was written yet, since the creation only starts
+	// once the whole marker is on disk.
+	if len(buf) >= markerSize && tornMarker(buf[:markerSize]) && allZero(buf[markerSize:]) {
+		return Interrupted, nil
+	}
 	return Unknown, nil
+}
+
+const (
+	// magicOff is where the primary superblock (at 1024) keeps s_magic
+	// (at 0x38 within it).
+	magicOff  = 1024 + 0x38
+	ext4Magic = 0xef53
+	// markerSize is the marker's length: one sector, which ext4 never uses
+	// (the superblock starts at 1024; the first 1024 bytes are left for a
+	// boot loader), so the marker can stay while the file system is made.
+	markerSize = 512
+)
+
+// marker is the first sector of a data partition while nodeboot creates
+// its file system. It is written (and flushed) onto an all-zero partition
+// before anything else, and removed after the superblock's magic, the last
+// write of the creation, is on disk: a partition with the marker and no
+// magic holds nothing but an unfinished creation of ours. It is text so
+// that whoever looks at the raw partition learns what it is.
+var marker = func() (m [markerSize]byte) {
+	copy(m[:], "NODEBOOT DATA PARTITION: EXT4 CREATION IN PROGRESS\n"+
+		"nodeboot writes this sector before it creates the file system of its data\n"+
+		"partition and clears it once the file system is complete. If you read\n"+
+		"it, that creation was interrupted (a power cut during the first boot):\n"+
+		"the next boot creates the file system again. Nothing else is stored here.\n")
+	return m
+}()
+
+// tornMarker tells whether b could be a marker write cut short: every
+// non-zero byte is the marker's, and it is not all zeros.
+func tornMarker(b []byte) bool {
+	some := false
+	for i, c := range b {
+		if c != 0 {
+			if c != marker[i] {
+				return false
+			}
+			some = true
+		}
+	}
+	return some
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // FindByLabel returns the device node of the partition whose GPT name is

@@ -6,8 +6,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +26,9 @@ const Label = "nodeboot-data"
 const findTimeout = 5 * time.Second
 
 // Mount mounts the data partition on target, creating an ext4 file system
-// on an empty partition first. When it cannot be used, target gets a tmpfs
-// and Result.Warning says why; the partition is left untouched.
+// on an empty partition (or one whose creation was interrupted) first. When
+// it cannot be used, target gets a tmpfs and Result.Warning says why; the
+// partition is left untouched.
 func Mount(target string, log func(string, ...any)) Result {
 	var dev string
 	var err error
@@ -51,32 +50,21 @@ func Mount(target string, log func(string, ...any)) Result {
 		f.Close()
 		return tmpfs(target, res, fmt.Sprintf("size of %s: %v", dev, err))
 	}
-	state, err := Probe(f)
+	// Prepare creates the file system on a new partition, or again on one
+	// whose creation a power cut interrupted, and touches nothing else.
+	p, err := Prepare(f, res.Size, Options{
+		// First boot: if the image was written to a bigger disk, the
+		// data partition takes the rest of it before it gets its file
+		// system.
+		Grow: func() (int64, error) { return Grow(dev) },
+		Log: func(format string, args ...any) {
+			log("%s: "+format, append([]any{dev}, args...)...)
+		},
+	})
+	res.Size, res.Created = p.Size, p.Created
 	if err != nil {
 		f.Close()
 		return tmpfs(target, res, fmt.Sprintf("%s: %v", dev, err))
-	}
-	switch state {
-	case Empty:
-		// First boot: if the image was written to a bigger disk, the data
-		// partition takes the rest of it before it gets its file system.
-		if grown, err := Grow(dev); err != nil {
-			log("data partition %s keeps its size: %v", dev, err)
-		} else if grown > 0 {
-			log("grew the data partition %s from %d MiB to %d MiB (the rest of the disk)", dev, res.Size>>20, grown>>20)
-			res.Size = grown
-		}
-		log("data partition %s is empty (first boot): creating an ext4 file system of %d MiB", dev, res.Size>>20)
-		start := time.Now()
-		if err := Format(f, res.Size); err != nil {
-			f.Close()
-			return tmpfs(target, res, fmt.Sprintf("creating a file system on %s: %v", dev, err))
-		}
-		res.Created = true
-		log("created ext4 on %s in %v", dev, time.Since(start).Round(time.Millisecond))
-	case Unknown:
-		f.Close()
-		return tmpfs(target, res, fmt.Sprintf("data partition %s holds no ext4 file system and is not empty (corrupted superblock?); it was NOT formatted and is left as it is", dev))
 	}
 	f.Close()
 	if err := os.MkdirAll(target, 0o755); err != nil {
@@ -93,16 +81,6 @@ func Mount(target string, log func(string, ...any)) Result {
 		return tmpfs(target, res, fmt.Sprintf("mounting %s (ext4): %v; it was NOT formatted and is left as it is", dev, err))
 	}
 	return res
-}
-
-// Format creates an ext4 file system (with a journal, so a power cut
-// leaves it consistent) spanning the whole partition.
-func Format(f *os.File, size int64) error {
-	_, err := ext4.Create(file.New(f, false), size, 0, 512, &ext4.Params{VolumeName: Label})
-	if err != nil {
-		return err
-	}
-	return f.Sync()
 }
 
 func deviceSize(f *os.File) (int64, error) {
