@@ -223,6 +223,12 @@ func Args(cfg Config, accel, qmpPath string) []string {
 	if cfg.Balloon {
 		args = append(args, "-device", dev("balloon")+",id="+balloonID)
 	}
+	if machine == MachinePC {
+		// A hardware watchdog, as a PC has: PID 1 arms it, and a hung
+		// kernel or PID 1 resets the guest (on a trial boot after an OS
+		// update, that is a failed try). QEMU's default action is reset.
+		args = append(args, "-device", "i6300esb")
+	}
 	if accel == "kvm" {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
 	} else {
