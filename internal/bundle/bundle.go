@@ -94,6 +94,12 @@ func CheckAppName(name string) error {
 	return nil
 }
 
+// Validate says what is wrong with a Meta on its own (format, app name,
+// entry path, args, sonames), or returns nil. The store checks the records
+// it reads back from disk with it, since a damaged record must not name,
+// say, an entry outside the app dir.
+func (m Meta) Validate() error { return m.check() }
+
 // check validates a Meta on its own; whether the entry exists is checked
 // against the tree by Write and Extract.
 func (m *Meta) check() error {

@@ -306,24 +306,74 @@ func (s *Store) load(app, h string) (*Version, error) {
 	if rec.Digest != digestPrefix+h || rec.Meta.App != app {
 		return nil, fmt.Errorf("version %s of %s: its record is for %s of %s", h, app, rec.Digest, rec.Meta.App)
 	}
+	if err := rec.Meta.Validate(); err != nil {
+		return nil, fmt.Errorf("version %s of %s: bad record: %w", h, app, err)
+	}
 	return &Version{App: app, Digest: rec.Digest, Dir: filepath.Join(dir, h), Meta: rec.Meta}, nil
 }
 
 // target returns the version a link of app names, "" when the link is
-// missing or does not name a version by its hex. Other errors are returned.
+// missing or does not name a version. Other errors are returned.
 func (s *Store) target(app, link string) (string, error) {
-	t, err := os.Readlink(filepath.Join(s.root, app, link))
+	h, _, err := s.readLink(app, link)
+	return h, err
+}
+
+// readLink reads a link of app: the version it names ("" for none) and
+// whether the link exists at all. The store writes bare hex names, but a
+// link that names a version of this app otherwise ("./<hex>", an absolute
+// path) names it too: a kernel following the link reaches that version,
+// so it counts as named, and Recover never deletes it (issue 12, item 3).
+func (s *Store) readLink(app, link string) (h string, present bool, err error) {
+	p := filepath.Join(s.root, app, link)
+	t, err := os.Readlink(p)
 	// EINVAL: not a symlink at all.
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.EINVAL) {
-		return "", nil
+		return "", false, nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("reading %s of %s: %w", link, app, err)
+		return "", false, fmt.Errorf("reading %s of %s: %w", link, app, err)
 	}
-	if !hexRE.MatchString(t) {
-		return "", nil
+	return s.versionNamed(app, p, t), true, nil
+}
+
+// versionNamed returns the hex of the version of app that the link at p
+// with target t leads to, lexically or as the kernel resolves it; "" when
+// it leads to none.
+func (s *Store) versionNamed(app, p, t string) string {
+	if hexRE.MatchString(t) {
+		return t
 	}
-	return t, nil
+	dir := filepath.Join(s.root, app)
+	inDir := func(q string) string {
+		if filepath.Dir(q) == dir && hexRE.MatchString(filepath.Base(q)) {
+			return filepath.Base(q)
+		}
+		return ""
+	}
+	if strings.IndexByte(t, 0) >= 0 || t == "" {
+		return ""
+	}
+	lex := t
+	if !filepath.IsAbs(lex) {
+		lex = filepath.Join(dir, lex)
+	}
+	if h := inDir(filepath.Clean(lex)); h != "" {
+		return h
+	}
+	// Through other links or another spelling of the root.
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return ""
+	}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return ""
+	}
+	if filepath.Dir(real) == realDir && hexRE.MatchString(filepath.Base(real)) {
+		return filepath.Base(real)
+	}
+	return ""
 }
 
 // linked returns the complete version a link names, or nil.
@@ -562,22 +612,28 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 		logf("version store: %s: %v", app, err)
 		return
 	}
+	// Never delete what a link names, whatever its spelling.
 	keep := map[string]bool{}
+	named := map[string]string{}
+	present := map[string]bool{}
 	for _, l := range []string{currentLink, previousLink} {
-		t, err := s.target(app, l)
+		t, ok, err := s.readLink(app, l)
 		if err != nil {
 			logf("version store: %v", err)
 			// Unreadable: keep everything rather than guess.
 			return
 		}
+		present[l] = ok
 		if t == "" {
+			if ok {
+				logf("version store: %s of %s names no version", l, app)
+			}
 			continue
 		}
 		keep[t] = true
-		if _, err := s.load(app, t); err != nil {
-			logf("version store: %s of %s: %v", l, app, err)
-		}
+		named[l] = t
 	}
+	s.recoverCurrent(app, dir, named, present, logf)
 	removed := map[string]bool{}
 	for _, e := range ents {
 		name := e.Name()
@@ -603,6 +659,52 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 	if err := syncDir(dir); err != nil {
 		logf("version store: %v", err)
 	}
+}
+
+// recoverCurrent falls back to previous when current exists but does not
+// name a complete version (a damaged record, a missing directory) and
+// previous does: the app ran a version of its own before, so it should
+// not silently run the image's (issue 12, item 3). The damaged version
+// becomes previous, as in a rollback, so it stays on disk and a deploy
+// drops it. With no link at all, current is the image's on purpose (Reset)
+// and stays so; with no complete previous, the image's version runs.
+func (s *Store) recoverCurrent(app, dir string, named map[string]string, present map[string]bool, logf func(string, ...any)) {
+	if !present[currentLink] {
+		return
+	}
+	cur := named[currentLink]
+	why := errors.New("the link names no version")
+	if cur != "" {
+		_, why = s.load(app, cur)
+		if why == nil {
+			return
+		}
+	}
+	prev := named[previousLink]
+	if prev == "" || prev == cur {
+		logf("version store: current of %s is unusable (%v) and there is no previous version: the image's version runs; deploy again", app, why)
+		return
+	}
+	if _, err := s.load(app, prev); err != nil {
+		logf("version store: current of %s is unusable (%v), and so is previous (%v): the image's version runs; deploy again", app, why, err)
+		return
+	}
+	// current first: a power cut after it leaves previous equal to
+	// current, which reads as none.
+	if err := s.setLink(dir, currentLink, prev, "recover:current"); err != nil {
+		logf("version store: %s: making the previous version current: %v", app, err)
+		return
+	}
+	var err error
+	if cur != "" {
+		err = s.setLink(dir, previousLink, cur, "recover:previous")
+	} else {
+		err = s.removeLink(dir, previousLink, "recover:previous")
+	}
+	if err != nil {
+		logf("version store: %s: %v", app, err)
+	}
+	logf("version store: current of %s is unusable (%v): back to the previous version %s", app, why, prev[:12])
 }
 
 // removeVersion removes dir/<h>.json, then dir/<h>: the record first, so a
