@@ -1,14 +1,18 @@
 package spec
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/nodeboot/nodeboot/internal/gitignore"
 )
@@ -40,7 +44,9 @@ const maxLinkErrors = 10
 //
 // Left out: .git anywhere (version control metadata, never loaded at run
 // time, and often larger than the app), .nodeboot at the top (nodeboot's own
-// work directory), whatever .nodebootignore matches, and files that are
+// work directory), nodeboot's own output wherever it lies (IsArtefact: a
+// build run inside the app dir must not pack its earlier image into the
+// next one), whatever .nodebootignore matches, and files that are
 // neither regular, directory nor symlink (sockets and fifos left by dev
 // tools; an image cannot ship them meaningfully). node_modules is included:
 // it is the app's dependencies.
@@ -85,6 +91,12 @@ func ListFiles(dir string) (files []File, addons []string, err error) {
 		if err != nil {
 			return fmt.Errorf("walking app directory: %w", err)
 		}
+		if IsArtefact(p, info) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
 		f := File{Rel: rel, Mode: info.Mode()}
 		switch {
 		case info.IsDir():
@@ -123,6 +135,92 @@ func ListFiles(dir string) (files []File, addons []string, err error) {
 	sort.Slice(files, func(i, j int) bool { return files[i].Rel < files[j].Rel })
 	sort.Strings(addons)
 	return files, addons, nil
+}
+
+// TempPrefix starts the names of the build's work files and directories
+// (beside the output, which may lie inside the app dir): an interrupted
+// build's leftovers are never packed into the next image.
+const TempPrefix = ".nodeboot-tmp-"
+
+// DiskESPLabel is the GPT name of a nodeboot disk image's first partition
+// (internal/disk's LabelESP, checked equal by internal/build's tests; spec
+// does not import the disk writer).
+const DiskESPLabel = "nodeboot-esp"
+
+// minDiskImage is less than any disk image nodeboot writes (its ESP alone
+// is 128 MiB): smaller files are not read to look for a GPT.
+const minDiskImage = 64 << 20
+
+// IsArtefact reports whether p (lstat'ed as info) is something nodeboot
+// itself wrote: a build output directory (it holds a nodeboot
+// manifest.json), a disk image with nodeboot's GPT, a manifest, or an
+// interrupted build's work file. It looks at contents, not names, so an
+// output dir called anything, anywhere in the app, is recognised.
+func IsArtefact(p string, info fs.FileInfo) bool {
+	name := info.Name()
+	if strings.HasPrefix(name, TempPrefix) {
+		return true
+	}
+	switch {
+	case info.IsDir():
+		return isManifest(filepath.Join(p, "manifest.json"))
+	case info.Mode().IsRegular():
+		if name == "manifest.json" || strings.HasSuffix(name, ".manifest.json") {
+			return isManifest(p)
+		}
+		return info.Size() >= minDiskImage && isDiskImage(p)
+	}
+	return false
+}
+
+// isManifest reports whether p is a manifest.json that nodeboot wrote.
+func isManifest(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var m struct {
+		Nodeboot     *string          `json:"nodeboot"`
+		ImageVersion *string          `json:"imageVersion"`
+		Kernel       *json.RawMessage `json:"kernel"`
+	}
+	// A manifest is a few KiB; a bigger file is not one.
+	if json.NewDecoder(io.LimitReader(f, 4<<20)).Decode(&m) != nil {
+		return false
+	}
+	return m.Nodeboot != nil && m.ImageVersion != nil && m.Kernel != nil
+}
+
+// isDiskImage reports whether p starts with a GPT whose first partition is
+// named DiskESPLabel (512-byte sectors, as nodeboot writes them).
+func isDiskImage(p string) bool {
+	f, err := os.Open(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	hdr := make([]byte, 92)
+	if _, err := f.ReadAt(hdr, 512); err != nil || string(hdr[:8]) != "EFI PART" {
+		return false
+	}
+	lba := binary.LittleEndian.Uint64(hdr[72:80])
+	if lba < 2 || lba > 1<<20 {
+		return false
+	}
+	ent := make([]byte, 128)
+	if _, err := f.ReadAt(ent, int64(lba)*512); err != nil {
+		return false
+	}
+	u := make([]uint16, 36)
+	for i := range u {
+		u[i] = binary.LittleEndian.Uint16(ent[56+2*i:])
+	}
+	name := string(utf16.Decode(u))
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return name == DiskESPLabel
 }
 
 // skip reports whether rel is left out of the image.

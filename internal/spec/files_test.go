@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/binary"
 	"errors"
 	"io/fs"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf16"
 )
 
 func rels(files []File) []string {
@@ -187,5 +189,65 @@ func TestListFilesThroughSymlinkedRoot(t *testing.T) {
 	files, _, err := ListFiles(link)
 	if err != nil || !reflect.DeepEqual(rels(files), []string{"server.js"}) {
 		t.Errorf("got %q, %v", rels(files), err)
+	}
+}
+
+// fakeDiskImage writes a sparse file of size bytes with a GPT whose first
+// partition is named name, as internal/disk lays it out.
+func fakeDiskImage(t *testing.T, p, name string, size int64) {
+	t.Helper()
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 92)
+	copy(hdr, "EFI PART")
+	binary.LittleEndian.PutUint64(hdr[72:], 2)
+	ent := make([]byte, 128)
+	for i, u := range utf16.Encode([]rune(name)) {
+		binary.LittleEndian.PutUint16(ent[56+2*i:], u)
+	}
+	if _, err := f.WriteAt(hdr, 512); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(ent, 1024); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestListFilesLeavesOutArtefacts: nodeboot's own output inside the app dir,
+// whatever its name, never goes into the image (a build run in the app dir
+// with the default -o out packed the previous image into the next one).
+func TestListFilesLeavesOutArtefacts(t *testing.T) {
+	manifest := `{"nodeboot":"dev","imageVersion":"0123456789abcdef","kernel":{"name":"vmlinuz"}}`
+	dir := project(t, map[string]string{
+		"server.js":                 "",
+		"out/manifest.json":         manifest,
+		"out/vmlinuz":               "kernel",
+		"out/initramfs.cpio":        "cpio",
+		"images/v1/manifest.json":   manifest,
+		"images/v1/initramfs.cpio":  "cpio",
+		"dist/app.manifest.json":    manifest,
+		".nodeboot-tmp-123/vmlinuz": "half written",
+		"sub/.nodeboot-tmp-9.img":   "half written",
+		// Not ours: kept.
+		"ext/manifest.json":    `{"name":"a browser extension","version":"1"}`,
+		"broken/manifest.json": "{",
+		"other.manifest.json":  `{"name":"x"}`,
+	})
+	fakeDiskImage(t, filepath.Join(dir, "dist", "app.img"), DiskESPLabel, 256<<20)
+	fakeDiskImage(t, filepath.Join(dir, "data.img"), "someone-else", 256<<20)
+	got, _, err := ListFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"broken", "broken/manifest.json", "data.img", "dist", "ext", "ext/manifest.json", "images",
+		"other.manifest.json", "server.js", "sub"}
+	if !reflect.DeepEqual(rels(got), want) {
+		t.Errorf("got  %q\nwant %q", rels(got), want)
 	}
 }
