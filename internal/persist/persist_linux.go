@@ -18,12 +18,36 @@ const resolve = unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH | unix.RESOLVE_N
 // Bind mounts StateDir/persist/<d> over codeDir/<d> for every dir d of a,
 // creating what is missing (owned by the app under StateDir, by root in the
 // code dir). A dir that is already a mount point is left as it is, so Bind
-// may be called again for a code dir whose binds exist.
+// may be called again for a code dir whose binds exist. A dir that fails
+// does not keep the others from being bound; the errors are joined.
 func Bind(a App, codeDir string) error {
+	var errs []error
 	for _, d := range a.Dirs {
 		if err := bindOne(a, codeDir, d); err != nil {
-			return fmt.Errorf("persist %s: %w", d, err)
+			errs = append(errs, fmt.Errorf("persist %s: %w", d, err))
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// MakeStateDir creates the app's state dir (its parent must exist and be
+// root's) and gives it to the app, refusing a symlink anywhere on the way.
+func MakeStateDir(dir string, uid, gid int) error {
+	parent, err := unix.Openat2(unix.AT_FDCWD, filepath.Dir(dir), &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return pathError("opening", filepath.Dir(dir), err)
+	}
+	defer unix.Close(parent)
+	fd, err := openDir(parent, filepath.Base(dir), 0o700, dir)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Fchown(fd, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", dir, err)
 	}
 	return nil
 }

@@ -236,3 +236,27 @@ func TestBindRefusesAFileAndABadPath(t *testing.T) {
 		t.Errorf("something was mounted: %q", ms)
 	}
 }
+
+func TestMakeStateDir(t *testing.T) {
+	f := newFixture(t)
+	dir := filepath.Join(f.root, "state", "new")
+	if err := MakeStateDir(dir, 1234, 1235); err != nil {
+		t.Fatal(err)
+	}
+	if u, g := owner(t, dir); u != 1234 || g != 1235 {
+		t.Errorf("owned by %d:%d", u, g)
+	}
+	if err := MakeStateDir(dir, 1234, 1235); err != nil {
+		t.Errorf("again: %v", err)
+	}
+	victim := filepath.Join(f.root, "victim")
+	os.Mkdir(victim, 0o700)
+	link := filepath.Join(f.root, "state", "link")
+	os.Symlink(victim, link)
+	if err := MakeStateDir(link, 1234, 1235); err == nil || !strings.Contains(err.Error(), "symlink") {
+		t.Errorf("a state dir that is a symlink: %v", err)
+	}
+	if u, _ := owner(t, victim); u != 0 {
+		t.Error("the link's target was chowned")
+	}
+}

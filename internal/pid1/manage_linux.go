@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/Masterminds/semver/v3"
@@ -23,7 +22,9 @@ import (
 	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/deploy"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
+	"github.com/nodeboot/nodeboot/internal/persist"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/store"
 	"github.com/nodeboot/nodeboot/internal/supervise"
@@ -45,10 +46,11 @@ const (
 
 // managedApp is one app as the management API sees it.
 type managedApp struct {
-	rt      spec.RuntimeApp
-	svc     *supervise.Service
-	version string // "image" or "sha256:..."
-	prev    string
+	rt  spec.RuntimeApp
+	svc *supervise.Service
+	// tx changes the version it runs (internal/deploy) and serialises
+	// restarts with that.
+	tx *deploy.App
 }
 
 // node implements api.Node on top of the supervisor and the version store.
@@ -59,11 +61,13 @@ type node struct {
 	power   chan<- boot.Action
 	persist bool // /data is a real disk
 
-	mu        sync.Mutex
-	apps      map[string]*managedApp
-	order     []string
-	bootSecs  float64
-	deploying sync.Mutex
+	mu       sync.Mutex
+	apps     map[string]*managedApp
+	order    []string
+	bootSecs float64
+	// gate allows one deploy or rollback on the node at a time: each
+	// holds a bundle's worth of disk and a restart's worth of CPU.
+	gate *deploy.Gate
 }
 
 // versionCommand is the argv (after node) and dir for app a running the
@@ -80,64 +84,40 @@ func versionCommand(a spec.RuntimeApp, dir string, meta *bundle.Meta) supervise.
 	return supervise.Command{Args: args, Dir: dir}
 }
 
-// deployedVersion returns the version of app a that the store says is
-// current, with its persist dirs bound, or nil to run the image's own.
-func (n *node) deployedVersion(a spec.RuntimeApp) *store.Version {
-	if n.store == nil {
-		return nil
+// manage sets up app a's version transactions over its service s, and
+// picks what s runs at boot: the store's current version, with its persist
+// dirs bound, or the image's own. Call it before s runs.
+func (n *node) manage(a spec.RuntimeApp, s *supervise.Service) *managedApp {
+	cfg := deploy.Config{
+		App:     a.Name,
+		Service: s,
+		Persist: persistOf(a),
+		Health:  func(ctx context.Context) error { return probe(ctx, a) },
+		Command: func(v *store.Version) supervise.Command {
+			if v == nil {
+				return versionCommand(a, a.Dir, nil)
+			}
+			return versionCommand(a, v.Dir, &v.Meta)
+		},
+		Admit:         func(v *store.Version) error { return n.check(a, v) },
+		Gate:          n.gate,
+		Log:           n.log.Printf,
+		HealthTimeout: healthTimeout,
+		Settle:        healthSettle,
 	}
-	v, err := n.store.Current(a.Name)
-	if err != nil {
-		n.log.Printf("app %s: deployed versions unreadable, running the image's: %v", a.Name, err)
-		return nil
+	if n.store != nil {
+		// A nil *store.Store in the interface would not read as none.
+		cfg.Store = n.store
 	}
-	if v == nil {
-		return nil
-	}
-	if err := bindVersionPersist(a, v.Dir); err != nil {
-		n.log.Printf("app %s: version %s: %v; running the image's version", a.Name, short(v.Digest), err)
-		return nil
-	}
-	return v
+	return &managedApp{rt: a, svc: s, tx: deploy.New(cfg)}
 }
 
-func short(digest string) string {
-	d := strings.TrimPrefix(digest, "sha256:")
-	if len(d) > 12 {
-		d = d[:12]
-	}
-	return d
+// persistOf is app a's persist configuration.
+func persistOf(a spec.RuntimeApp) persist.App {
+	return persist.App{StateDir: a.DataDir, UID: a.UID, GID: a.GID, Dirs: a.Persist}
 }
 
-// bindVersionPersist makes app a's persist dirs in a deployed version's
-// code dir the same persistent dirs the image's version uses.
-func bindVersionPersist(a spec.RuntimeApp, dir string) error {
-	for _, p := range a.Persist {
-		dst := filepath.Join(dir, p)
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return fmt.Errorf("persist %s: %w", p, err)
-		}
-		if mounted(dst) {
-			continue
-		}
-		va := a
-		va.Dir = dir
-		if err := bindPersist(va, p); err != nil {
-			return fmt.Errorf("persist %s: %w", p, err)
-		}
-	}
-	return nil
-}
-
-// mounted reports whether dir is a mount point (a persist dir bound at an
-// earlier deploy of the same version).
-func mounted(dir string) bool {
-	var a, b unix.Stat_t
-	if unix.Lstat(dir, &a) != nil || unix.Lstat(filepath.Dir(dir), &b) != nil {
-		return false
-	}
-	return a.Dev != b.Dev
-}
+func short(digest string) string { return deploy.Short(digest) }
 
 // serveAPI starts the management API when the image carries its
 // credentials. It logs and returns on failure: a node without its API
@@ -162,11 +142,11 @@ func (n *node) serveAPI() {
 	}
 	srv := api.New(n, hash, api.Options{Log: n.log.Printf})
 	n.log.Printf("management API on https port %d", APIPort)
-	go func() {
+	goSafe("api", func() {
 		if err := srv.Serve(l, crt, key); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Printf("management API stopped: %v", err)
 		}
-	}()
+	})
 }
 
 func (n *node) app(name string) (*managedApp, error) {
@@ -211,6 +191,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	for _, name := range n.order {
 		a := n.apps[name]
 		s := a.svc.Status()
+		version, prev := a.tx.Versions()
 		as := api.AppStatus{
 			Name:            name,
 			State:           string(s.State),
@@ -218,8 +199,8 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 			Restarts:        s.Restarts,
 			LastExit:        s.LastExit,
 			Port:            a.rt.Port,
-			Version:         a.version,
-			PreviousVersion: a.prev,
+			Version:         version,
+			PreviousVersion: prev,
 		}
 		if !s.StartedAt.IsZero() {
 			as.StartedAt = s.StartedAt.UTC()
@@ -296,28 +277,14 @@ func tailFile(path string, n int) ([]string, error) {
 	return out, sc.Err()
 }
 
-// Restart implements api.Node.
+// Restart implements api.Node. It waits for a deploy or rollback of the
+// app in progress to end (issue 12, item 14).
 func (n *node) Restart(ctx context.Context, app string) (int, error) {
 	a, err := n.app(app)
 	if err != nil {
 		return 0, err
 	}
-	old := a.svc.Status().PID
-	a.svc.Restart()
-	// Answer with the new pid once there is one, so the caller sees it.
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		s := a.svc.Status()
-		if s.State == supervise.StateRunning && s.PID != 0 && s.PID != old {
-			return s.PID, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return a.svc.Status().PID, nil
+	return a.tx.Restart(ctx)
 }
 
 // Power implements api.Node; the action runs after the answer is sent.
@@ -331,47 +298,64 @@ func (n *node) Power(action string) error {
 	default:
 		return fmt.Errorf("unknown power action %q", action)
 	}
-	go func() {
+	goSafe("power request", func() {
 		time.Sleep(200 * time.Millisecond)
 		n.power <- a
-	}()
+	})
 	return nil
 }
 
 // Deploy implements api.Node: receive and verify the bundle, run the new
-// version, and switch to it only once it is healthy.
+// version, and switch to it only once it is healthy (internal/deploy).
 func (n *node) Deploy(ctx context.Context, app, digest string, size int64, body io.Reader) (api.DeployResult, error) {
-	if !n.deploying.TryLock() {
-		return api.DeployResult{}, fmt.Errorf("%w: another deploy is in progress", api.ErrBusy)
-	}
-	defer n.deploying.Unlock()
 	a, err := n.app(app)
 	if err != nil {
 		return api.DeployResult{}, err
 	}
-	if n.store == nil {
-		return api.DeployResult{}, fmt.Errorf("%w: this node has no version store on /data", api.ErrNoRoom)
-	}
 	n.log.Printf("app %s: receiving version %s (%d bytes)", app, short(digest), size)
-	v, err := n.store.Receive(app, body, digest, bundle.Limits{})
+	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
+	return n.result(a, res, err)
+}
+
+// Rollback implements api.Node: the previous version, checked for health
+// like a deploy.
+func (n *node) Rollback(ctx context.Context, app string) (api.DeployResult, error) {
+	a, err := n.app(app)
+	if err != nil {
+		return api.DeployResult{}, err
+	}
+	res, err := a.tx.Rollback(ctx)
+	return n.result(a, res, err)
+}
+
+func (n *node) result(a *managedApp, res deploy.Result, err error) (api.DeployResult, error) {
 	if err != nil {
 		return api.DeployResult{}, deployError(err)
 	}
-	if err := n.check(a, v); err != nil {
-		return api.DeployResult{}, fmt.Errorf("%w: %v", api.ErrBadBundle, err)
-	}
-	if err := bindVersionPersist(a.rt, v.Dir); err != nil {
-		return api.DeployResult{}, fmt.Errorf("preparing version %s: %w", short(v.Digest), err)
-	}
-	return n.switchTo(ctx, a, v, false)
+	return api.DeployResult{
+		App:             a.rt.Name,
+		Version:         res.Version,
+		PreviousVersion: res.Previous,
+		State:           string(a.svc.Status().State),
+	}, nil
 }
 
-// deployError maps the store's errors to the API's.
+// deployError maps a transaction's errors to the API's: a full disk is
+// 507, a failing one 500, a bundle this node will not run 400.
 func deployError(err error) error {
+	var ue *deploy.UnhealthyError
 	switch {
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.As(err, &ue):
+		return &api.UnhealthyError{Msg: ue.Msg, Logs: ue.Logs}
+	case errors.Is(err, deploy.ErrBusy):
+		return fmt.Errorf("%w: %v", api.ErrBusy, err)
+	case errors.Is(err, deploy.ErrNoPrevious):
+		return fmt.Errorf("%w: %v", api.ErrNoPrevious, err)
+	case errors.Is(err, deploy.ErrNoStore), errors.Is(err, deploy.ErrDiskFull):
 		return fmt.Errorf("%w: %v", api.ErrNoRoom, err)
-	case errors.Is(err, store.ErrDigest), errors.Is(err, bundle.ErrUnsafe), errors.Is(err, bundle.ErrTooBig), errors.Is(err, bundle.ErrInvalid):
+	case errors.Is(err, deploy.ErrIO):
+		return err // 500: the disk, not the request, is at fault
+	case errors.Is(err, deploy.ErrRefused), errors.Is(err, store.ErrDigest), errors.Is(err, bundle.ErrUnsafe), errors.Is(err, bundle.ErrTooBig), errors.Is(err, bundle.ErrInvalid):
 		return fmt.Errorf("%w: %v", api.ErrBadBundle, err)
 	}
 	return err
@@ -380,10 +364,7 @@ func deployError(err error) error {
 // check refuses a version this image cannot run: another app's bundle, a
 // Node range the image's node does not satisfy, an addon whose libraries
 // the image lacks.
-func (n *node) check(a *managedApp, v *store.Version) error {
-	if v.Meta.App != a.rt.Name {
-		return fmt.Errorf("the bundle is for app %q, not %q", v.Meta.App, a.rt.Name)
-	}
+func (n *node) check(a spec.RuntimeApp, v *store.Version) error {
 	if v.Meta.Engines != "" && n.rt.NodeVersion != "" {
 		c, err := semver.NewConstraint(v.Meta.Engines)
 		if err != nil {
@@ -409,142 +390,28 @@ func (n *node) check(a *managedApp, v *store.Version) error {
 	return nil
 }
 
-// switchTo runs v in place of what a runs now; healthy → v becomes
-// current (rollback: the previous swaps with it), unhealthy → the old
-// command runs again and the error carries the new version's last lines.
-func (n *node) switchTo(ctx context.Context, a *managedApp, v *store.Version, rollback bool) (api.DeployResult, error) {
-	old := a.svc.Command()
-	cmd := versionCommand(a.rt, v.Dir, &v.Meta)
-	lines, cancel := a.svc.Subscribe()
-	var recent []string
-	collect := func() {
-		for {
-			select {
-			case l := <-lines:
-				recent = append(recent, l)
-				if len(recent) > 50 {
-					recent = recent[1:]
-				}
-			default:
-				return
-			}
-		}
-	}
-	n.log.Printf("app %s: starting version %s", a.rt.Name, short(v.Digest))
-	before := a.svc.Status()
-	a.svc.SetCommand(cmd)
-	a.svc.Restart()
-	err := n.waitHealthy(ctx, a, before, collect)
-	collect()
-	cancel()
-	if err != nil {
-		n.log.Printf("app %s: version %s unhealthy (%v): back to the previous version", a.rt.Name, short(v.Digest), err)
-		before := a.svc.Status()
-		a.svc.SetCommand(old)
-		a.svc.Restart()
-		// Answer once the previous version serves again, so a client
-		// that sees the 422 also sees the old version answering.
-		if err := n.waitHealthy(ctx, a, before, func() {}); err != nil {
-			n.log.Printf("app %s: the previous version is not healthy either: %v", a.rt.Name, err)
-		}
-		return api.DeployResult{}, &api.UnhealthyError{Msg: fmt.Sprintf("version %s of %s did not become healthy: %v; the previous version serves again", short(v.Digest), a.rt.Name, err), Logs: recent}
-	}
-	var serr error
-	if rollback {
-		_, serr = n.store.Rollback(a.rt.Name)
-	} else {
-		serr = n.store.Switch(a.rt.Name, v)
-	}
-	if serr != nil {
-		// It runs, but a reboot would run the old one: say so.
-		n.log.Printf("app %s: version %s runs but could not be made current: %v", a.rt.Name, short(v.Digest), serr)
-		return api.DeployResult{}, fmt.Errorf("version %s runs but could not be recorded as current (a reboot runs the previous one): %w", short(v.Digest), serr)
-	}
-	n.mu.Lock()
-	a.prev, a.version = a.version, v.Digest
-	res := api.DeployResult{App: a.rt.Name, Version: a.version, PreviousVersion: a.prev, State: string(a.svc.Status().State)}
-	n.mu.Unlock()
-	n.log.Printf("app %s: now running version %s (previous %s)", a.rt.Name, short(a.version), short(a.prev))
-	return res, nil
-}
-
-// waitHealthy waits until the restarted app's port answers (or its health
-// path returns 2xx) and it stays up for healthSettle.
-func (n *node) waitHealthy(ctx context.Context, a *managedApp, before supervise.Status, collect func()) error {
-	deadline := time.Now().Add(healthTimeout)
-	var pid int
-	// The restart first stops the old process; wait for the new one.
-	for pid == 0 {
-		collect()
-		s := a.svc.Status()
-		if s.State == supervise.StateRunning && s.PID != before.PID && s.PID != 0 {
-			pid = s.PID
-			break
-		}
-		if s.Restarts > before.Restarts {
-			return fmt.Errorf("it exited: %s", s.LastExit)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("it did not start within %v", healthTimeout)
-		}
-		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	crashed := func() error {
-		s := a.svc.Status()
-		if s.PID != pid || s.Restarts > before.Restarts {
-			if s.LastExit == "" {
-				return errors.New("it exited")
-			}
-			return fmt.Errorf("it exited: %s", s.LastExit)
-		}
-		return nil
-	}
-	for {
-		collect()
-		if err := crashed(); err != nil {
-			return err
-		}
-		if err := probe(a.rt); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("port %d did not answer within %v: %v", a.rt.Port, healthTimeout, err)
-		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	settle := time.Now().Add(healthSettle)
-	for time.Now().Before(settle) {
-		collect()
-		if err := crashed(); err != nil {
-			return err
-		}
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return crashed()
-}
-
 // probe checks an app once: its health path answers 2xx, or without one,
 // its port accepts a connection. An app without a port is healthy when it
 // stays up.
-func probe(a spec.RuntimeApp) error {
+func probe(ctx context.Context, a spec.RuntimeApp) error {
 	if a.Port == 0 {
 		return nil
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(a.Port))
 	if a.HealthPath == "" {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
 		if err != nil {
 			return err
 		}
 		return c.Close()
 	}
 	cl := http.Client{Timeout: 2 * time.Second}
-	resp, err := cl.Get("http://" + addr + a.HealthPath)
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+addr+a.HealthPath, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := cl.Do(req)
 	if err != nil {
 		return err
 	}
@@ -553,71 +420,6 @@ func probe(a spec.RuntimeApp) error {
 		return fmt.Errorf("GET %s: %s", a.HealthPath, resp.Status)
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(d):
-		return nil
-	}
-}
-
-// Rollback implements api.Node: the previous version, checked for health
-// like a deploy.
-func (n *node) Rollback(ctx context.Context, app string) (api.DeployResult, error) {
-	if !n.deploying.TryLock() {
-		return api.DeployResult{}, fmt.Errorf("%w: a deploy is in progress", api.ErrBusy)
-	}
-	defer n.deploying.Unlock()
-	a, err := n.app(app)
-	if err != nil {
-		return api.DeployResult{}, err
-	}
-	if n.store == nil {
-		return api.DeployResult{}, fmt.Errorf("%w: this node keeps no versions", api.ErrNoPrevious)
-	}
-	n.mu.Lock()
-	prev := a.prev
-	n.mu.Unlock()
-	if prev == "" {
-		return api.DeployResult{}, fmt.Errorf("%w: app %s has no previous version", api.ErrNoPrevious, app)
-	}
-	if prev == "image" {
-		// Back to the image's own code: the store forgets the deploy.
-		return n.rollbackToImage(ctx, a)
-	}
-	v, err := n.store.Previous(app)
-	if err != nil || v == nil {
-		return api.DeployResult{}, fmt.Errorf("%w: app %s: the previous version is gone (%v)", api.ErrNoPrevious, app, err)
-	}
-	if err := bindVersionPersist(a.rt, v.Dir); err != nil {
-		return api.DeployResult{}, err
-	}
-	return n.switchTo(ctx, a, v, true)
-}
-
-// rollbackToImage runs the image's baked version again and clears the
-// store's current pointer, so the next boot runs it too.
-func (n *node) rollbackToImage(ctx context.Context, a *managedApp) (api.DeployResult, error) {
-	old := a.svc.Command()
-	before := a.svc.Status()
-	a.svc.SetCommand(versionCommand(a.rt, a.rt.Dir, nil))
-	a.svc.Restart()
-	if err := n.waitHealthy(ctx, a, before, func() {}); err != nil {
-		a.svc.SetCommand(old)
-		a.svc.Restart()
-		return api.DeployResult{}, &api.UnhealthyError{Msg: fmt.Sprintf("the image's version of %s did not become healthy: %v", a.rt.Name, err), Logs: a.svc.Lines(30)}
-	}
-	if err := n.store.Reset(a.rt.Name); err != nil {
-		return api.DeployResult{}, fmt.Errorf("the image's version runs but the deployed one stays current for the next boot: %w", err)
-	}
-	n.mu.Lock()
-	a.prev, a.version = a.version, "image"
-	res := api.DeployResult{App: a.rt.Name, Version: a.version, PreviousVersion: a.prev, State: string(a.svc.Status().State)}
-	n.mu.Unlock()
-	return res, nil
 }
 
 func uptime() float64 {
@@ -685,7 +487,7 @@ func addresses() []string {
 }
 
 func newNode(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *node {
-	n := &node{log: log, rt: rt, power: power, apps: map[string]*managedApp{}}
+	n := &node{log: log, rt: rt, power: power, apps: map[string]*managedApp{}, gate: deploy.NewGate()}
 	n.persist = rt.DataPartition != "" && !isTmpfs("/data")
 	if err := os.MkdirAll(appsStore, 0o755); err == nil {
 		if st, err := store.Open(appsStore); err == nil {

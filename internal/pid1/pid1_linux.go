@@ -21,6 +21,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/datafs"
 	"github.com/nodeboot/nodeboot/internal/netconf"
+	"github.com/nodeboot/nodeboot/internal/persist"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
 )
@@ -131,22 +132,10 @@ func run(log *boot.Logger) error {
 			log.Printf("app %s not started: %v", a.Name, err)
 			continue
 		}
-		ma := &managedApp{rt: a, version: "image"}
-		// A version deployed through the API runs instead of the image's
-		// own, if it is complete (internal/store).
-		if v := n.deployedVersion(a); v != nil {
-			c := versionCommand(a, v.Dir, &v.Meta)
-			o.Args, o.Dir = c.Args, c.Dir
-			ma.version = v.Digest
-			ma.prev = "image"
-			if p, err := n.store.Previous(a.Name); err == nil && p != nil {
-				ma.prev = p.Digest
-			}
-			log.Printf("app %s: running deployed version %s", a.Name, short(v.Digest))
-		}
 		s := supervise.New(o)
-		ma.svc = s
-		n.add(ma)
+		// A version deployed through the API runs instead of the image's
+		// own, if it is complete (manage sets the command).
+		n.add(n.manage(a, s))
 		services = append(services, s)
 		go s.Run(ctx)
 		listening.Add(1)
@@ -257,41 +246,24 @@ func setupData(log *boot.Logger, rt *spec.Runtime) error {
 		if dir == "" {
 			continue
 		}
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("creating %s: %w", dir, err)
+		// The app owns its state dir and what is in it: it is opened
+		// without following links, and the persist dirs bound through
+		// fds (internal/persist, issue 12 item 5).
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("creating %s: %w", filepath.Dir(dir), err)
 		}
-		if err := os.Chown(dir, a.UID, a.GID); err != nil {
-			return fmt.Errorf("chown %s: %w", dir, err)
+		if err := persist.MakeStateDir(dir, a.UID, a.GID); err != nil {
+			return err
 		}
-		for _, p := range a.Persist {
-			if err := bindPersist(a, p); err != nil {
-				// The app would write into a read-only dir and fail in
-				// its own way; say here what went wrong.
-				log.Printf("app %s: persist %s: %v", a.Name, p, err)
-			}
+		// The image's code dir keeps these binds for the boot; a deployed
+		// version gets its own while it runs (internal/deploy).
+		if err := persistOf(a).Bind(a.Dir); err != nil {
+			// The app would write into a read-only dir and fail in
+			// its own way; say here what went wrong.
+			log.Printf("app %s: %v", a.Name, err)
 		}
 	}
 	return nil
-}
-
-// bindPersist mounts DataDir/persist/<p> over the app's code dir <p>, owned
-// by the app, so an app that writes next to its code keeps those files.
-func bindPersist(a spec.RuntimeApp, p string) error {
-	src := filepath.Join(a.DataDir, "persist", p)
-	if err := os.MkdirAll(src, 0o700); err != nil {
-		return err
-	}
-	// Every level under DataDir belongs to the app.
-	for d := src; d != a.DataDir && d != "/"; d = filepath.Dir(d) {
-		if err := os.Chown(d, a.UID, a.GID); err != nil {
-			return err
-		}
-	}
-	dst := filepath.Join(a.Dir, p)
-	if err := unix.Mount(src, dst, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind %s on %s: %w", src, dst, err)
-	}
-	return unix.Mount("", dst, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV, "")
 }
 
 // startNetwork configures the first Ethernet link (DHCP or static) and
