@@ -1,0 +1,186 @@
+package ospayload
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nodeboot/nodeboot/internal/disk"
+)
+
+// BuildOptions say how to sign a payload.
+type BuildOptions struct {
+	// Key signs the manifest (the project's update key).
+	Key ed25519.PrivateKey
+	// KeyChain endorses Key for nodes that trust an older key.
+	KeyChain []Endorsement
+	// Version of the image; it must grow with every build sent to a node.
+	Version uint64
+	// Arch is the image's GOARCH ("amd64" if empty).
+	Arch string
+	// Target is the boot layout ("uefi" if empty).
+	Target string
+	// Built is the build time (now if zero).
+	Built time.Time
+	// Image is the image's id; if empty, the first 12 hex digits of the
+	// SHA-256 of its chunk hashes and command line, so the same image gets
+	// the same id.
+	Image string
+	// ChunkSize (DefaultChunkSize if 0).
+	ChunkSize int64
+}
+
+// Payload is a signed payload made from a disk image, ready to stream.
+type Payload struct {
+	Header  *Header
+	img     string
+	kernel  []byte
+	rootOff int64
+}
+
+// FromImage makes the OS update payload of the disk image at img (made by
+// `nodeboot build --format disk`): the kernel of the entry systemd-boot
+// would boot, and the squashfs in the root slot that entry names, hashed by
+// chunk and signed.
+func FromImage(img string, o BuildOptions) (*Payload, error) {
+	if len(o.Key) != ed25519.PrivateKeySize {
+		return nil, errors.New("no update signing key")
+	}
+	if o.Version == 0 {
+		return nil, errors.New("an OS update needs a version of at least 1")
+	}
+	if o.Arch == "" {
+		o.Arch = "amd64"
+	}
+	if o.Target == "" {
+		o.Target = "uefi"
+	}
+	if o.Built.IsZero() {
+		o.Built = time.Now().UTC().Truncate(time.Second)
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	boot, err := disk.ReadBoot(img)
+	if err != nil {
+		return nil, err
+	}
+	layout, err := disk.ReadLayout(img)
+	if err != nil {
+		return nil, err
+	}
+	root := disk.RootPartUUID(boot.Entry.Options)
+	var slot *disk.Partition
+	for _, p := range []*disk.Partition{&layout.RootA, &layout.RootB} {
+		if p.GUID == root {
+			slot = p
+		}
+	}
+	if slot == nil {
+		return nil, fmt.Errorf("%s: boot entry %s names root PARTUUID %q, which is neither root slot; rebuild the image with `nodeboot build --format disk`", img, boot.Entry.ID, root)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rootSize, err := disk.SquashfsSize(f, slot.Offset)
+	if err != nil {
+		return nil, fmt.Errorf("%s: root slot %s: %w", img, slot.Label, err)
+	}
+	if rootSize > slot.Size {
+		return nil, fmt.Errorf("%s: root slot %s: its squashfs (%d bytes) is larger than the slot (%d bytes): the image is damaged", img, slot.Label, rootSize, slot.Size)
+	}
+
+	m := &Manifest{
+		Version:   o.Version,
+		Arch:      o.Arch,
+		Target:    o.Target,
+		Built:     o.Built,
+		Title:     slotTitle.ReplaceAllString(boot.Entry.Title, ""),
+		Cmdline:   disk.BaseCmdline(boot.Entry.Options),
+		ChunkSize: o.ChunkSize,
+		KeyChain:  o.KeyChain,
+	}
+	if m.Kernel, err = hashSection(bytes.NewReader(boot.Kernel), int64(len(boot.Kernel)), o.ChunkSize); err != nil {
+		return nil, fmt.Errorf("%s: hashing the kernel: %w", img, err)
+	}
+	if m.RootFS, err = hashSection(io.NewSectionReader(f, slot.Offset, rootSize), rootSize, o.ChunkSize); err != nil {
+		return nil, fmt.Errorf("%s: hashing the root file system: %w", img, err)
+	}
+	m.Image = o.Image
+	if m.Image == "" {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\n%s\n%s\n", strings.Join(m.Kernel.Chunks, ","), strings.Join(m.RootFS.Chunks, ","), m.Cmdline)
+		m.Image = hex.EncodeToString(h.Sum(nil))[:12]
+	}
+	hdr, err := Sign(m, o.Key)
+	if err != nil {
+		return nil, err
+	}
+	return &Payload{Header: hdr, img: img, kernel: boot.Kernel, rootOff: slot.Offset}, nil
+}
+
+// slotTitle is what disk.BootEntry adds to a title.
+var slotTitle = regexp.MustCompile(` \(slot [A-Z]\)$`)
+
+func hashSection(r io.Reader, size, chunk int64) (Section, error) {
+	s := Section{Size: size}
+	buf := make([]byte, chunk)
+	for off := int64(0); off < size; off += chunk {
+		b := buf[:min(chunk, size-off)]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return s, err
+		}
+		sum := sha256.Sum256(b)
+		s.Chunks = append(s.Chunks, hex.EncodeToString(sum[:]))
+	}
+	return s, nil
+}
+
+// Size is the whole stream's length.
+func (p *Payload) Size() int64 { return p.Header.Size() + p.Header.Manifest.BodySize() }
+
+// Open returns the stream: the header, then the body from body offset
+// from (0 for all of it; a node's resume offset to continue an upload).
+func (p *Payload) Open(from int64) (io.ReadCloser, error) {
+	m := p.Header.Manifest
+	if from < 0 || from > m.BodySize() {
+		return nil, fmt.Errorf("resume offset %d is outside the body (0 to %d bytes)", from, m.BodySize())
+	}
+	f, err := os.Open(p.img)
+	if err != nil {
+		return nil, err
+	}
+	var hdr bytes.Buffer
+	p.Header.WriteTo(&hdr)
+	body := io.MultiReader(bytes.NewReader(p.kernel), io.NewSectionReader(f, p.rootOff, m.RootFS.Size))
+	if _, err := io.CopyN(io.Discard, body, from); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return readCloser{io.MultiReader(&hdr, body), f}, nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// WriteTo writes the whole stream to w.
+func (p *Payload) WriteTo(w io.Writer) (int64, error) {
+	r, err := p.Open(0)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	return io.Copy(w, r)
+}
