@@ -2,6 +2,8 @@ package image
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -200,5 +202,52 @@ func TestParseCompression(t *testing.T) {
 	}
 	if _, err := ParseCompression("lz4"); err == nil || !strings.Contains(err.Error(), "zstd, gzip or none") {
 		t.Errorf("lz4: %v", err)
+	}
+}
+
+// TestCPIORefusesFourGiB: newc records sizes in 32 bits; a 4 GiB file
+// (sparse here) must be refused by name, not wrapped around into a corrupt
+// archive.
+func TestCPIORefusesFourGiB(t *testing.T) {
+	dir := t.TempDir()
+	big := filepath.Join(dir, "model.bin")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(MaxCPIOFile); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	tr := NewTree()
+	if err := tr.AddFile("/apps/a/model.bin", big, 0o644, MaxCPIOFile); err != nil {
+		t.Fatal(err)
+	}
+	err = WriteCPIO(tr, io.Discard, time.Unix(0, 0))
+	if !errors.Is(err, ErrFileTooBig) || !strings.Contains(err.Error(), "/apps/a/model.bin") || !strings.Contains(err.Error(), "4.0 GiB") {
+		t.Fatalf("err = %v, want ErrFileTooBig naming /apps/a/model.bin", err)
+	}
+	out := filepath.Join(dir, "out", "initramfs.cpio")
+	os.MkdirAll(filepath.Dir(out), 0o755)
+	if _, err := WriteInitramfs(tr, out, None, time.Unix(0, 0)); !errors.Is(err, ErrFileTooBig) {
+		t.Fatalf("WriteInitramfs: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
+	}
+}
+
+// TestWriteInitramfsCancelled: a cancelled build (Ctrl-C) stops writing and
+// leaves no temporary file.
+func TestWriteInitramfsCancelled(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := WriteInitramfsContext(ctx, sampleTree(t), filepath.Join(dir, "initramfs.cpio"), None, time.Unix(0, 0))
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left behind: %v", ents)
 	}
 }

@@ -2,6 +2,8 @@ package image
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -33,6 +35,24 @@ func ParseCompression(s string) (Compression, error) {
 		return c, nil
 	}
 	return "", fmt.Errorf("unknown compression %q: use zstd, gzip or none", s)
+}
+
+// MaxCPIOFile is the first size newc cannot record: its header holds a
+// file's size in 8 hex digits, so a bigger file would wrap around and
+// corrupt the archive (the kernel would unpack garbage).
+const MaxCPIOFile = 1 << 32
+
+// ErrFileTooBig is wrapped by the error for a file newc cannot hold.
+var ErrFileTooBig = errors.New("file too big for an initramfs")
+
+// TooBigError names a file of MaxCPIOFile bytes or more.
+func TooBigError(imagePath, source string, size int64) error {
+	from := ""
+	if source != "" {
+		from = " (" + source + ")"
+	}
+	return fmt.Errorf("%s%s is %.1f GiB: %w (cpio newc holds files below 4 GiB); leave it out with .nodebootignore or build --format disk",
+		imagePath, from, float64(size)/(1<<30), ErrFileTooBig)
 }
 
 // WriteCPIO writes the tree as a cpio "newc" archive, the format the kernel
@@ -83,6 +103,12 @@ func WriteCPIO(t *Tree, w io.Writer, mtime time.Time) error {
 				hdr.Size = st.Size()
 				body = f
 			}
+			if hdr.Size >= MaxCPIOFile {
+				if c, ok := body.(io.Closer); ok {
+					c.Close()
+				}
+				return TooBigError(e.Path, e.Source, hdr.Size)
+			}
 		}
 		if err := cw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("writing cpio header for %s: %w", e.Path, err)
@@ -126,12 +152,18 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // atomically: a failed build never leaves a truncated initramfs where
 // `nodeboot run` would boot it.
 func WriteInitramfs(t *Tree, path string, comp Compression, mtime time.Time) (Stats, error) {
+	return WriteInitramfsContext(context.Background(), t, path, comp, mtime)
+}
+
+// WriteInitramfsContext is WriteInitramfs that stops, removing its
+// temporary file, as soon as ctx is done (Ctrl-C during a build).
+func WriteInitramfsContext(ctx context.Context, t *Tree, path string, comp Compression, mtime time.Time) (Stats, error) {
 	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644))
 	if err != nil {
 		return Stats{}, fmt.Errorf("creating %s: %w", path, err)
 	}
 	defer pf.Cleanup()
-	st, err := writeCompressed(t, pf, comp, mtime)
+	st, err := writeCompressed(t, ctxWriter{ctx, pf}, comp, mtime)
 	if err != nil {
 		return st, err
 	}
@@ -181,6 +213,20 @@ func writeCompressed(t *Tree, out io.Writer, comp Compression, mtime time.Time) 
 		return Stats{}, fmt.Errorf("writing initramfs: %w", err)
 	}
 	return Stats{Uncompressed: inc.n, Compressed: outc.n}, nil
+}
+
+// ctxWriter fails every write once ctx is done, which ends the archive
+// writer at its next buffer flush.
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
 }
 
 type nopCloser struct{ io.Writer }
