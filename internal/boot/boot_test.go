@@ -64,6 +64,7 @@ func TestLoggerFormat(t *testing.T) {
 	l := NewLogger(&buf)
 	l.now = func() time.Duration { return 5*time.Second + 861258*time.Microsecond }
 	l.Printf("network configured: %s\n", "eth0")
+	l.Flush(time.Minute)
 	if got, want := buf.String(), "[    5.861258] nodeboot: network configured: eth0\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/crash"
 )
 
 // Action is what to do when the system goes down.
@@ -42,7 +44,7 @@ func PowerEvents(log func(string, ...any)) <-chan Action {
 	}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
-	go func() {
+	crash.Go("power signals", func() {
 		for s := range sigs {
 			a := PowerOff
 			if s == unix.SIGINT || s == unix.SIGUSR1 {
@@ -51,8 +53,8 @@ func PowerEvents(log func(string, ...any)) <-chan Action {
 			log("received %v: %v", s, a)
 			ch <- a
 		}
-	}()
-	go watchPowerButtons(ch, log)
+	})
+	crash.Go("power buttons", func() { watchPowerButtons(ch, log) })
 	return ch
 }
 
@@ -73,7 +75,7 @@ func watchPowerButtons(ch chan<- Action, log func(string, ...any)) {
 			continue
 		}
 		log("listening for the power button on %s (%s)", dev, strings.TrimSpace(string(name)))
-		go readPowerKey(f, ch, log)
+		crash.Go("power button "+dev, func() { readPowerKey(f, ch, log) })
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv4/nclient4"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/crash"
 )
 
 // Timing of the DHCP client; variables so that tests can change them.
@@ -268,7 +270,7 @@ func (c *dhcpClient) start(ctx context.Context) error {
 		return err
 	}
 	c.log("%s: dhcp: bound to %s (in %v)", c.ifname, l, time.Since(began).Round(time.Millisecond))
-	go c.run(ctx)
+	crash.Go("dhcp "+c.ifname, func() { c.run(ctx) })
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/beevik/ntp"
+
+	"github.com/nodeboot/nodeboot/internal/crash"
 )
 
 // Timing of SyncTime; variables so that tests can shorten them.
@@ -35,7 +37,7 @@ func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.T
 		set = setSystemClock
 	}
 	timeout, retryMin, retryMax, resync := ntpQueryTimeout, ntpRetryMin, ntpRetryMax, ntpResync
-	go func() {
+	crash.Go("ntp", func() {
 		wait := retryMin
 		failures := 0
 		for {
@@ -58,7 +60,7 @@ func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.T
 				return
 			}
 		}
-	}()
+	})
 }
 
 // syncOnce asks the servers in turn and sets the clock from the first valid

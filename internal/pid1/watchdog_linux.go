@@ -29,5 +29,5 @@ func armWatchdog(log *boot.Logger) {
 		return
 	}
 	log.Printf("watchdog armed: the node resets after %v without PID 1", timeout)
-	go watchdog.Feed(context.Background(), dev, watchdog.Interval(timeout), log.Printf)
+	goSafe("watchdog", func() { watchdog.Feed(context.Background(), dev, watchdog.Interval(timeout), log.Printf) })
 }

@@ -7,6 +7,8 @@ import (
 	"os/signal"
 	"sync"
 	"syscall"
+
+	"github.com/nodeboot/nodeboot/internal/crash"
 )
 
 // Reaper owns the reaping of every child of the process.
@@ -123,7 +125,7 @@ func startReaper(opts ReaperOptions) (*Reaper, error) {
 		done: make(chan struct{}),
 	}
 	signal.Notify(r.sigc, syscall.SIGCHLD)
-	go r.loop()
+	crash.Go("reaper", r.loop)
 	return r, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
@@ -110,19 +111,19 @@ func (o *osStarter) startSandboxed(r *Reaper, spec StartSpec) (Process, error) {
 		return nil, fmt.Errorf("starting the sandbox helper for %s: %w", spec.Path, err)
 	}
 	proc.Release()
-	go func() {
+	crash.Go(sb.App+" sandbox spec", func() {
 		// A helper that dies before reading gets EPIPE here, and its exit
 		// status says why.
 		specW.Write(payload)
 		specW.Close()
-	}()
+	})
 	out := make(chan ExitStatus, 1)
 	helperDone := make(chan struct{})
 	var watchdogKilled atomic.Bool
 	if sb.Limits.MemoryMax > 0 && !cg.Memory {
-		go watchMemory(cg, pid, sb.Limits.MemoryMax, helperDone, &watchdogKilled)
+		crash.Go(sb.App+" memory watchdog", func() { watchMemory(cg, pid, sb.Limits.MemoryMax, helperDone, &watchdogKilled) })
 	}
-	go func() {
+	crash.Go(sb.App+" exit status", func() {
 		st := <-exited
 		close(helperDone)
 		var b [4]byte
@@ -139,7 +140,7 @@ func (o *osStarter) startSandboxed(r *Reaper, spec StartSpec) (Process, error) {
 			st.OOMWatchdog, st.MemoryLimit = true, sb.Limits.MemoryMax
 		}
 		out <- st
-	}()
+	})
 	return &osProcess{pid: pid, stdout: outR, stderr: errR, exited: out}, nil
 }
 

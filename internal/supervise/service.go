@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/sandbox"
 	"github.com/nodeboot/nodeboot/internal/spec"
 )
@@ -345,8 +346,8 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 
 	var pumps sync.WaitGroup
 	pumps.Add(2)
-	go func() { defer pumps.Done(); s.pump(p.Stdout(), s.name+": ") }()
-	go func() { defer pumps.Done(); s.pump(p.Stderr(), s.name+"[err]: ") }()
+	crash.Go(s.name+" stdout", func() { defer pumps.Done(); s.pump(p.Stdout(), s.name+": ") })
+	crash.Go(s.name+" stderr", func() { defer pumps.Done(); s.pump(p.Stderr(), s.name+"[err]: ") })
 
 	var st ExitStatus
 	var stopErr error
@@ -389,7 +390,7 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 // takes too long (see drainWait).
 func (s *Service) drain(p Process, pumps *sync.WaitGroup) {
 	done := make(chan struct{})
-	go func() { pumps.Wait(); close(done) }()
+	crash.Go(s.name+" drain", func() { pumps.Wait(); close(done) })
 	t := time.NewTimer(drainWait)
 	select {
 	case <-done:
@@ -469,12 +470,12 @@ func StopAll(services []*Service, grace time.Duration) {
 			continue
 		}
 		wg.Add(1)
-		go func() {
+		crash.Go(s.name+" stop", func() {
 			defer wg.Done()
 			if err := s.Stop(grace); err != nil {
 				s.event("stop failed: %v", err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 }
