@@ -16,6 +16,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -36,10 +37,14 @@ const Dir = ".nodeboot"
 
 // The files in Dir.
 const (
-	KeyFile       = "node.key"
-	CertFile      = "node.crt"
-	TokenFile     = "owner.token"
-	NodesFile     = "nodes.json"
+	KeyFile   = "node.key"
+	CertFile  = "node.crt"
+	TokenFile = "owner.token"
+	NodesFile = "nodes.json"
+	// UpdateKeyFile signs OS updates (ed25519). It never leaves the build
+	// host: images carry only its public half (docs/updates.md says how
+	// to back it up and rotate it).
+	UpdateKeyFile = "update.key"
 	gitignoreFile = ".gitignore"
 )
 
@@ -48,6 +53,9 @@ const (
 	ImageKey       = "/etc/nodeboot/api/node.key"
 	ImageCert      = "/etc/nodeboot/api/node.crt"
 	ImageOwnerHash = "/etc/nodeboot/api/owner.sha256"
+	// ImageUpdateKeys lists the public keys whose signed OS updates the
+	// node accepts, one base64 ed25519 key per line.
+	ImageUpdateKeys = "/etc/nodeboot/update/trusted.keys"
 )
 
 // certLifetime is long on purpose: the CLI pins the exact certificate, so
@@ -60,6 +68,9 @@ type Creds struct {
 	NodeCertPEM []byte
 	Token       string
 	OwnerHash   [32]byte // SHA-256 of Token
+	// UpdateKey signs OS updates; nil in a project made before update
+	// keys existed and not built since.
+	UpdateKey ed25519.PrivateKey
 
 	certDER []byte // what ClientTLS pins
 }
@@ -143,8 +154,60 @@ func Ensure(projectDir string) (c *Creds, created bool, err error) {
 		created = true
 	}
 
+	updatePath := filepath.Join(dir, UpdateKeyFile)
+	haveUpdateKey, err := exists(updatePath)
+	if err != nil {
+		return nil, false, err
+	}
+	if !haveUpdateKey {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, false, fmt.Errorf("generating the update signing key: %w", err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			return nil, false, fmt.Errorf("encoding the update signing key: %w", err)
+		}
+		if err := renameio.WriteFile(updatePath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+			return nil, false, fmt.Errorf("writing %s: %w", updatePath, err)
+		}
+		created = true
+	}
+
 	c, err = Load(projectDir)
 	return c, created, err
+}
+
+// readUpdateKey reads update.key; a missing one is nil (the project was
+// made before update keys existed: the next build creates one).
+func readUpdateKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return nil, corruptUpdateKey(path, errors.New("it holds no PEM \"PRIVATE KEY\" block"))
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, corruptUpdateKey(path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, corruptUpdateKey(path, fmt.Errorf("it holds a %T, want an ed25519 key", k))
+	}
+	return priv, nil
+}
+
+// corruptUpdateKey says what a damaged update key means: unlike the other
+// credentials it cannot simply be made anew, since nodes in the field
+// trust only its public half.
+func corruptUpdateKey(path string, err error) error {
+	return fmt.Errorf("%s is corrupt: %v; restore it from your backup (docs/updates.md): nodes accept OS updates only when signed by it. Deleting it makes a new key on the next build, which nodes built before then do not trust", path, err)
 }
 
 // Load reads and checks the credentials of projectDir.
@@ -185,7 +248,12 @@ func Load(projectDir string) (*Creds, error) {
 	if err != nil {
 		return nil, corrupt(tokenPath, err)
 	}
+	updateKey, err := readUpdateKey(filepath.Join(dir, UpdateKeyFile))
+	if err != nil {
+		return nil, err
+	}
 	return &Creds{
+		UpdateKey:   updateKey,
 		NodeKeyPEM:  keyPEM,
 		NodeCertPEM: certPEM,
 		Token:       token,
@@ -212,11 +280,16 @@ func ParseToken(b []byte) (string, error) {
 // ImageFiles are the files to put into the image: the node's key and
 // certificate and the token's SHA-256 in hex, never the token.
 func (c *Creds) ImageFiles() map[string][]byte {
-	return map[string][]byte{
+	files := map[string][]byte{
 		ImageKey:       c.NodeKeyPEM,
 		ImageCert:      c.NodeCertPEM,
 		ImageOwnerHash: []byte(hex.EncodeToString(c.OwnerHash[:]) + "\n"),
 	}
+	if c.UpdateKey != nil {
+		pub := c.UpdateKey.Public().(ed25519.PublicKey)
+		files[ImageUpdateKeys] = []byte(base64.StdEncoding.EncodeToString(pub) + "\n")
+	}
+	return files
 }
 
 // ErrWrongNode is what ClientTLS's check returns for any other certificate.

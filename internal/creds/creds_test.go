@@ -3,10 +3,12 @@ package creds
 import (
 	"bytes"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -105,18 +107,64 @@ func TestPermissionsAndGitignore(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(dir, Dir))
 	for _, e := range ents {
 		switch e.Name() {
-		case KeyFile, CertFile, TokenFile, ".gitignore":
+		case KeyFile, CertFile, TokenFile, UpdateKeyFile, ".gitignore":
 		default:
 			t.Errorf("unexpected file %s", e.Name())
 		}
 	}
 }
 
+// TestUpdateKey: made once, kept across Ensure and Load, and a damaged one
+// is an error that says not to simply delete it.
+func TestUpdateKey(t *testing.T) {
+	dir := t.TempDir()
+	c := ensure(t, dir)
+	if len(c.UpdateKey) != ed25519.PrivateKeySize {
+		t.Fatalf("no update key: %v", c.UpdateKey)
+	}
+	again := ensure(t, dir)
+	if !c.UpdateKey.Equal(again.UpdateKey) {
+		t.Error("a second Ensure made a new update key")
+	}
+	path := filepath.Join(dir, Dir, UpdateKeyFile)
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("update.key: %v %v, want mode 0600", st.Mode(), err)
+	}
+	if err := os.WriteFile(path, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load(dir)
+	if err == nil || !strings.Contains(err.Error(), "restore it from your backup") {
+		t.Errorf("Load with a damaged update.key: %v", err)
+	}
+	// A project from before update keys: Load works, there is no key,
+	// and the image carries no trusted keys.
+	os.Remove(path)
+	old, err := Load(dir)
+	if err != nil || old.UpdateKey != nil {
+		t.Fatalf("Load without update.key: %v, %v", old, err)
+	}
+	if _, ok := old.ImageFiles()[ImageUpdateKeys]; ok {
+		t.Error("an image without an update key lists trusted keys")
+	}
+}
+
 func TestImageFilesCarryNoToken(t *testing.T) {
 	c := ensure(t, t.TempDir())
 	files := c.ImageFiles()
-	if len(files) != 3 {
+	if len(files) != 4 {
 		t.Errorf("ImageFiles: %d files", len(files))
+	}
+	// The update key's public half only, in the form ospayload reads.
+	pub := c.UpdateKey.Public().(ed25519.PublicKey)
+	if got, want := string(files[ImageUpdateKeys]), base64.StdEncoding.EncodeToString(pub)+"\n"; got != want {
+		t.Errorf("trusted.keys = %q, want %q", got, want)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(c.UpdateKey)
+	for p, b := range files {
+		if bytes.Contains(b, c.UpdateKey.Seed()) || bytes.Contains(b, der) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString(der)[8:40])) {
+			t.Errorf("%s contains the update signing key", p)
+		}
 	}
 	sum := sha256.Sum256([]byte(c.Token))
 	if got := string(files[ImageOwnerHash]); got != hex.EncodeToString(sum[:])+"\n" {
