@@ -1,5 +1,5 @@
 // Package api is the node's management API (docs/api.md): the HTTPS server
-// PID 1 runs on port 9443, with the status page and /metrics. It knows
+// PID 1 runs on contract.APIPort, with the status page and /metrics. It knows
 // nothing of processes or disks; PID 1 supplies those through Node.
 package api
 
@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // Node is what the server needs from PID 1.
@@ -56,96 +57,16 @@ type UnhealthyError struct {
 
 func (e *UnhealthyError) Error() string { return e.Msg }
 
-// Status is GET /v1/status.
-type Status struct {
-	Node NodeStatus  `json:"node"`
-	Apps []AppStatus `json:"apps"`
-}
-
-// NodeStatus is the node half of Status.
-type NodeStatus struct {
-	Hostname        string     `json:"hostname"`
-	UptimeSeconds   float64    `json:"uptimeSeconds"`
-	BootID          string     `json:"bootId"`
-	Kernel          string     `json:"kernel"`
-	NodeVersion     string     `json:"nodeVersion"`
-	ImageVersion    string     `json:"imageVersion"`
-	BootSeconds     float64    `json:"bootSeconds"`
-	Memory          Memory     `json:"memory"`
-	Data            DataStatus `json:"data"`
-	Addresses       []string   `json:"addresses"`
-	CPUSecondsTotal float64    `json:"cpuSecondsTotal"`
-}
-
-// Memory is the node's RAM.
-type Memory struct {
-	TotalBytes     uint64 `json:"totalBytes"`
-	AvailableBytes uint64 `json:"availableBytes"`
-}
-
-// DataStatus is the /data file system.
-type DataStatus struct {
-	TotalBytes uint64 `json:"totalBytes"`
-	FreeBytes  uint64 `json:"freeBytes"`
-	Persistent bool   `json:"persistent"`
-}
-
-// AppStatus is one app. StartedAt is "" in JSON while it never started.
-type AppStatus struct {
-	Name            string    `json:"name"`
-	State           string    `json:"state"`
-	PID             int       `json:"pid"`
-	Restarts        int       `json:"restarts"`
-	LastExit        string    `json:"lastExit"`
-	StartedAt       time.Time `json:"startedAt"`
-	Port            int       `json:"port"`
-	Version         string    `json:"version"`
-	PreviousVersion string    `json:"previousVersion"`
-}
-
-type appStatusJSON AppStatus // without the methods, to embed
-
-// MarshalJSON writes StartedAt as RFC 3339 in UTC, or "" when zero (Go's
-// default would say "0001-01-01T00:00:00Z").
-func (a AppStatus) MarshalJSON() ([]byte, error) {
-	s := ""
-	if !a.StartedAt.IsZero() {
-		s = a.StartedAt.UTC().Format(time.RFC3339Nano)
-	}
-	return json.Marshal(struct {
-		appStatusJSON
-		StartedAt string `json:"startedAt"`
-	}{appStatusJSON(a), s})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (a *AppStatus) UnmarshalJSON(b []byte) error {
-	var v struct {
-		appStatusJSON
-		StartedAt string `json:"startedAt"`
-	}
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	*a = AppStatus(v.appStatusJSON)
-	a.StartedAt = time.Time{}
-	if v.StartedAt != "" {
-		t, err := time.Parse(time.RFC3339Nano, v.StartedAt)
-		if err != nil {
-			return fmt.Errorf("startedAt: %w", err)
-		}
-		a.StartedAt = t
-	}
-	return nil
-}
-
-// DeployResult answers a deploy or a rollback.
-type DeployResult struct {
-	App             string `json:"app"`
-	Version         string `json:"version"`
-	PreviousVersion string `json:"previousVersion"`
-	State           string `json:"state"`
-}
+// The wire types live in internal/contract, shared with the CLI's client;
+// these names keep the API's own vocabulary.
+type (
+	Status       = contract.Status
+	NodeStatus   = contract.NodeStatus
+	Memory       = contract.Memory
+	DataStatus   = contract.DataStatus
+	AppStatus    = contract.AppStatus
+	DeployResult = contract.DeployResult
+)
 
 // ParseOwnerHash reads the hex SHA-256 of the owner's token, as in the
 // image's /etc/nodeboot/api/owner.sha256.
@@ -167,19 +88,46 @@ type Options struct {
 	// MaxBundleBytes bounds a deploy's body (default 1 GiB).
 	MaxBundleBytes int64
 	// FailureBurst failed authentications from one IP address are
-	// answered at once; after that one per FailureEvery (defaults 64 and
-	// 1 s). The rest are 429 without a look at the credentials.
+	// answered 401 at once; after that one per FailureEvery (defaults 64
+	// and 1 s), and the rest 429. The owner's credentials are never
+	// limited.
 	FailureBurst int
 	FailureEvery time.Duration
-	// Now is the clock of the failure limit (tests).
+	// Now is the clock of the failure limit, the sessions and the
+	// console's rate limit (tests).
 	Now func() time.Time
+	// SessionLifetime is how long a status page login lasts (default
+	// 12 h).
+	SessionLifetime time.Duration
+	// MaxConns bounds the connections open at once (default 128): more
+	// wait in the kernel's accept queue, which costs PID 1 no file
+	// descriptor. MaxConnsPerSource bounds those from one IPv4 address
+	// or IPv6 /64 (default 32): more are closed at once, so that one
+	// client cannot take every slot.
+	MaxConns          int
+	MaxConnsPerSource int
+	// HeaderTimeout bounds the TLS handshake and then a request's headers
+	// (default 10 s); IdleTimeout a kept-alive connection, HTTP/1.1 or
+	// HTTP/2, between requests (default 30 s).
+	HeaderTimeout time.Duration
+	IdleTimeout   time.Duration
+	// LogEvery spaces the console lines about failed handshakes and
+	// refused connections: at most one of each kind per LogEvery
+	// (default 1 min), saying how many were not logged; the metrics
+	// count every one.
+	LogEvery time.Duration
 }
 
 // Defaults of Options.
 const (
-	DefaultMaxBundleBytes = 1 << 30
-	DefaultFailureBurst   = 64
-	DefaultFailureEvery   = time.Second
+	DefaultMaxBundleBytes    = 1 << 30
+	DefaultFailureBurst      = 64
+	DefaultFailureEvery      = time.Second
+	DefaultMaxConns          = 128
+	DefaultMaxConnsPerSource = 32
+	DefaultHeaderTimeout     = 10 * time.Second
+	DefaultIdleTimeout       = 30 * time.Second
+	DefaultLogEvery          = time.Minute
 )
 
 // Server is the management API.
@@ -189,17 +137,22 @@ type Server struct {
 	opts  Options
 	log   func(format string, args ...any)
 
-	mux     *http.ServeMux
-	routes  []Route
-	limiter *limiter
-	page    *page
+	mux      *http.ServeMux
+	routes   []Route
+	limiter  *limiter
+	sessions *sessions
+	page     *page
+	console  *throttle
 
 	// deploying is held by one deploy or rollback at a time, node-wide.
 	deploying sync.Mutex
 
-	registry  *prometheus.Registry
-	deploys   *prometheus.CounterVec
-	rollbacks *prometheus.CounterVec
+	registry     *prometheus.Registry
+	deploys      *prometheus.CounterVec
+	rollbacks    *prometheus.CounterVec
+	tlsFailures  prometheus.Counter
+	connsRefused prometheus.Counter
+	connsOpen    prometheus.Gauge
 
 	mu   sync.Mutex
 	http *http.Server
@@ -216,15 +169,28 @@ type Route struct {
 // New returns a server for node that admits the owner whose token hashes
 // to ownerHash.
 func New(node Node, ownerHash [32]byte, opts Options) *Server {
+	def := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
 	if opts.MaxBundleBytes <= 0 {
 		opts.MaxBundleBytes = DefaultMaxBundleBytes
 	}
 	if opts.FailureBurst <= 0 {
 		opts.FailureBurst = DefaultFailureBurst
 	}
-	if opts.FailureEvery <= 0 {
-		opts.FailureEvery = DefaultFailureEvery
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
+	if opts.MaxConnsPerSource <= 0 {
+		opts.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
+	def(&opts.FailureEvery, DefaultFailureEvery)
+	def(&opts.SessionLifetime, DefaultSessionLifetime)
+	def(&opts.HeaderTimeout, DefaultHeaderTimeout)
+	def(&opts.IdleTimeout, DefaultIdleTimeout)
+	def(&opts.LogEvery, DefaultLogEvery)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -233,6 +199,8 @@ func New(node Node, ownerHash [32]byte, opts Options) *Server {
 		s.log = func(string, ...any) {}
 	}
 	s.limiter = newLimiter(opts.FailureBurst, opts.FailureEvery, opts.Now)
+	s.sessions = newSessions(opts.SessionLifetime, opts.Now)
+	s.console = newThrottle(s.log, opts.LogEvery, opts.Now)
 	s.page = mustPage()
 	s.initMetrics()
 	s.register()
@@ -245,39 +213,47 @@ func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 // Handler is the API without TLS (tests, or a TLS terminator of one's own).
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
-// Timeouts of Serve. Deploy uploads and followed logs lift the read and
-// write deadlines and bound each read or write by idleIO instead, so a
-// slow link can upload a big bundle and logs can stream for days.
+// Timeouts of Serve besides Options'. Deploy uploads and followed logs
+// lift the read and write deadlines and bound each read or write by
+// idleIO instead, so a slow link can upload a big bundle and logs can
+// stream for days.
 const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = time.Minute
-	writeTimeout      = 2 * time.Minute
-	idleTimeout       = 2 * time.Minute
-	idleIO            = time.Minute
-	maxHeaderBytes    = 16 << 10
+	readTimeout    = time.Minute
+	writeTimeout   = 2 * time.Minute
+	idleIO         = time.Minute
+	maxHeaderBytes = 16 << 10
+	// maxStreams bounds the requests of one HTTP/2 connection at once (Go's
+	// default is 250): the page needs two, the CLI one.
+	maxStreams = 16
 )
 
 // Serve answers HTTPS (TLS 1.3 only) on l with the node's certificate and
 // key until Shutdown; like http.Server it returns http.ErrServerClosed then.
+// Connections are limited as Options say before TLS sees them (issue 12,
+// item 6: 4,300 connections in one second took all of PID 1's files).
 func (s *Server) Serve(l net.Listener, certPEM, keyPEM []byte) error {
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
 		return fmt.Errorf("the node's TLS key and certificate: %w", err)
 	}
 	hs := &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}},
-		ReadHeaderTimeout: readHeaderTimeout,
+		Handler:   s.Handler(),
+		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}},
+		// net/http bounds the TLS handshake by the shortest of these
+		// three, so HeaderTimeout bounds the handshake too.
+		ReadHeaderTimeout: s.opts.HeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          log.New(logWriter(s.log), "management API: ", 0),
+		// HTTP/2 takes its idle timeout from here as well.
+		IdleTimeout:    s.opts.IdleTimeout,
+		MaxHeaderBytes: maxHeaderBytes,
+		HTTP2:          &http.HTTP2Config{MaxConcurrentStreams: maxStreams},
+		ErrorLog:       log.New(serverLog{s}, "", 0),
 	}
 	s.mu.Lock()
 	s.http = hs
 	s.mu.Unlock()
-	return hs.ServeTLS(l, "", "")
+	return hs.ServeTLS(s.limitListener(l), "", "")
 }
 
 // Shutdown stops Serve, waiting for requests in flight until ctx is done.
@@ -289,13 +265,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return hs.Shutdown(ctx)
-}
-
-// logWriter adapts Options.Log for http.Server's error log (TLS handshake
-// errors of scanners and plain-HTTP clients land here).
-type logWriter func(format string, args ...any)
-
-func (l logWriter) Write(p []byte) (int, error) {
-	l("%s", strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"strings"
@@ -95,6 +96,29 @@ func (h *harness) do(t *testing.T, method, path, auth string, body io.Reader, hd
 
 func (h *harness) bearer() string { return "Bearer " + h.owner.Token }
 
+// login posts token to the login form and returns the answer and the
+// session cookie it set, if any.
+func (h *harness) login(t *testing.T, token string) (answer, *http.Cookie) {
+	t.Helper()
+	a := h.do(t, "POST", "/v1/session", "", strings.NewReader(url.Values{"token": {token}}.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+	for _, c := range (&http.Response{Header: a.header}).Cookies() {
+		if c.Name == SessionCookie {
+			return a, c
+		}
+	}
+	return a, nil
+}
+
+// session logs the owner in and returns the session secret.
+func (h *harness) session(t *testing.T) string {
+	t.Helper()
+	a, c := h.login(t, h.owner.Token)
+	if a.code != http.StatusSeeOther || c == nil {
+		t.Fatalf("login: %d, cookie %v", a.code, c)
+	}
+	return c.Value
+}
+
 func path(r Route) string { return strings.ReplaceAll(r.Pattern, "{app}", "hello") }
 
 func TestEveryRouteRefusesStrangers(t *testing.T) {
@@ -106,7 +130,7 @@ func TestEveryRouteRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	routes := h.srv.Routes()
-	if len(routes) != 11 {
+	if len(routes) != 13 {
 		t.Errorf("%d routes; the test below must cover every new one", len(routes))
 	}
 	strangers := []struct{ name, auth string }{
@@ -116,7 +140,12 @@ func TestEveryRouteRefusesStrangers(t *testing.T) {
 		{"the owner's token misspelt", "Bearer " + strings.ToUpper(h.owner.Token)},
 		{"another scheme", "Basic " + h.owner.Token},
 		{"another project's session", "cookie:" + other.Token},
+		// The session cookie is a secret of its own, never the token
+		// (issue 12, item 9).
+		{"the owner's token as a session cookie", "cookie:" + h.owner.Token},
+		{"a made-up session", "cookie:" + strings.Repeat("a", 64)},
 	}
+	session := h.session(t)
 	plain := &http.Client{Timeout: 30 * time.Second}
 	for _, r := range routes {
 		t.Run(r.Method+" "+r.Pattern, func(t *testing.T) {
@@ -138,10 +167,15 @@ func TestEveryRouteRefusesStrangers(t *testing.T) {
 					t.Errorf("%s: the refusal leaks node data: %s", s.name, a.body)
 				}
 			}
-			// The owner's token as a session cookie opens only the GETs.
-			a := h.do(t, r.Method, path(r), "cookie:"+h.owner.Token, strings.NewReader(""))
+			// A session opens only the GETs (and ends itself on logout).
+			a := h.do(t, r.Method, path(r), "cookie:"+session, strings.NewReader(""))
 			switch {
 			case r.Public:
+			case r.Pattern == "/v1/logout":
+				if a.code != http.StatusSeeOther {
+					t.Errorf("logout with a session: %d", a.code)
+				}
+				session = h.session(t)
 			case r.Session && r.Method == "GET":
 				if a.code == http.StatusUnauthorized {
 					t.Errorf("the owner's session cookie refused: %s", a.body)
@@ -213,22 +247,25 @@ func TestSession(t *testing.T) {
 		}
 	}
 
-	a = login(h.owner.Token + "\n") // pasted with a newline
+	a, c := h.login(t, h.owner.Token+"\n") // pasted with a newline
 	if a.code != http.StatusSeeOther || a.header.Get("Location") != "/" {
 		t.Fatalf("login: %d, Location %q", a.code, a.header.Get("Location"))
-	}
-	resp := http.Response{Header: a.header}
-	var c *http.Cookie
-	for _, k := range resp.Cookies() {
-		if k.Name == SessionCookie {
-			c = k
-		}
 	}
 	if c == nil {
 		t.Fatalf("no session cookie: %v", a.header)
 	}
-	if c.Value != h.owner.Token || !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
-		t.Errorf("cookie %+v: want the token, HttpOnly, Secure, SameSite=Strict, Path=/", c)
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode || c.Path != "/" {
+		t.Errorf("cookie %+v: want HttpOnly, Secure, SameSite=Strict, Path=/", c)
+	}
+	// Issue 12, item 9: the cookie is not the token, and it expires.
+	if c.Value == h.owner.Token || strings.Contains(c.Value, h.owner.Token) || len(c.Value) != 64 {
+		t.Errorf("the session cookie %q is (or holds) the owner's token, or is not 256 bits in hex", c.Value)
+	}
+	if c.MaxAge != int(DefaultSessionLifetime/time.Second) || c.Expires.IsZero() {
+		t.Errorf("cookie Max-Age %d, Expires %v: want %v", c.MaxAge, c.Expires, DefaultSessionLifetime)
+	}
+	if _, c2 := h.login(t, h.owner.Token); c2 == nil || c2.Value == c.Value {
+		t.Errorf("two logins got the same session")
 	}
 
 	a = h.do(t, "GET", "/", "cookie:"+c.Value, nil)
@@ -540,31 +577,126 @@ func TestFailedLoginsAreLimited(t *testing.T) {
 	now := time.Unix(1e9, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	h := start(t, Options{FailureBurst: 3, FailureEvery: time.Second, Now: clock})
+	session := h.session(t)
 	wrong := "Bearer " + strings.Repeat("0", 64)
 	for i := 0; i < 3; i++ {
 		if a := h.do(t, "GET", "/v1/status", wrong, nil); a.code != 401 {
 			t.Fatalf("failure %d: %d", i+1, a.code)
 		}
 	}
-	// The allowance is used up: even the right token waits.
-	for _, auth := range []string{wrong, h.bearer()} {
+	// The allowance is used up: failures wait...
+	for _, auth := range []string{wrong, "cookie:" + strings.Repeat("a", 64)} {
 		a := h.do(t, "GET", "/v1/status", auth, nil)
 		if a.code != http.StatusTooManyRequests || a.header.Get("Retry-After") == "" {
-			t.Errorf("after the burst: %d, Retry-After %q", a.code, a.header.Get("Retry-After"))
+			t.Errorf("%s after the burst: %d, Retry-After %q", auth, a.code, a.header.Get("Retry-After"))
 		}
 	}
-	if a := h.do(t, "POST", "/v1/session", "", strings.NewReader("token="+h.owner.Token), "Content-Type", "application/x-www-form-urlencoded"); a.code != http.StatusTooManyRequests {
-		t.Errorf("login form after the burst: %d", a.code)
+	if a, _ := h.login(t, strings.Repeat("1", 64)); a.code != http.StatusTooManyRequests {
+		t.Errorf("a wrong token in the login form after the burst: %d", a.code)
+	}
+	// ...but the owner never does (issue 12, item 9: a stranger on the
+	// same address, or anyone behind the NAT of nodeboot run, locked the
+	// owner out): the token, the session, the login form.
+	for _, auth := range []string{h.bearer(), "cookie:" + session} {
+		if a := h.do(t, "GET", "/v1/status", auth, nil); a.code != 200 {
+			t.Errorf("the owner (%.12s...) after the burst: %d %s", auth, a.code, a.body)
+		}
+	}
+	if a, c := h.login(t, h.owner.Token); a.code != http.StatusSeeOther || c == nil {
+		t.Errorf("the owner's login after the burst: %d", a.code)
+	}
+	if a := h.do(t, "POST", "/v1/apps/hello/restart", h.bearer(), nil); a.code != 200 {
+		t.Errorf("the owner's restart after the burst: %d", a.code)
 	}
 	// No credentials is not a failure; the liveness probe is never limited.
 	if a := h.do(t, "GET", "/v1/healthz", "", nil); a.code != 200 {
 		t.Errorf("healthz: %d", a.code)
 	}
+	if a := h.do(t, "GET", "/v1/status", "", nil); a.code != 401 {
+		t.Errorf("no credentials after the burst: %d, want 401", a.code)
+	}
 	mu.Lock()
 	now = now.Add(time.Second)
 	mu.Unlock()
-	if a := h.do(t, "GET", "/v1/status", h.bearer(), nil); a.code != 200 {
-		t.Errorf("a second later the owner gets %d", a.code)
+	if a := h.do(t, "GET", "/v1/status", wrong, nil); a.code != 401 {
+		t.Errorf("a second later a wrong token gets %d, want 401", a.code)
+	}
+}
+
+// TestSessionLifecycle: issue 12, item 9. A session expires, ends on
+// logout, ends with every other on DELETE /v1/sessions, and does not
+// outlive the server (a reboot).
+func TestSessionLifecycle(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1e9, 0)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	h := start(t, Options{Now: clock, SessionLifetime: time.Hour})
+	ok := func(session string) bool {
+		t.Helper()
+		a := h.do(t, "GET", "/v1/status", "cookie:"+session, nil)
+		if a.code != 200 && a.code != 401 {
+			t.Fatalf("status with a session: %d %s", a.code, a.body)
+		}
+		if a.code == 401 && !strings.Contains(a.header.Get("Set-Cookie"), "Max-Age=0") {
+			t.Errorf("a dead session's cookie is not cleared: %q", a.header.Get("Set-Cookie"))
+		}
+		return a.code == 200
+	}
+
+	s1 := h.session(t)
+	advance(time.Hour - time.Second)
+	if !ok(s1) {
+		t.Fatal("a session ended before its lifetime")
+	}
+	advance(time.Second)
+	if ok(s1) {
+		t.Error("a session outlived its lifetime")
+	}
+
+	// Logout ends that session only.
+	s2, s3 := h.session(t), h.session(t)
+	a := h.do(t, "POST", "/v1/logout", "cookie:"+s2, nil)
+	if a.code != http.StatusSeeOther || !strings.Contains(a.header.Get("Set-Cookie"), "Max-Age=0") {
+		t.Errorf("logout: %d, Set-Cookie %q", a.code, a.header.Get("Set-Cookie"))
+	}
+	if ok(s2) || !ok(s3) {
+		t.Error("logout ended the wrong session")
+	}
+
+	// Revoking needs the token; a session cannot.
+	if a := h.do(t, "DELETE", "/v1/sessions", "cookie:"+s3, nil); a.code != 401 {
+		t.Errorf("DELETE /v1/sessions with a session: %d", a.code)
+	}
+	s4 := h.session(t)
+	a = h.do(t, "DELETE", "/v1/sessions", h.bearer(), nil)
+	if a.code != 200 || strings.TrimSpace(a.body) != `{"revoked":2}` {
+		t.Errorf("DELETE /v1/sessions: %d %s", a.code, a.body)
+	}
+	if ok(s3) || ok(s4) {
+		t.Error("a session outlived DELETE /v1/sessions")
+	}
+
+	// A reboot is a new server: no session survives it.
+	s5 := h.session(t)
+	again := New(h.fake, h.owner.OwnerHash, Options{Now: clock})
+	req := httptest.NewRequest("GET", "/v1/status", nil)
+	req.AddCookie(&http.Cookie{Name: SessionCookie, Value: s5})
+	rec := httptest.NewRecorder()
+	again.Handler().ServeHTTP(rec, req)
+	if rec.Code != 401 {
+		t.Errorf("a session after a reboot: %d", rec.Code)
+	}
+
+	// Many logins keep a bounded number of sessions.
+	for i := 0; i < 2*maxSessions; i++ {
+		h.session(t)
+	}
+	h.srv.sessions.mu.Lock()
+	n := len(h.srv.sessions.live)
+	h.srv.sessions.mu.Unlock()
+	if n > maxSessions {
+		t.Errorf("%d sessions kept, more than %d", n, maxSessions)
 	}
 }
 

@@ -12,10 +12,11 @@ import (
 	"time"
 )
 
-// SessionCookie is the status page's session: the token itself, kept by
-// the browser as an HttpOnly, Secure, SameSite=Strict cookie. It opens only
-// the read-only GET routes, so that no request another site makes the
-// browser send can change anything, even if SameSite failed.
+// SessionCookie is the status page's session: a secret of its own (see
+// sessions), kept by the browser as an HttpOnly, Secure, SameSite=Strict
+// cookie. It opens only the read-only GET routes (and ends itself on
+// logout), so that no request another site makes the browser send can
+// change anything, even if SameSite failed.
 const SessionCookie = "nodeboot_session"
 
 // authResult is what authenticate decided.
@@ -25,21 +26,27 @@ const (
 	authOK      authResult = iota
 	authMissing            // no credentials at all
 	authWrong              // credentials that are not the owner's
-	authLimited            // too many failures from this address
+	authLimited            // wrong credentials, and too many failures from this address
 )
 
 // authenticate checks r's credentials: the bearer token, or with cookieOK
-// the session cookie. Each failure costs the client's address one token of
-// its failure allowance; with none left, the credentials are not looked at.
+// the session cookie. The credentials are checked first, so the owner is
+// never limited (issue 12, item 9: a stranger on the same address, or
+// every client of `nodeboot run` behind one NAT address, locked the owner
+// out). Only failures cost the client's address its allowance, and only
+// failures are answered 429 once it is used up.
 func (s *Server) authenticate(r *http.Request, cookieOK bool) authResult {
-	ip := clientIP(r)
-	if !s.limiter.allowed(ip) {
-		return authLimited
-	}
 	token, present := bearer(r)
-	if !present && cookieOK {
+	if present {
+		if s.isOwner(token) {
+			return authOK
+		}
+	} else if cookieOK {
 		if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
-			token, present = c.Value, true
+			present = true
+			if s.sessions.valid(c.Value) {
+				return authOK
+			}
 		}
 	}
 	if !present {
@@ -47,11 +54,17 @@ func (s *Server) authenticate(r *http.Request, cookieOK bool) authResult {
 		// not counted, or the login page would be rate limited.
 		return authMissing
 	}
-	if s.isOwner(token) {
-		return authOK
+	return s.failed(clientIP(r))
+}
+
+// failed records a failed authentication from ip: authWrong while its
+// allowance lasts, then authLimited (without spending more of it).
+func (s *Server) failed(ip string) authResult {
+	if !s.limiter.allowed(ip) {
+		return authLimited
 	}
 	if s.limiter.fail(ip) {
-		s.log("management API: refusing %s for a while: too many failed logins", ip)
+		s.log("management API: answering %s 429 for a while: too many failed logins", ip)
 	}
 	return authWrong
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // route is a Route with its handler; self routes check credentials on
@@ -32,6 +34,8 @@ func (s *Server) register() {
 		{Route: Route{Method: "GET", Pattern: "/metrics", Session: true}, h: s.metrics},
 		{Route: Route{Method: "GET", Pattern: "/", Session: true}, h: s.statusPage},
 		{Route: Route{Method: "POST", Pattern: "/v1/session"}, self: true, h: s.session},
+		{Route: Route{Method: "POST", Pattern: "/v1/logout"}, self: true, h: s.logout},
+		{Route: Route{Method: "DELETE", Pattern: "/v1/sessions"}, h: s.revokeSessions},
 	} {
 		s.routes = append(s.routes, rt.Route)
 		pattern := rt.Method + " " + rt.Pattern
@@ -57,8 +61,9 @@ func (s *Server) guard(rt route) http.HandlerFunc {
 			s.unauthorized(w, r, "this route needs the header Authorization: Bearer <token>, with the token from .nodeboot/owner.token of the project that built this node")
 		default:
 			if _, err := r.Cookie(SessionCookie); err == nil && rt.Session {
-				// A session from before the token was rotated: forget it.
-				http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
+				// An expired or revoked session (or one from before a
+				// reboot): forget it, so the page shows the login form.
+				clearSession(w)
 			}
 			s.unauthorized(w, r, "this token is not the owner's of this node: use .nodeboot/owner.token of the project that built it")
 		}
@@ -406,37 +411,71 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) {
 // maxSessionForm bounds POST /v1/session's body: one token.
 const maxSessionForm = 4 << 10
 
-// session logs the status page in: the token from the form becomes an
-// HttpOnly cookie, so that the page's script never holds it.
+// session logs the status page in: the owner's token from the form buys a
+// session secret of its own, kept in an HttpOnly cookie, so that neither
+// the page's script nor the browser's cookie jar ever holds the token.
 func (s *Server) session(w http.ResponseWriter, r *http.Request) {
-	ip := clientIP(r)
-	if !s.limiter.allowed(ip) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxSessionForm)
+	token := strings.TrimSpace(r.PostFormValue("token"))
+	if token != "" && s.isOwner(token) {
+		secret, exp := s.sessions.create()
+		http.SetCookie(w, &http.Cookie{
+			Name:     SessionCookie,
+			Value:    secret,
+			Path:     "/",
+			Expires:  exp,
+			MaxAge:   int(s.opts.SessionLifetime / time.Second),
+			HttpOnly: true,
+			Secure:   true,
+			SameSite: http.SameSiteStrictMode,
+		})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
+	}
+	msg := "Paste the token first."
+	if token != "" {
+		if s.failed(clientIP(r)) == authLimited {
+			s.tooMany(w, r)
+			return
+		}
+		msg = "That is not this node's token."
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="nodeboot"`)
+	s.page.login(w, http.StatusUnauthorized, msg)
+}
+
+// logout ends the browser's session: the one change the session cookie
+// may make, since a forged logout can only end the session it names.
+// The owner's bearer token may log a cookie out too.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	res := s.authenticate(r, true)
+	if res == authLimited {
 		s.tooMany(w, r)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxSessionForm)
-	token := strings.TrimSpace(r.PostFormValue("token"))
-	if token == "" || !s.isOwner(token) {
-		if token != "" && s.limiter.fail(ip) {
-			s.log("management API: refusing %s for a while: too many failed logins", ip)
-		}
+	if c, err := r.Cookie(SessionCookie); err == nil {
+		s.sessions.revoke(c.Value)
+	}
+	clearSession(w)
+	if res != authOK {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nodeboot"`)
-		msg := "That is not this node's token."
-		if token == "" {
-			msg = "Paste the token first."
-		}
-		s.page.login(w, http.StatusUnauthorized, msg)
+		s.page.login(w, http.StatusUnauthorized, "")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name:     SessionCookie,
-		Value:    token,
-		Path:     "/",
-		HttpOnly: true,
-		Secure:   true,
-		SameSite: http.SameSiteStrictMode,
-	})
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// revokeSessions ends every browser session (a lost laptop, a shared
+// screen); the owner's token is needed, a session cannot do it.
+func (s *Server) revokeSessions(w http.ResponseWriter, r *http.Request) {
+	n := s.sessions.revokeAll()
+	s.log("management API: %d browser session(s) revoked by %s", n, clientIP(r))
+	writeJSON(w, http.StatusOK, contract.RevokeResult{Revoked: n})
+}
+
+// clearSession tells the browser to forget its session cookie.
+func clearSession(w http.ResponseWriter) {
+	http.SetCookie(w, &http.Cookie{Name: SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteStrictMode})
 }
 
 // statusContext bounds a scrape's or a page's wait for the node.

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // Limits of the logs route's query.
@@ -54,7 +56,7 @@ func parseLogQuery(q url.Values) (logQuery, error) {
 }
 
 // DigestHeader carries the bundle's digest on a deploy.
-const DigestHeader = "Nodeboot-Digest"
+const DigestHeader = contract.DigestHeader
 
 var digestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 

@@ -23,10 +23,22 @@ func (s *Server) initMetrics() {
 		Name: "nodeboot_rollbacks_total",
 		Help: "Successful rollbacks through the management API since boot, by app.",
 	}, []string{"app"})
+	s.tlsFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nodeboot_api_tls_handshake_failures_total",
+		Help: "Connections to the management API whose TLS handshake failed or timed out, since boot.",
+	})
+	s.connsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "nodeboot_api_connections_refused_total",
+		Help: "Connections to the management API closed at once because their source already held its share, since boot.",
+	})
+	s.connsOpen = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "nodeboot_api_connections",
+		Help: "Connections to the management API open now.",
+	})
 	s.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.deploys, s.rollbacks,
+		s.deploys, s.rollbacks, s.tlsFailures, s.connsRefused, s.connsOpen,
 		&statusCollector{s: s},
 	)
 }

@@ -1,0 +1,141 @@
+package contract
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// The JSON bodies of docs/api.md: what the node sends and the CLI reads.
+
+// Status is GET /v1/status.
+type Status struct {
+	Node NodeStatus  `json:"node"`
+	Apps []AppStatus `json:"apps"`
+}
+
+// App returns the app named name, or nil.
+func (s *Status) App(name string) *AppStatus {
+	for i := range s.Apps {
+		if s.Apps[i].Name == name {
+			return &s.Apps[i]
+		}
+	}
+	return nil
+}
+
+// AppNames lists the apps in the node's order.
+func (s *Status) AppNames() []string {
+	names := make([]string, 0, len(s.Apps))
+	for _, a := range s.Apps {
+		names = append(names, a.Name)
+	}
+	return names
+}
+
+// NodeStatus is the node half of Status.
+type NodeStatus struct {
+	Hostname        string     `json:"hostname"`
+	UptimeSeconds   float64    `json:"uptimeSeconds"`
+	BootID          string     `json:"bootId"`
+	Kernel          string     `json:"kernel"`
+	NodeVersion     string     `json:"nodeVersion"`
+	ImageVersion    string     `json:"imageVersion"`
+	BootSeconds     float64    `json:"bootSeconds"`
+	Memory          Memory     `json:"memory"`
+	Data            DataStatus `json:"data"`
+	Addresses       []string   `json:"addresses"`
+	CPUSecondsTotal float64    `json:"cpuSecondsTotal"`
+}
+
+// Memory is the node's RAM.
+type Memory struct {
+	TotalBytes     uint64 `json:"totalBytes"`
+	AvailableBytes uint64 `json:"availableBytes"`
+}
+
+// DataStatus is the /data file system.
+type DataStatus struct {
+	TotalBytes uint64 `json:"totalBytes"`
+	FreeBytes  uint64 `json:"freeBytes"`
+	Persistent bool   `json:"persistent"`
+}
+
+// AppStatus is one app. StartedAt is "" in JSON while it never started.
+type AppStatus struct {
+	Name            string    `json:"name"`
+	State           string    `json:"state"`
+	PID             int       `json:"pid"`
+	Restarts        int       `json:"restarts"`
+	LastExit        string    `json:"lastExit"`
+	StartedAt       time.Time `json:"startedAt"`
+	Port            int       `json:"port"`
+	Version         string    `json:"version"` // "image" or "sha256:<hex>"
+	PreviousVersion string    `json:"previousVersion"`
+}
+
+type appStatusJSON AppStatus // without the methods, to embed
+
+// MarshalJSON writes StartedAt as RFC 3339 in UTC, or "" when zero (Go's
+// default would say "0001-01-01T00:00:00Z").
+func (a AppStatus) MarshalJSON() ([]byte, error) {
+	s := ""
+	if !a.StartedAt.IsZero() {
+		s = a.StartedAt.UTC().Format(time.RFC3339Nano)
+	}
+	return json.Marshal(struct {
+		appStatusJSON
+		StartedAt string `json:"startedAt"`
+	}{appStatusJSON(a), s})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (a *AppStatus) UnmarshalJSON(b []byte) error {
+	var v struct {
+		appStatusJSON
+		StartedAt string `json:"startedAt"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*a = AppStatus(v.appStatusJSON)
+	a.StartedAt = time.Time{}
+	if v.StartedAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, v.StartedAt)
+		if err != nil {
+			return fmt.Errorf("startedAt: %w", err)
+		}
+		a.StartedAt = t
+	}
+	return nil
+}
+
+// DeployResult answers a deploy or a rollback.
+type DeployResult struct {
+	App             string `json:"app"`
+	Version         string `json:"version"`
+	PreviousVersion string `json:"previousVersion"`
+	State           string `json:"state"`
+}
+
+// RestartResult answers POST /v1/apps/{app}/restart.
+type RestartResult struct {
+	App string `json:"app"`
+	PID int    `json:"pid"`
+}
+
+// ActionResult answers POST /v1/reboot and /v1/poweroff.
+type ActionResult struct {
+	Action string `json:"action"`
+}
+
+// RevokeResult answers DELETE /v1/sessions.
+type RevokeResult struct {
+	Revoked int `json:"revoked"`
+}
+
+// ErrorBody is every 4xx/5xx body; Logs only on a 422 deploy or rollback.
+type ErrorBody struct {
+	Error string   `json:"error"`
+	Logs  []string `json:"logs,omitempty"`
+}
