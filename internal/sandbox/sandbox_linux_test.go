@@ -29,12 +29,14 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == HelperArg {
 		HelperMain()
 	}
-	switch os.Getenv(probeEnv) {
-	case "":
-	case "net":
+	switch v := os.Getenv(probeEnv); {
+	case strings.HasPrefix(v, "bench:"):
+		benchChild(v)
+	case v == "":
+	case v == "net":
 		probeNet()
 		os.Exit(0)
-	case "filter":
+	case v == "filter":
 		probeFilter()
 		os.Exit(0)
 	default:
