@@ -50,21 +50,41 @@ type Limits struct {
 	MaxEntries int   // tar entries, nodeboot-bundle.json included; default 100 000
 	MaxBytes   int64 // sum of the regular files' sizes; default 2 GiB
 	MaxFile    int64 // one regular file's size; default 1 GiB
+	// MaxPathBytes bounds what Extract remembers about the tree (every
+	// path, for the duplicate and parent checks, and every link target),
+	// counted as the names' bytes plus a fixed cost per path; default
+	// 64 MiB. A real node_modules of 100 000 files needs about a third.
+	MaxPathBytes int64
 }
 
 // Defaults of Limits.
 const (
-	DefaultMaxEntries = 100_000
-	DefaultMaxBytes   = 2 << 30
-	DefaultMaxFile    = 1 << 30
+	DefaultMaxEntries   = 100_000
+	DefaultMaxBytes     = 2 << 30
+	DefaultMaxFile      = 1 << 30
+	DefaultMaxPathBytes = 64 << 20
 )
 
 // MaxPath is the longest entry name (and symlink target) accepted, in
 // bytes: Linux's PATH_MAX.
 const MaxPath = 4096
 
+// MaxName is the longest component of an entry's path, in bytes: Linux's
+// NAME_MAX; no file system on the node stores a longer one.
+const MaxName = 255
+
 // maxMetaSize bounds nodeboot-bundle.json, which is read into memory.
 const maxMetaSize = 1 << 20
+
+// MaxCompressed is the most bytes a bundle within l can take compressed:
+// every byte of its files, 2 KiB of headers per entry and 16 MiB for the
+// rest (zstd frames, padding). A reader of bundles (Extract, the store's
+// spool) stops there: zstd skippable frames decode to nothing, so an
+// endless body would otherwise be read forever.
+func (l Limits) MaxCompressed() int64 {
+	l = l.withDefaults()
+	return l.MaxBytes + int64(l.MaxEntries)*2048 + 16<<20
+}
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxEntries <= 0 {
@@ -75,6 +95,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxFile <= 0 {
 		l.MaxFile = DefaultMaxFile
+	}
+	if l.MaxPathBytes <= 0 {
+		l.MaxPathBytes = DefaultMaxPathBytes
 	}
 	return l
 }
@@ -147,6 +170,9 @@ func checkRel(rel string) error {
 		if c == ".." {
 			return errors.New(`".." component`)
 		}
+		if len(c) > MaxName {
+			return fmt.Errorf("a path component longer than %d bytes", MaxName)
+		}
 	}
 	if path.Clean(rel) != rel || rel == "." {
 		return errors.New("not a canonical path (empty or \".\" components, trailing slash)")
@@ -176,6 +202,20 @@ const maxLinkHops = 40
 // dir or the chain loops. A lexical check alone misses "d/up/.." where d/up
 // is a link to "..": the kernel applies ".." to where the link led.
 func linkEscapes(links map[string]string, rel string) bool {
+	work := maxLinkWork
+	return linkEscapesWithin(links, rel, &work)
+}
+
+// maxLinkWork bounds the bytes of path linkEscapesWithin may build while
+// resolving all of a bundle's links: each step costs its path's length, and
+// a hostile bundle of many long, chained links would otherwise cost hours
+// of CPU (100 000 links × 40 hops × 2 048 components). Real trees use a
+// tiny fraction.
+const maxLinkWork = 1 << 28
+
+// linkEscapesWithin is linkEscapes charging its work to *work; when that
+// runs out it reports an escape (the caller says why).
+func linkEscapesWithin(links map[string]string, rel string, work *int) bool {
 	var cur []string
 	todo := strings.Split(rel, "/")
 	hops := 0
@@ -193,6 +233,9 @@ func linkEscapes(links map[string]string, rel string) bool {
 			continue
 		}
 		p := strings.Join(append(cur[:len(cur):len(cur)], c), "/")
+		if *work -= len(p) + 1; *work < 0 {
+			return true
+		}
 		if t, ok := links[p]; ok {
 			hops++
 			if hops > maxLinkHops || strings.HasPrefix(t, "/") {

@@ -225,6 +225,8 @@ func rejectCases(t testing.TB, parent string) []struct {
 		{"too many bytes", mk(t, good(file("app/a", strings.Repeat("a", 60)), file("app/b", strings.Repeat("b", 60)))...), Limits{MaxBytes: 100}, ErrTooBig, "more than 100 bytes"},
 		{"file too big", mk(t, good(file("app/a", strings.Repeat("a", 11)))...), Limits{MaxFile: 10}, ErrTooBig, "more than the 10 allowed"},
 		{"path too long", mk(t, good(file(long, "x"))...), Limits{}, ErrUnsafe, "longer than 4096"},
+		{"path component too long", mk(t, good(file("app/"+strings.Repeat("n", 256), "x"))...), Limits{}, ErrUnsafe, "component longer than 255"},
+		{"paths too many to track", mk(t, good(file("app/a", ""), file("app/b/c", ""))...), Limits{MaxPathBytes: 100}, ErrTooBig, "paths take more than 100 bytes"},
 		{"symlink target too long", mk(t, good(symlink("app/l", strings.Repeat("a/", 2100)))...), Limits{}, ErrUnsafe, "longer than 4096"},
 		{"no meta", mk(t, dir("app/"), file("app/server.js", "x")), Limits{}, ErrInvalid, "not the file " + MetaName},
 		{"meta is a dir", mk(t, dir(MetaName+"/"), file("app/server.js", "x")), Limits{}, ErrInvalid, "not the file"},

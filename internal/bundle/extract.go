@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -24,6 +25,14 @@ const maxWindow = 16 << 20
 // maxTrailer bounds the zero padding accepted after the tar's end marker
 // (tar tools pad to a 10 KiB record; Go's writer does not pad).
 const maxTrailer = 1 << 20
+
+// entryHook, when set (by tests), is called after each entry with the
+// number of entries read so far: the memory test measures the heap there.
+var entryHook func(n int)
+
+// pathCost is what remembering one path costs beyond its bytes: a map
+// slot, a string header and the kind or target.
+const pathCost = 64
 
 // kinds of paths Extract has made, for the duplicate and parent checks.
 const (
@@ -38,9 +47,12 @@ type extractor struct {
 	lim     Limits
 	entries int
 	bytes   int64
-	made    map[string]int    // rel -> kind
-	links   map[string]string // rel -> target
-	files   []*os.File        // open only where files are synced one by one
+	// pathBytes is what made and links hold, charged before each
+	// insertion (Limits.MaxPathBytes; issue 12, item 7).
+	pathBytes int64
+	made      map[string]int    // rel -> kind
+	links     map[string]string // rel -> target
+	files     []*os.File        // open only where files are synced one by one
 }
 
 // Extract reads a bundle from r, which may be hostile, and unpacks its app/
@@ -93,7 +105,7 @@ func Extract(r io.Reader, dst string, lim Limits) (meta Meta, err error) {
 func (x *extractor) run(r io.Reader) (Meta, error) {
 	// The compressed stream is capped too: zstd skippable frames decode to
 	// nothing, so without this an endless body would be read forever.
-	cr := &capReader{r: r, left: x.lim.MaxBytes + int64(x.lim.MaxEntries)*2048 + 16<<20}
+	cr := &capReader{r: r, left: x.lim.MaxCompressed()}
 	zr, err := zstd.NewReader(cr,
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
@@ -108,7 +120,19 @@ func (x *extractor) run(r io.Reader) (Meta, error) {
 		if cr.over {
 			return fmt.Errorf("%w: the compressed bundle is larger than the limits allow", ErrTooBig)
 		}
+		// Reading the stream failed (the spool file's disk, the network):
+		// not the bundle's fault, and the decoder may have reworded it.
+		if cr.err != nil {
+			return fmt.Errorf("reading the bundle: %w", cr.err)
+		}
 		if errors.Is(err, ErrUnsafe) || errors.Is(err, ErrTooBig) || errors.Is(err, ErrInvalid) {
+			return err
+		}
+		// An OS error while writing the tree (ENOSPC, EIO, ...) is the
+		// node's, not the bundle's: it keeps its errno (issue 12, item 3),
+		// so the API can answer 507 or 500 rather than 400.
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
 			return err
 		}
 		return fmt.Errorf("%w: not a zstd-compressed tar: %v", ErrInvalid, err)
@@ -129,12 +153,19 @@ func (x *extractor) run(r io.Reader) (Meta, error) {
 		if err := x.entry(hdr, tr); err != nil {
 			return Meta{}, wrap(err)
 		}
+		if entryHook != nil {
+			entryHook(x.entries)
+		}
 	}
 	if err := drain(zr); err != nil {
 		return Meta{}, wrap(err)
 	}
+	work := maxLinkWork
 	for rel := range x.links {
-		if linkEscapes(x.links, rel) {
+		if linkEscapesWithin(x.links, rel, &work) {
+			if work < 0 {
+				return Meta{}, fmt.Errorf("%w: the bundle's %d symlinks take too much work to resolve (long chains of long links)", ErrTooBig, len(x.links))
+			}
 			return Meta{}, fmt.Errorf("%w: symlink app/%s -> %s: resolved through the bundle's other links it leaves app/ (or loops)", ErrUnsafe, rel, x.links[rel])
 		}
 	}
@@ -236,6 +267,18 @@ func (x *extractor) entry(hdr *tar.Header, tr *tar.Reader) error {
 	if rel == "." {
 		x.made["."] = kindDir
 		return nil
+	}
+	// Charge what remembering this entry costs before remembering it:
+	// rel keeps the whole name alive, each new parent is one more path.
+	cost := int64(len(hdr.Name)) + pathCost
+	for d := path.Dir(rel); d != "." && x.made[d] == 0; d = path.Dir(d) {
+		cost += pathCost
+	}
+	if hdr.Typeflag == tar.TypeSymlink {
+		cost += int64(len(hdr.Linkname)) + pathCost
+	}
+	if x.pathBytes += cost; x.pathBytes > x.lim.MaxPathBytes {
+		return fmt.Errorf("%w: the bundle's paths take more than %d bytes to check (%d entries so far); a real app's tree needs far less", ErrTooBig, x.lim.MaxPathBytes, x.entries)
 	}
 	if err := x.parents(rel); err != nil {
 		return err
@@ -427,6 +470,7 @@ type capReader struct {
 	r    io.Reader
 	left int64
 	over bool
+	err  error // the first error of r other than io.EOF
 }
 
 func (c *capReader) Read(p []byte) (int, error) {
@@ -444,5 +488,8 @@ func (c *capReader) Read(p []byte) (int, error) {
 	}
 	n, err := c.r.Read(p)
 	c.left -= int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
