@@ -30,7 +30,7 @@ type diskBoot struct {
 	port int
 }
 
-func bootDisk(t *testing.T, ctx context.Context, img, memory string, direct bool) *diskBoot {
+func bootDisk(t *testing.T, ctx context.Context, img, memory string, direct bool, more ...vm.Forward) *diskBoot {
 	t.Helper()
 	port, err := vm.FreePort()
 	if err != nil {
@@ -40,7 +40,7 @@ func bootDisk(t *testing.T, ctx context.Context, img, memory string, direct bool
 		Disk:     img,
 		Persist:  true,
 		Memory:   memory,
-		Forwards: []vm.Forward{{Host: port, Guest: 8080}},
+		Forwards: append([]vm.Forward{{Host: port, Guest: 8080}}, more...),
 		Console:  consoleLog(t),
 	}
 	if direct {
