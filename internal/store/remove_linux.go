@@ -257,3 +257,35 @@ func unescapeMountinfo(s string) string {
 	}
 	return b.String()
 }
+
+// mountPointOf returns the mount point of the file system holding p (the
+// longest mount point /proc/self/mountinfo lists that p lies under), or p
+// when that cannot be read: what an error about a full disk should name.
+func mountPointOf(p string) string {
+	abs, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	if r, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = r
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return p
+	}
+	best := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(fields[4])
+		if (abs == mp || strings.HasPrefix(abs, strings.TrimSuffix(mp, "/")+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	if best == "" {
+		return p
+	}
+	return best
+}

@@ -13,6 +13,7 @@
 package store
 
 import (
+	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -151,20 +152,34 @@ func parseDigest(d string) (string, error) {
 	return h, nil
 }
 
-// maxTrailing bounds what may follow the bundle in a body: the bundle reader
-// reads to the end of the zstd stream, so normally nothing does.
+// maxTrailing bounds what may follow a bundle in a body, beyond what the
+// limits allow the bundle itself.
 const maxTrailing = 1 << 20
 
-// Receive reads a bundle for app from body, extracts it and makes it a
-// complete version, without switching to it. The body's sha256 must be
-// wantDigest ("sha256:<hex>"), checked before the version becomes
-// visible; on a mismatch (ErrDigest) or a bad bundle (bundle.ErrUnsafe,
-// ErrTooBig, ErrInvalid) nothing of it remains. A version already complete
-// is reused without reading body.
+// spoolSuffix ends the name of the file a body spools into (under the
+// .incoming- prefix, so Recover removes it after a power cut).
+const spoolSuffix = ".zst"
+
+// extract is bundle.Extract; tests count its calls.
+var extract = bundle.Extract
+
+// Receive reads a bundle for app from body and makes it a complete
+// version, without switching to it. The body's sha256 must be wantDigest
+// ("sha256:<hex>"). On a mismatch (ErrDigest) or a bad bundle
+// (bundle.ErrUnsafe, ErrTooBig, ErrInvalid) nothing of it remains. A
+// version already complete is reused without reading body.
 //
-// Memory stays bounded: the body is hashed while it streams into
+// The body first spools, hashed as it comes, into .incoming-<random>.zst
+// in the app's dir (at most lim.MaxCompressed() bytes, fsynced); only a
+// body whose digest matches is unpacked, from that file, into
 // .incoming-<random>, which is renamed to <hex> once everything in it is
-// on stable storage.
+// on stable storage. So a hostile body the client did not vouch for never
+// reaches the extractor, and memory stays bounded whatever the body.
+//
+// A full disk or an I/O error, spooling or unpacking, says "disk full on
+// <mount>: ..." or "I/O error on <mount>: ..." and keeps its errno
+// (errors.Is(err, syscall.ENOSPC) or EIO), so that it is never taken for a
+// bad bundle.
 func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundle.Limits) (v *Version, err error) {
 	dir, err := s.appDir(app)
 	if err != nil {
@@ -177,31 +192,42 @@ func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundl
 	if v, err := s.load(app, want); err == nil {
 		return v, nil
 	}
+	defer func() {
+		if err != nil {
+			err = s.diskError(err)
+		}
+	}()
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		err = os.Chmod(dir, 0o755)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
 	}
-	tmp := filepath.Join(dir, incomingPrefix+randomName())
+	name := incomingPrefix + randomName()
+	tmp := filepath.Join(dir, name)
+	spool := filepath.Join(dir, name+spoolSuffix)
 	defer func() {
 		if err != nil && !errors.Is(err, errHook) {
-			removeTree(tmp)
+			rerr := removeTree(tmp)
+			if e := os.Remove(spool); e != nil && !errors.Is(e, fs.ErrNotExist) {
+				rerr = errors.Join(rerr, e)
+			}
+			if rerr != nil {
+				err = errors.Join(err, fmt.Errorf("removing the partial version (the next boot removes it): %w", rerr))
+			}
 		}
 	}()
-	h := sha256.New()
-	tee := io.TeeReader(body, h)
-	meta, err := bundle.Extract(tee, tmp, lim)
+	f, err := s.spool(spool, body, want, lim)
 	if err != nil {
 		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
 	}
-	if n, err := io.Copy(io.Discard, io.LimitReader(tee, maxTrailing+1)); err != nil {
-		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
-	} else if n > maxTrailing {
-		return nil, fmt.Errorf("receiving a version of %s: %w: more than %d bytes after the bundle", app, bundle.ErrInvalid, maxTrailing)
+	meta, err := extract(bufio.NewReaderSize(f, 64<<10), tmp, lim)
+	f.Close()
+	if rerr := os.Remove(spool); err == nil && rerr != nil {
+		err = rerr
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return nil, fmt.Errorf("%w: the body's sha256 is %s, but the request said %s: the upload was damaged or the digest is wrong; deploy again", ErrDigest, got, want)
+	if err != nil {
+		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
 	}
 	if meta.App != app {
 		return nil, fmt.Errorf("%w: the bundle is for app %q, not %q", bundle.ErrInvalid, meta.App, app)
@@ -243,6 +269,70 @@ func (s *Store) Receive(app string, body io.Reader, wantDigest string, lim bundl
 		return nil, fmt.Errorf("receiving a version of %s: %w", app, err)
 	}
 	return &Version{App: app, Digest: digestPrefix + want, Dir: final, Meta: meta}, nil
+}
+
+// spool copies body into a new file at p, hashing it, fsyncs it, checks
+// its sha256 against want and returns it open at its start. The caller
+// removes p.
+func (s *Store) spool(p string, body io.Reader, want string, lim bundle.Limits) (*os.File, error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("spooling the upload: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+		}
+	}()
+	max := lim.MaxCompressed() + maxTrailing
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			if n += int64(k); n > max {
+				return nil, fmt.Errorf("%w: the upload is longer than %d bytes, more than any bundle within the limits", bundle.ErrTooBig, max)
+			}
+			h.Write(buf[:k])
+			if _, err := f.Write(buf[:k]); err != nil {
+				return nil, fmt.Errorf("spooling the upload: %w", err)
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("reading the upload: %w", rerr)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return nil, fmt.Errorf("spooling the upload: %w", err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return nil, fmt.Errorf("%w: the body's sha256 is %s, but the request said %s: the upload was damaged or the digest is wrong; deploy again", ErrDigest, got, want)
+	}
+	if err := s.step("receive:spooled"); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, fmt.Errorf("spooling the upload: %w", err)
+	}
+	ok = true
+	return f, nil
+}
+
+// diskError says "disk full" or "I/O error", naming the file system, for
+// an error that is one (the errno stays wrapped, for the API's 507/500).
+func (s *Store) diskError(err error) error {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return fmt.Errorf("disk full on %s: %w", mountPointOf(s.root), err)
+	case errors.Is(err, syscall.EIO):
+		return fmt.Errorf("I/O error on %s: %w", mountPointOf(s.root), err)
+	}
+	return err
 }
 
 // writeAtomic writes dir/name by writing a temporary file, fsyncing it and

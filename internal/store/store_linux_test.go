@@ -1,15 +1,21 @@
 package store
 
 import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
-
-	"golang.org/x/sys/unix"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/bundle"
 )
 
 func TestModesIgnoreUmask(t *testing.T) {
@@ -159,6 +165,77 @@ func TestRemoveWalkStopsAtMounts(t *testing.T) {
 			}
 			if _, err := os.Lstat(tree); !os.IsNotExist(err) {
 				t.Fatalf("tree survived: %v", err)
+			}
+		})
+	}
+}
+
+// tmpfsOf mounts a tmpfs of size on a new temp dir (CI runs as root).
+func tmpfsOf(t *testing.T, size string) string {
+	t.Helper()
+	d := t.TempDir()
+	if err := unix.Mount("tmpfs", d, "tmpfs", 0, "size="+size); err != nil {
+		if os.Getenv("NODEBOOT_E2E") == "1" {
+			t.Fatalf("mounting a tmpfs (needs root): %v", err)
+		}
+		t.Skipf("mounting a tmpfs needs root (CI runs as root): %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(d, unix.MNT_DETACH) })
+	return d
+}
+
+// noiseBundle is a bundle of app holding n random (incompressible) bytes.
+func noiseBundle(t *testing.T, app string, n int) ([]byte, string) {
+	t.Helper()
+	src := t.TempDir()
+	noise := make([]byte, n)
+	rand.Read(noise)
+	os.WriteFile(filepath.Join(src, "server.js"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(src, "noise"), noise, 0o644)
+	var buf bytes.Buffer
+	err := bundle.Write(&buf, bundle.Meta{App: app, Entry: "server.js"}, []bundle.File{
+		{Rel: "noise", Src: filepath.Join(src, "noise"), Mode: 0o644},
+		{Rel: "server.js", Src: filepath.Join(src, "server.js"), Mode: 0o644},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	return buf.Bytes(), "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Issue 12 item 3: a full disk while the body spools or while it is
+// unpacked says so (ENOSPC kept for the API's 507), is no "invalid
+// bundle", and leaves nothing behind; the current version is untouched.
+func TestReceiveDiskFull(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		size int // of the noise; the tmpfs holds 1 MiB
+	}{{"while spooling", 3 << 20}, {"while extracting", 700 << 10}} {
+		t.Run(c.name, func(t *testing.T) {
+			mnt := tmpfsOf(t, "1m")
+			s, err := Open(filepath.Join(mnt, "apps"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			v1 := receive(t, s, "hello", "v1")
+			if err := s.Switch("hello", v1); err != nil {
+				t.Fatal(err)
+			}
+			before := listing(t, filepath.Join(mnt, "apps"), "hello")
+			data, d := noiseBundle(t, "hello", c.size)
+			_, err = s.Receive("hello", bytes.NewReader(data), d, bundle.Limits{})
+			if !errors.Is(err, syscall.ENOSPC) || !strings.HasPrefix(err.Error(), "disk full on "+mnt+": ") {
+				t.Fatalf("Receive on a full disk: %v, want ENOSPC, saying \"disk full on %s: ...\"", err, mnt)
+			}
+			if errors.Is(err, bundle.ErrInvalid) || errors.Is(err, bundle.ErrTooBig) || errors.Is(err, ErrDigest) {
+				t.Errorf("a full disk reads as a bad bundle: %v", err)
+			}
+			if after := listing(t, filepath.Join(mnt, "apps"), "hello"); strings.Join(after, " ") != strings.Join(before, " ") {
+				t.Errorf("the failed receive left %q (before: %q)", after, before)
+			}
+			if got := state(t, s, "hello"); got != "v1/-" {
+				t.Errorf("state: %s", got)
 			}
 		})
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -31,6 +32,11 @@ func mkBundle(t testing.TB, app, body string) ([]byte, string) {
 	}
 	sum := sha256.Sum256(buf.Bytes())
 	return buf.Bytes(), "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func digestOf(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // body reads a version's server.js; "" for nil.
@@ -202,8 +208,11 @@ func TestReceiveRejects(t *testing.T) {
 		{"digest mismatch", "hello", good, wrong, ErrDigest},
 		{"malformed digest", "hello", good, "sha256:XYZ", ErrDigest},
 		{"digest without algorithm", "hello", good, strings.TrimPrefix(d, "sha256:"), ErrDigest},
-		{"truncated body", "hello", good[:len(good)/2], d, bundle.ErrInvalid},
-		{"not a bundle", "hello", []byte("garbage"), d, bundle.ErrInvalid},
+		// The digest is checked first: a damaged body is a digest mismatch.
+		{"truncated body", "hello", good[:len(good)/2], d, ErrDigest},
+		{"truncated body, its own digest", "hello", good[:len(good)/2], digestOf(good[:len(good)/2]), bundle.ErrInvalid},
+		{"not a bundle", "hello", []byte("garbage"), d, ErrDigest},
+		{"not a bundle, its own digest", "hello", []byte("garbage"), digestOf([]byte("garbage")), bundle.ErrInvalid},
 		{"bundle of another app", "hello", other, od, bundle.ErrInvalid},
 	}
 	for _, c := range cases {
@@ -433,3 +442,55 @@ func TestConcurrentReceive(t *testing.T) {
 		}
 	}
 }
+
+// Issue 12 item 3: the body is hashed before anything unpacks it, so a
+// body whose digest does not match (here a valid bundle, but whatever it
+// holds) never reaches the extractor, and nothing of it stays.
+func TestReceiveChecksDigestBeforeExtracting(t *testing.T) {
+	calls := 0
+	extract = func(r io.Reader, dst string, lim bundle.Limits) (bundle.Meta, error) {
+		calls++
+		return bundle.Extract(r, dst, lim)
+	}
+	defer func() { extract = bundle.Extract }()
+	root := t.TempDir()
+	s, _ := Open(root)
+	data, _ := mkBundle(t, "hello", "v1")
+	_, wrong := mkBundle(t, "hello", "something else")
+	_, err := s.Receive("hello", bytes.NewReader(data), wrong, bundle.Limits{})
+	if !errors.Is(err, ErrDigest) {
+		t.Fatalf("Receive: %v, want ErrDigest", err)
+	}
+	if calls != 0 {
+		t.Errorf("the extractor ran %d times on a body whose digest did not match", calls)
+	}
+	if got := listing(t, root, "hello"); len(got) != 0 {
+		t.Errorf("left behind: %q", got)
+	}
+	// The matching digest goes through, extracted once.
+	v := receive(t, s, "hello", "v1")
+	if calls != 1 || body(t, v) != "v1" {
+		t.Errorf("extractor calls %d, body %q", calls, body(t, v))
+	}
+}
+
+// A body longer than any bundle within the limits is cut off while it
+// spools, before it fills the disk.
+func TestReceiveBodyBounded(t *testing.T) {
+	root := t.TempDir()
+	s, _ := Open(root)
+	lim := bundle.Limits{MaxEntries: 10, MaxBytes: 1 << 10, MaxFile: 1 << 10}
+	endless := io.LimitReader(zeros{}, 1<<40)
+	_, d := mkBundle(t, "hello", "v1")
+	_, err := s.Receive("hello", endless, d, lim)
+	if !errors.Is(err, bundle.ErrTooBig) {
+		t.Fatalf("Receive of an endless body: %v, want ErrTooBig", err)
+	}
+	if got := listing(t, root, "hello"); len(got) != 0 {
+		t.Errorf("left behind: %q", got)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
