@@ -51,7 +51,7 @@ func TestBackoffTable(t *testing.T) {
 }
 
 func TestRing(t *testing.T) {
-	r := newRing(3)
+	r := newRing(3, 0)
 	if got := r.last(5); len(got) != 0 {
 		t.Fatalf("empty ring returned %q", got)
 	}
@@ -71,6 +71,22 @@ func TestRing(t *testing.T) {
 		if got := strings.Join(r.last(c.n), ","); got != c.want {
 			t.Errorf("last(%d) = %s, want %s", c.n, got, c.want)
 		}
+	}
+}
+
+// The byte bound evicts the oldest lines even when the line count allows
+// more; a line longer than the bound is kept alone.
+func TestRingBytes(t *testing.T) {
+	r := newRing(100, 10)
+	for _, l := range []string{"aaaa", "bbbb", "cccc", "dddd"} {
+		r.add(l)
+	}
+	if got := strings.Join(r.last(0), ","); got != "cccc,dddd" {
+		t.Errorf("last = %s, want cccc,dddd", got)
+	}
+	r.add(strings.Repeat("e", 20))
+	if got := r.last(0); len(got) != 1 || len(got[0]) != 20 {
+		t.Errorf("a long line: last = %q", got)
 	}
 }
 

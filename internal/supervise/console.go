@@ -4,25 +4,25 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"sync"
 )
 
-// consoleMu serialises console writes of all services: they usually share
-// one writer (/dev/console), and a line must never be interleaved with
-// another.
-var consoleMu sync.Mutex
-
-// writeConsole writes line plus a newline with a single Write. Errors are
-// dropped: a console that went away must not stop the app.
-func writeConsole(w io.Writer, line string) {
+// writeConsole writes line plus a newline with a single Write, under the
+// service's own lock: its stdout and stderr pumps share one writer (the
+// console and its log file), and a line must never be interleaved with
+// another. The lock is per service, not global: a slow write (the log
+// file on a slow disk) holds up only this app's output, never another
+// app's or PID 1's (issue 12 item 13). Errors are dropped: a console that
+// went away must not stop the app.
+func (s *Service) writeConsole(line string) {
+	w := s.opts.Console
 	if w == nil {
 		return
 	}
 	buf := make([]byte, 0, len(line)+1)
 	buf = append(buf, line...)
 	buf = append(buf, '\n')
-	consoleMu.Lock()
-	defer consoleMu.Unlock()
+	s.consoleMu.Lock()
+	defer s.consoleMu.Unlock()
 	_, _ = w.Write(buf)
 }
 
@@ -43,7 +43,7 @@ func (s *Service) pump(r io.Reader, prefix string) {
 			}
 			line := prefix + string(chunk)
 			s.ring.add(line)
-			writeConsole(s.opts.Console, line)
+			s.writeConsole(line)
 		}
 		cut = err == bufio.ErrBufferFull
 		if cut {

@@ -39,18 +39,19 @@ func (s *Service) SetCommand(c Command) {
 
 // Subscribe returns a channel receiving every output line added from now
 // on, as Lines shows them, and a function that ends the subscription. A
-// subscriber that does not keep up loses lines (the channel holds 256).
+// subscriber that does not keep up loses lines (it holds at most
+// FollowBytes, or 256 lines, unread); the next line it gets says how many.
 func (s *Service) Subscribe() (<-chan string, func()) {
-	c := make(chan string, 256)
+	f := &follower{c: make(chan string, followLines)}
 	s.ring.mu.Lock()
 	if s.ring.subs == nil {
-		s.ring.subs = make(map[chan string]struct{})
+		s.ring.subs = make(map[*follower]struct{})
 	}
-	s.ring.subs[c] = struct{}{}
+	s.ring.subs[f] = struct{}{}
 	s.ring.mu.Unlock()
-	return c, func() {
+	return f.c, func() {
 		s.ring.mu.Lock()
-		delete(s.ring.subs, c)
+		delete(s.ring.subs, f)
 		s.ring.mu.Unlock()
 	}
 }

@@ -91,12 +91,15 @@ type Options struct {
 	Sandbox *sandbox.Spec
 
 	// Console receives the output, one whole line per Write, as
-	// "name: line" (stdout) or "name[err]: line" (stderr). Writes from all
-	// services are serialised, so several services may share one writer.
+	// "name: line" (stdout) or "name[err]: line" (stderr). A service's own
+	// writes are serialised; a writer shared by several services must be
+	// safe for concurrent use (boot.Logger's Writer is, and never blocks).
 	// nil discards (the ring buffer still records).
 	Console io.Writer
 	// RingLines is how many recent lines Lines can return; default 1000.
 	RingLines int
+	// RingBytes bounds the bytes of those lines; default DefaultRingBytes.
+	RingBytes int
 	// Log receives the supervisor's own messages about this service (start,
 	// exit reason, restart delay), already prefixed "name: ". When nil they
 	// go to Console as "name[init]: message" instead. They are not written
@@ -135,6 +138,8 @@ type Service struct {
 	starter Starter
 	ring    *ring
 
+	consoleMu sync.Mutex // serialises this service's writes to Console
+
 	mu        sync.Mutex
 	state     State
 	pid       int
@@ -159,7 +164,7 @@ func New(opts Options) *Service {
 		name:    opts.Name,
 		opts:    opts,
 		starter: opts.Starter,
-		ring:    newRing(opts.RingLines),
+		ring:    newRing(opts.RingLines, opts.RingBytes),
 		state:   StateStopped,
 		stopCh:  make(chan struct{}),
 		// Buffered: Restart must not block when no process is running.
@@ -491,7 +496,7 @@ func (s *Service) event(format string, args ...any) {
 		s.opts.Log("%s: %s", s.name, msg)
 		return
 	}
-	writeConsole(s.opts.Console, line)
+	s.writeConsole(line)
 }
 
 // fmtDuration renders durations the way an operator reads them: "10ms",
