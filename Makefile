@@ -11,8 +11,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need, each checked by a file it
 # installs: QEMU and OVMF to boot images, systemd-boot for disk images, gcc
 # for the native-addon test, iproute2 for the network tests, and the
-# independent readers the image-writer tests compare against; chromium for
-# the status page's browser test.
+# independent readers the image-writer tests compare against; dmsetup for
+# the store's I/O-error tests; chromium for the status page's browser test.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
@@ -23,6 +23,7 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         dosfstools:/usr/sbin/fsck.vfat \
         squashfs-tools:/usr/bin/unsquashfs \
         e2fsprogs:/usr/sbin/e2fsck \
+        dmsetup:/usr/sbin/dmsetup \
         chromium:/usr/bin/chromium
 
 .PHONY: all build demo test test-long fuzz deps check bench clean
