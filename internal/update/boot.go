@@ -1,0 +1,280 @@
+package update
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/nodeboot/nodeboot/internal/disk"
+)
+
+// BootState is what Boot found.
+type BootState struct {
+	// NoSlots: the node booted from an initramfs.
+	NoSlots bool
+	// Slot is the booted slot.
+	Slot string
+	// Trial says the booted slot is on trial: PID 1 runs the health gate
+	// (every app healthy for update.healthySeconds), then calls Commit, or
+	// Fail with the reason.
+	Trial bool
+	// Settled is the outcome this boot settled, if any: the other slot's
+	// trial failed (the boot loader fell back to this slot), a commit whose
+	// record a power cut interrupted, or an update interrupted before its
+	// entry was written. PID 1 logs it; Status reports it as Last.
+	Settled *Outcome
+}
+
+// Boot runs once at every boot, after the ESP and /data are mounted and
+// before the apps start. It reads the ESP's entries and the records and
+// settles what the last boots left: the other slot's failed trial is
+// recorded with its reason and its entry removed (so it is never booted
+// again unless sent again); a duplicate entry an interrupted rename left is
+// removed; a booted slot without a fallback is committed at once, since
+// there is nothing to roll back to.
+func (u *Updater) Boot() (*BootState, error) {
+	if len(u.cfg.Slots) == 0 {
+		return &BootState{NoSlots: true}, nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	esp := u.cfg.ESP
+	booted, other := u.cfg.Booted, u.cfg.other().Name
+	bs := &BootState{Slot: booted}
+	ents, err := u.entries()
+	if err != nil {
+		return nil, err
+	}
+	// An interrupted rename (FAT has no atomic rename) can leave a slot's
+	// entry under two names; keep the first (blessed, else fewest tries).
+	for slot, es := range ents {
+		for _, e := range es[1:] {
+			if err := esp.Remove(path.Join(disk.EntriesDir, e.name)); err != nil {
+				return nil, fmt.Errorf("removing a duplicate boot entry: %w", err)
+			}
+		}
+		ents[slot] = es[:1]
+	}
+	st, err := u.loadState()
+	if err != nil {
+		return nil, err
+	}
+	if rec := u.loadReceive(); rec != nil && rec.Slot == booted {
+		// A record of an upload into the slot that is running now can only
+		// be stale; following it could overwrite the running system.
+		if err := u.cfg.State.Remove(receiveFile); err != nil {
+			return nil, err
+		}
+	}
+	now := u.cfg.Clock.Now().UTC()
+	changed := false
+
+	// The other slot was on trial, yet this one booted: systemd-boot gave
+	// up on it (its tries ran out, or the trial gave up by itself), or
+	// someone chose this slot at the boot menu. Either way its trial is
+	// over and failed.
+	if es := ents[other]; len(es) > 0 && es[0].c.Counted {
+		img, _ := u.slotImage(other)
+		o := &Outcome{Image: img, From: u.cfg.Running, At: now}
+		switch t := st.Trial; {
+		case t != nil && t.Slot == other && t.Reason != "":
+			o.Image, o.From, o.Reason, o.Notes = t.Image, t.From, t.Reason, t.Notes
+		case t != nil && t.Slot == other:
+			o.Image, o.From, o.Notes = t.Image, t.From, t.Notes
+			o.Reason = u.silentFailure(es[0].c, t.Notes)
+		default:
+			o.Reason = u.silentFailure(es[0].c, nil)
+		}
+		if err := esp.Remove(path.Join(disk.EntriesDir, es[0].name)); err != nil {
+			return nil, fmt.Errorf("removing the failed slot %s's boot entry: %w", other, err)
+		}
+		if st.Failed == nil {
+			st.Failed = map[string]Image{}
+		}
+		st.Failed[other] = o.Image
+		st.Trial, st.Last, bs.Settled, changed = nil, o, o, true
+		ents[other] = nil
+	} else if t := st.Trial; t != nil && t.Slot == other {
+		// Armed in the records, but its entry was never written (or a new
+		// upload into the slot began): the power went before the update
+		// became bootable. The verified part of the upload is kept.
+		o := &Outcome{Image: t.Image, From: t.From, At: now,
+			Reason: "the node restarted before the update was made bootable (a power cut?); nothing changed: send it again, it continues where it stopped"}
+		st.Trial, st.Last, bs.Settled, changed = nil, o, o, true
+	}
+
+	es := ents[booted]
+	switch {
+	case len(es) > 0 && es[0].c.Counted:
+		hasFallback := len(ents[other]) > 0 && !ents[other][0].c.Counted
+		if !hasFallback {
+			// Nothing to fall back to (a freshly flashed disk, or the other
+			// slot empty or failed): giving up on this slot would only loop.
+			if err := u.bless(es[0]); err != nil {
+				return nil, err
+			}
+			if t := st.Trial; t != nil && t.Slot == booted {
+				o := &Outcome{Image: t.Image, From: t.From, OK: true, At: now}
+				st.Trial, st.Last, bs.Settled, changed = nil, o, o, true
+			}
+			break
+		}
+		bs.Trial = true
+		if st.Trial == nil || st.Trial.Slot != booted {
+			// On trial without a record (/data was lost or replaced): the
+			// trial still runs, reported against what the slot holds.
+			st.Trial = &trial{Slot: booted, Image: u.cfg.Running, Armed: now}
+			if img, ok := u.slotImage(other); ok {
+				st.Trial.From = img
+			}
+			changed = true
+		}
+	case st.Trial != nil && st.Trial.Slot == booted:
+		// Blessed, but the record still says trial: a power cut between
+		// Commit's rename and its record.
+		o := &Outcome{Image: st.Trial.Image, From: st.Trial.From, OK: true, At: now}
+		st.Trial, st.Last, bs.Settled, changed = nil, o, o, true
+	}
+	if changed {
+		if err := u.saveState(st); err != nil {
+			return nil, err
+		}
+	}
+	return bs, nil
+}
+
+// silentFailure explains a trial that ended without saying why.
+func (u *Updater) silentFailure(c disk.Counter, notes []string) string {
+	s := fmt.Sprintf("the trial boot did not come up healthy in %d tries (a kernel panic, PID 1 failing, or a hang the watchdog ended)", max(c.Done, 1))
+	if len(notes) > 0 {
+		s += "; its last note: " + notes[len(notes)-1]
+	}
+	return s
+}
+
+// bless renames a counted entry to its counter-less name: systemd-boot
+// then never counts it down again. It is the commit point of an update.
+func (u *Updater) bless(e entry) error {
+	if err := u.cfg.ESP.Rename(path.Join(disk.EntriesDir, e.name), path.Join(disk.EntriesDir, disk.EntryName(e.slot, 0))); err != nil {
+		return fmt.Errorf("blessing slot %s's boot entry: %w", e.slot, err)
+	}
+	return nil
+}
+
+// Commit ends the booted slot's trial well: PID 1 calls it once every app
+// has been healthy for update.healthySeconds. The entry loses its counter
+// (the commit point); being the newest generation, it is already the
+// default. The other slot stays good, the way back for a manual rollback.
+func (u *Updater) Commit() (*Outcome, error) {
+	if len(u.cfg.Slots) == 0 {
+		return nil, ErrNoSlots
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ents, err := u.entries()
+	if err != nil {
+		return nil, err
+	}
+	es := ents[u.cfg.Booted]
+	if len(es) == 0 || !es[0].c.Counted {
+		return nil, ErrNotTrial
+	}
+	if err := u.bless(es[0]); err != nil {
+		return nil, err
+	}
+	st, err := u.loadState()
+	if err != nil {
+		return nil, err
+	}
+	o := &Outcome{Image: u.cfg.Running, OK: true, At: u.cfg.Clock.Now().UTC()}
+	if t := st.Trial; t != nil && t.Slot == u.cfg.Booted {
+		o.Image, o.From = t.Image, t.From
+	}
+	st.Trial, st.Last = nil, o
+	delete(st.Failed, u.cfg.Booted)
+	if err := u.saveState(st); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// Fail ends the booted slot's trial badly, at once: PID 1 calls it when an
+// app never became healthy or it cannot run the system. The reason is
+// recorded for the old slot to report, and the entry's tries are set to
+// none, so the next boot (Fail reboots) runs the old slot without spending
+// the remaining tries on an image known to be bad.
+func (u *Updater) Fail(reason string) error {
+	if len(u.cfg.Slots) == 0 {
+		return ErrNoSlots
+	}
+	if err := u.fail(reason); err != nil {
+		return err
+	}
+	if u.cfg.Reboot == nil {
+		return nil
+	}
+	return u.cfg.Reboot.Reboot("the OS update's trial failed: " + reason)
+}
+
+func (u *Updater) fail(reason string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	ents, err := u.entries()
+	if err != nil {
+		return err
+	}
+	es := ents[u.cfg.Booted]
+	if len(es) == 0 || !es[0].c.Counted {
+		return ErrNotTrial
+	}
+	st, err := u.loadState()
+	if err != nil {
+		return err
+	}
+	if st.Trial == nil || st.Trial.Slot != u.cfg.Booted {
+		st.Trial = &trial{Slot: u.cfg.Booted, Image: u.cfg.Running}
+	}
+	st.Trial.Reason = oneLine(reason)
+	if err := u.saveState(st); err != nil {
+		return err
+	}
+	if es[0].c.Left == 0 {
+		return nil
+	}
+	out := disk.OutName(u.cfg.Booted, es[0].c.Done)
+	if err := u.cfg.ESP.Rename(path.Join(disk.EntriesDir, es[0].name), path.Join(disk.EntriesDir, out)); err != nil {
+		return fmt.Errorf("ending slot %s's tries: %w", u.cfg.Booted, err)
+	}
+	return nil
+}
+
+// Note records a line of the trial's progress ("apps started", "app web:
+// port 3000 not answering"); when the trial ends without a reason (a panic,
+// a hang), the old slot reports the last one.
+func (u *Updater) Note(line string) error {
+	if len(u.cfg.Slots) == 0 {
+		return nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	st, err := u.loadState()
+	if err != nil {
+		return err
+	}
+	if st.Trial == nil || st.Trial.Slot != u.cfg.Booted {
+		return ErrNotTrial
+	}
+	st.Trial.Notes = append(st.Trial.Notes, oneLine(line))
+	if n := len(st.Trial.Notes); n > maxNotes {
+		st.Trial.Notes = st.Trial.Notes[n-maxNotes:]
+	}
+	return u.saveState(st)
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 512 {
+		s = s[:512]
+	}
+	return s
+}
