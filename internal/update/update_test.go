@@ -33,9 +33,9 @@ var (
 type behaviour int
 
 const (
-	healthy    behaviour = iota
-	unhealthy            // PID 1 runs, an app never becomes healthy: Fail
-	panicking            // the kernel panics before PID 1: no code of ours runs
+	healthy   behaviour = iota
+	unhealthy           // PID 1 runs, an app never becomes healthy: Fail
+	panicking           // the kernel panics before PID 1: no code of ours runs
 )
 
 // testImage is one OS image: what a payload carries, and how it behaves.
