@@ -33,6 +33,7 @@ import (
 
 	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/initbuild"
 	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
@@ -456,11 +457,11 @@ type consoleEvent struct {
 }
 
 const (
-	initMarker    = "nodeboot: init started"
-	networkMarker = "nodeboot: network configured"
+	initMarker    = contract.ConsolePrefix + contract.InitStarted
+	networkMarker = contract.ConsolePrefix + contract.NetworkConfigured
 )
 
-var listeningMarker = fmt.Sprintf("nodeboot: app %s listening on port", appName)
+var listeningMarker = contract.ConsolePrefix + strings.TrimSuffix(contract.AppListening(appName, 0), "0")
 
 // measure polls the app over the forwarded port until it answers 200 and
 // notes when the console showed the system's init marker (and nodeboot's

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/cli"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -211,7 +212,7 @@ func TestBoot(t *testing.T) {
 
 	bootCtx, bootCancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer bootCancel()
-	for _, marker := range []string{"app hello listening on port 8080", "app probe listening on port 9000"} {
+	for _, marker := range []string{contract.AppListening("hello", 8080), contract.AppListening("probe", 9000)} {
 		if _, err := v.WaitFor(bootCtx, marker, 0); err != nil {
 			t.Fatal(err)
 		}

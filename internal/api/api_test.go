@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -411,7 +412,7 @@ func TestDeploy(t *testing.T) {
 		t.Fatalf("deploy: %d %s", a.code, a.body)
 	}
 	var res DeployResult
-	if err := json.Unmarshal([]byte(a.body), &res); err != nil || res != (DeployResult{App: "hello", Version: digest, PreviousVersion: "image", State: "running"}) {
+	if err := json.Unmarshal([]byte(a.body), &res); err != nil || !reflect.DeepEqual(res, DeployResult{App: "hello", Version: digest, PreviousVersion: "image", State: "running"}) {
 		t.Errorf("deploy result %s: %+v, %v", a.body, res, err)
 	}
 	if len(h.fake.deploys) != 1 || h.fake.deploys[0].digest != digest || h.fake.deploys[0].size != int64(len(bundle)) || !bytes.Equal(h.fake.deploys[0].body, bundle) {

@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/nodeboot/nodeboot/internal/build"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/kernel"
@@ -207,7 +208,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		// Under UEFI a boot can die before Linux starts; say why at once
 		// rather than leave the user at the firmware's boot manager.
 		go func() {
-			_, err := v.WaitFor(vmCtx, "nodeboot: init started", 0)
+			_, err := v.WaitFor(vmCtx, contract.ConsolePrefix+contract.InitStarted, 0)
 			if errors.Is(err, vm.ErrGuestDied) && strings.Contains(err.Error(), "EFI stub") {
 				fmt.Fprintf(stderr, "nodeboot: the kernel's EFI stub failed before Linux started: with --memory %s there is no free block big enough to decompress the kernel into; give it more memory or use --boot direct (docs/ARCHITECTURE.md, \"Smallest RAM\"). Ctrl-C to stop.\n", rf.memory)
 			}
@@ -385,7 +386,7 @@ func WaitHTTP(ctx context.Context, url string, done <-chan struct{}) error {
 }
 
 // APIPort is the management API's port on every node (docs/api.md).
-const APIPort = 9443
+const APIPort = contract.APIPort
 
 // recordLocal names the VM "local" in the project's nodes.json. The project
 // is the app dir run was given, or the one around the current directory

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 )
 
@@ -108,7 +109,7 @@ func StatusOf(err error) int {
 // Status is GET /v1/status.
 func (c *Client) Status(ctx context.Context) (*Status, error) {
 	var s Status
-	if err := c.doJSON(ctx, http.MethodGet, "/v1/status", &s); err != nil {
+	if err := c.doJSON(ctx, http.MethodGet, contract.PathStatus, &s); err != nil {
 		return nil, err
 	}
 	return &s, nil
@@ -125,7 +126,7 @@ func (c *Client) Logs(ctx context.Context, app string, lines int, follow bool, w
 	if follow {
 		q.Set("follow", "1")
 	}
-	p := appPath(app) + "/logs"
+	p := contract.AppPath(app) + contract.SuffixLogs
 	if len(q) > 0 {
 		p += "?" + q.Encode()
 	}
@@ -147,7 +148,7 @@ func (c *Client) Logs(ctx context.Context, app string, lines int, follow bool, w
 // Restart is POST /v1/apps/{app}/restart.
 func (c *Client) Restart(ctx context.Context, app string) (*RestartResult, error) {
 	var r RestartResult
-	if err := c.doJSON(ctx, http.MethodPost, appPath(app)+"/restart", &r); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, contract.AppPath(app)+contract.SuffixRestart, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -156,7 +157,7 @@ func (c *Client) Restart(ctx context.Context, app string) (*RestartResult, error
 // Rollback is POST /v1/apps/{app}/rollback: back to the previous version.
 func (c *Client) Rollback(ctx context.Context, app string) (*DeployResult, error) {
 	var r DeployResult
-	if err := c.doJSON(ctx, http.MethodPost, appPath(app)+"/rollback", &r); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, contract.AppPath(app)+contract.SuffixRollback, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -165,7 +166,7 @@ func (c *Client) Rollback(ctx context.Context, app string) (*DeployResult, error
 // Reboot is POST /v1/reboot.
 func (c *Client) Reboot(ctx context.Context) (*ActionResult, error) {
 	var r ActionResult
-	if err := c.doJSON(ctx, http.MethodPost, "/v1/reboot", &r); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, contract.PathReboot, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -174,7 +175,17 @@ func (c *Client) Reboot(ctx context.Context) (*ActionResult, error) {
 // Poweroff is POST /v1/poweroff.
 func (c *Client) Poweroff(ctx context.Context) (*ActionResult, error) {
 	var r ActionResult
-	if err := c.doJSON(ctx, http.MethodPost, "/v1/poweroff", &r); err != nil {
+	if err := c.doJSON(ctx, http.MethodPost, contract.PathPoweroff, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// RevokeSessions is DELETE /v1/sessions: it ends every status page login
+// on the node (the owner's token stays valid).
+func (c *Client) RevokeSessions(ctx context.Context) (*RevokeResult, error) {
+	var r RevokeResult
+	if err := c.doJSON(ctx, http.MethodDelete, contract.PathSessions, &r); err != nil {
 		return nil, err
 	}
 	return &r, nil
@@ -190,8 +201,8 @@ func (c *Client) Deploy(ctx context.Context, app string, bundle io.Reader, size 
 	if progress != nil {
 		body = io.TeeReader(bundle, progress)
 	}
-	hdr := map[string]string{"Nodeboot-Digest": digest, "Content-Type": "application/zstd"}
-	resp, err := c.do(ctx, http.MethodPut, appPath(app), body, size, hdr)
+	hdr := map[string]string{contract.DigestHeader: digest, "Content-Type": "application/zstd"}
+	resp, err := c.do(ctx, http.MethodPut, contract.AppPath(app), body, size, hdr)
 	if err != nil {
 		return nil, err
 	}
@@ -202,8 +213,6 @@ func (c *Client) Deploy(ctx context.Context, app string, bundle io.Reader, size 
 	}
 	return &r, nil
 }
-
-func appPath(app string) string { return "/v1/apps/" + url.PathEscape(app) }
 
 // doJSON runs a request without a body and decodes a 2xx answer into v.
 func (c *Client) doJSON(ctx context.Context, method, path string, v any) error {
@@ -258,13 +267,13 @@ func (c *Client) transportError(ctx context.Context, err error) error {
 	case errors.As(err, &rh), strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		// net/http replaces the RecordHeaderError with that text when
 		// the peer answered in plain HTTP.
-		return fmt.Errorf("%s does not speak TLS: it is not a node's management API, which listens on port %d (nodeboot run prints its forwarded port and records it as the node \"local\")", c.address, creds.DefaultPort)
+		return fmt.Errorf("%s does not speak TLS: it is not a node's management API, which listens on port %d (nodeboot run prints its forwarded port and records it as the node \"local\")", c.address, contract.APIPort)
 	}
 	// Not net.Error: url.Error implements it, so it would match anything.
 	var oe *net.OpError
 	var de *net.DNSError
 	if errors.As(err, &oe) || errors.As(err, &de) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("cannot reach the node at %s: %w: is it running, and is that the address of its management API (port %d)?", c.address, unwrapURL(err), creds.DefaultPort)
+		return fmt.Errorf("cannot reach the node at %s: %w: is it running, and is that the address of its management API (port %d)?", c.address, unwrapURL(err), contract.APIPort)
 	}
 	if strings.Contains(err.Error(), "tls:") {
 		return fmt.Errorf("TLS with the node at %s failed: %w: is that a nodeboot node's management API?", c.address, unwrapURL(err))
@@ -286,7 +295,7 @@ func unwrapURL(err error) error {
 // docs/api.md says, else the body's first line as text.
 func parseError(status int, body []byte) *Error {
 	e := &Error{Status: status}
-	var eb errorBody
+	var eb contract.ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
 		e.Message, e.Logs = eb.Error, eb.Logs
 		return e

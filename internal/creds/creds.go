@@ -30,6 +30,8 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // Dir is the credentials directory inside a project.
@@ -50,9 +52,9 @@ const (
 
 // The files PID 1 reads from the image.
 const (
-	ImageKey       = "/etc/nodeboot/api/node.key"
-	ImageCert      = "/etc/nodeboot/api/node.crt"
-	ImageOwnerHash = "/etc/nodeboot/api/owner.sha256"
+	ImageKey       = contract.ImageKey
+	ImageCert      = contract.ImageCert
+	ImageOwnerHash = contract.ImageOwnerHash
 	// ImageUpdateKeys lists the public keys whose signed OS updates the
 	// node accepts, one base64 ed25519 key per line.
 	ImageUpdateKeys = "/etc/nodeboot/update/trusted.keys"

@@ -15,10 +15,12 @@ import (
 	"strings"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // DefaultPort is the management API's port (docs/api.md).
-const DefaultPort = 9443
+const DefaultPort = contract.APIPort
 
 // Node is one entry of nodes.json.
 type Node struct {

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 func TestArgs(t *testing.T) {
@@ -141,7 +143,7 @@ func TestWaitForDeadGuest(t *testing.T) {
 		go v.readConsole(r, nil)
 		go func() { io.WriteString(w, c.console) }()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		_, err := v.WaitFor(ctx, "nodeboot: init started", 0)
+		_, err := v.WaitFor(ctx, contract.ConsolePrefix+contract.InitStarted, 0)
 		cancel()
 		w.Close()
 		if !errors.Is(err, ErrGuestDied) || !strings.Contains(err.Error(), c.want) {
