@@ -102,22 +102,35 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	switch o.Format {
 	case "", FormatInitramfs:
 		o.Format = FormatInitramfs
+		if o.OutDir == "" {
+			return nil, errors.New("no output directory: pass -o DIR")
+		}
 	case FormatDisk:
 		if o.Output == "" {
 			return nil, errors.New("no output file for the disk image: pass -o app.img")
-		}
-		if st, err := os.Stat(o.Output); err == nil && st.IsDir() {
-			return nil, fmt.Errorf("%s is a directory: a disk image is one file, e.g. -o %s", o.Output, filepath.Join(o.Output, "app.img"))
 		}
 		o.OutDir = filepath.Dir(o.Output)
 	default:
 		return nil, fmt.Errorf("unknown format %q: use initramfs or disk", o.Format)
 	}
-	if err := checkOutDir(o.OutDir); err != nil {
+	// out is what this build replaces: the output directory, or the disk
+	// image file.
+	out := o.OutDir
+	if o.Format == FormatDisk {
+		out = o.Output
+	}
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkOutput(out, o.Format); err != nil {
 		return nil, err
 	}
 	proj, err := spec.Load(o.AppDir, o.ConfigPath)
 	if err != nil {
+		return nil, err
+	}
+	if err := leaveOutOutput(proj, out); err != nil {
 		return nil, err
 	}
 	for _, a := range proj.Apps {
@@ -198,6 +211,18 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	tree := image.NewTree()
 	if err := assemble(tree, proj, runtimeCfg, rt, closure, initPath); err != nil {
+		return nil, err
+	}
+	if o.Format == FormatInitramfs {
+		// Refused now, before minutes of writing, rather than by the
+		// cpio writer at the end.
+		for _, e := range tree.Entries() {
+			if e.Kind == image.KindFile && e.Size >= image.MaxCPIOFile {
+				return nil, image.TooBigError(e.Path, e.Source, e.Size)
+			}
+		}
+	}
+	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 
@@ -287,48 +312,99 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	if o.Format == FormatDisk {
-		return writeDisk(o, m, tree, k, logf)
+		return writeDisk(ctx, o, out, m, tree, k, logf)
 	}
-	return writeInitramfs(o, m, tree, k, logf)
+	res, err := writeInitramfs(ctx, o, out, m, tree, k, logf)
+	if err == nil {
+		warnMemory(logw, m.Initramfs.Uncompressed)
+	}
+	return res, err
 }
 
-func writeInitramfs(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
-	res := &Result{
-		KernelPath:   filepath.Join(o.OutDir, "vmlinuz"),
-		InitrdPath:   filepath.Join(o.OutDir, "initramfs.cpio"+ext(o.Compression)),
-		ManifestPath: filepath.Join(o.OutDir, "manifest.json"),
-		Manifest:     m,
+// DefaultMemoryMiB is `nodeboot run`'s default guest RAM (its --memory).
+const DefaultMemoryMiB = 512
+
+// MemoryNeededMiB estimates the RAM an initramfs of this unpacked size
+// needs to boot: the kernel holds the archive beside its unpacked copy, and
+// node then needs its share; measured: examples/hello unpacks to 111 MiB and
+// boots at 400 MiB, not at 384 (docs/ARCHITECTURE.md, "Smallest RAM").
+func MemoryNeededMiB(uncompressed int64) int64 {
+	return (uncompressed*7/2 + (1 << 20) - 1) >> 20
+}
+
+// warnMemory says when the image will not boot in run's default RAM, so the
+// user learns it now rather than from a kernel that cannot unpack.
+func warnMemory(w io.Writer, uncompressed int64) {
+	if need := MemoryNeededMiB(uncompressed); need > DefaultMemoryMiB {
+		fmt.Fprintf(w, "warning: this initramfs unpacks to %s and needs about %d MiB of RAM to boot, more than nodeboot run's default %d MiB: run it with --memory %dM, leave files out with .nodebootignore, or build --format disk (boots in 141 MiB)\n",
+			humanSize(uncompressed), need, DefaultMemoryMiB, (need+63)/64*64)
 	}
-	if err := copyAtomic(k.Path, res.KernelPath); err != nil {
+}
+
+// writeInitramfs writes kernel, initramfs and manifest into a new directory
+// beside out and then puts it in out's place in one step, so out always
+// holds one whole image: an old kernel never sits beside a new initramfs,
+// and an interrupted build leaves the previous output as it was.
+func writeInitramfs(ctx context.Context, o Options, out string, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
+	stage, err := os.MkdirTemp(filepath.Dir(out), spec.TempPrefix+"out-")
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s: %w (choose another with -o)", filepath.Dir(out), err)
+	}
+	// After the swap, stage holds the previous output; either way it goes.
+	defer os.RemoveAll(stage)
+	if err := os.Chmod(stage, 0o755); err != nil {
 		return nil, err
 	}
-	st, err := image.WriteInitramfs(tree, res.InitrdPath, o.Compression, mtime())
+	initrdName := "initramfs.cpio" + ext(o.Compression)
+	if err := copyAtomic(k.Path, filepath.Join(stage, "vmlinuz")); err != nil {
+		return nil, err
+	}
+	st, err := image.WriteInitramfsContext(ctx, tree, filepath.Join(stage, initrdName), o.Compression, mtime())
 	if err != nil {
 		return nil, err
 	}
-	if m.Initramfs, err = describe(res.InitrdPath, filepath.Base(res.InitrdPath), "", string(o.Compression)); err != nil {
+	if m.Initramfs, err = describe(filepath.Join(stage, initrdName), initrdName, "", string(o.Compression)); err != nil {
 		return nil, err
 	}
 	m.Initramfs.Uncompressed = st.Uncompressed
 	m.Compression = string(o.Compression)
-	// Remove outputs of another compression, so the out dir holds one image.
-	for _, c := range []image.Compression{image.Zstd, image.Gzip, image.None} {
-		if c != o.Compression {
-			os.Remove(filepath.Join(o.OutDir, "initramfs.cpio"+ext(c)))
-		}
-	}
-	if err := writeManifest(res.ManifestPath, m); err != nil {
+	if err := writeManifest(filepath.Join(stage, "manifest.json"), m); err != nil {
 		return nil, err
+	}
+	if err := syncDir(stage); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := replaceDir(stage, out); err != nil {
+		return nil, fmt.Errorf("putting the new image in %s: %w", out, err)
+	}
+	res := &Result{
+		KernelPath:   filepath.Join(o.OutDir, "vmlinuz"),
+		InitrdPath:   filepath.Join(o.OutDir, initrdName),
+		ManifestPath: filepath.Join(o.OutDir, "manifest.json"),
+		Manifest:     m,
 	}
 	logf("wrote %s (%s, %s uncompressed)", res.InitrdPath, humanSize(st.Compressed), humanSize(st.Uncompressed))
 	return res, nil
 }
 
-// writeDisk writes the GPT image at o.Output and its manifest beside it.
-func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
+// writeDisk writes the GPT image to a temporary file beside out, renames it
+// to out, and writes its manifest beside it.
+func writeDisk(ctx context.Context, o Options, out string, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf func(string, ...any)) (*Result, error) {
 	res := &Result{DiskPath: o.Output, ManifestPath: DiskManifestPath(o.Output), Manifest: m}
+	f, err := os.CreateTemp(filepath.Dir(out), spec.TempPrefix+"*.img")
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s: %w (choose another with -o)", filepath.Dir(out), err)
+	}
+	tmp := f.Name()
+	f.Close()
+	defer os.Remove(tmp)
+	// The disk writer cannot be interrupted; a cancelled build throws its
+	// result away instead of renaming it into place.
 	layout, err := disk.Write(disk.Options{
-		Path:     o.Output,
+		Path:     tmp,
 		Size:     o.DiskSize,
 		RootSize: o.RootSize,
 		Root:     tree,
@@ -348,11 +424,17 @@ func writeDisk(o Options, m *Manifest, tree *image.Tree, k *kernel.Kernel, logf 
 	if err != nil {
 		return nil, err
 	}
-	if m.Disk, err = describe(o.Output, filepath.Base(o.Output), "", "gpt"); err != nil {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if m.Disk, err = describe(tmp, filepath.Base(o.Output), "", "gpt"); err != nil {
 		return nil, err
 	}
 	m.Disk.Uncompressed = layout.RootFSSize
 	m.Cmdline = layout.SlotA.Cmdline
+	if err := os.Rename(tmp, out); err != nil {
+		return nil, fmt.Errorf("putting the new image at %s: %w", out, err)
+	}
 	if err := writeManifest(res.ManifestPath, m); err != nil {
 		return nil, err
 	}
@@ -428,21 +510,79 @@ func Cmdline(extra string) string {
 	return c
 }
 
-// checkOutDir creates the output dir and proves it is writable before any
-// expensive step, so that the failure names the directory, not a temp file.
-func checkOutDir(dir string) error {
-	if dir == "" {
-		return errors.New("no output directory: pass -o DIR")
+// checkOutput refuses, before any expensive step, an output the build must
+// not replace, and proves that the directory the output goes in is
+// writable, so that the failure names the directory, not a temp file.
+func checkOutput(out, format string) error {
+	st, err := os.Stat(out)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("output directory %s cannot be created: %w (choose another with -o)", out, err)
+	case st.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
+		return fmt.Errorf("-o %s is a device: build writes an image file; to put an image on a disk or stick, build one (nodeboot build --format disk -o app.img) and then run: nodeboot write app.img %s", out, out)
+	case format == FormatDisk && st.IsDir():
+		return fmt.Errorf("%s is a directory: a disk image is one file, e.g. -o %s", out, filepath.Join(out, "app.img"))
+	case format == FormatDisk && !st.Mode().IsRegular():
+		return fmt.Errorf("-o %s is not a regular file: choose a file name for the disk image", out)
+	case format != FormatDisk && !st.IsDir():
+		return fmt.Errorf("-o %s is a file: the initramfs build writes a directory (vmlinuz, initramfs, manifest.json); choose a directory, or --format disk for one image file", out)
 	}
+	// The output is written beside out, then renamed into place.
+	dir := filepath.Dir(out)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("output directory %s cannot be created: %w (choose another with -o)", dir, err)
+		return fmt.Errorf("output directory %s cannot be created: %w (choose another with -o)", out, err)
 	}
-	f, err := os.CreateTemp(dir, ".nodeboot-probe-")
+	f, err := os.CreateTemp(dir, spec.TempPrefix+"probe-")
 	if err != nil {
-		return fmt.Errorf("output directory %s is not writable: %w (choose another with -o)", dir, err)
+		return fmt.Errorf("output directory %s cannot be written: %w (choose another with -o)", out, err)
 	}
 	f.Close()
 	os.Remove(f.Name())
+	return nil
+}
+
+// leaveOutOutput drops the output path (and what is below it) from every
+// app's files, wherever it lies in the app, and refuses an output that
+// holds an app: replacing it would delete the app.
+func leaveOutOutput(proj *spec.Project, out string) error {
+	for i := range proj.Apps {
+		a := &proj.Apps[i]
+		src, err := filepath.EvalSymlinks(a.SrcDir)
+		if err != nil {
+			src = a.SrcDir
+		}
+		outReal := out
+		if r, err := filepath.EvalSymlinks(filepath.Dir(out)); err == nil {
+			outReal = filepath.Join(r, filepath.Base(out))
+		}
+		if rel, err := filepath.Rel(outReal, src); err == nil && (rel == "." || filepath.IsLocal(rel)) {
+			return fmt.Errorf("-o %s holds the app directory %s, and the build replaces its output: choose a directory of its own, e.g. -o %s", out, a.SrcDir, filepath.Join(a.SrcDir, "out"))
+		}
+		rel, err := filepath.Rel(src, outReal)
+		if err != nil || !filepath.IsLocal(rel) {
+			continue
+		}
+		rel = filepath.ToSlash(rel)
+		inOut := func(p string) bool { return p == rel || strings.HasPrefix(p, rel+"/") }
+		files := a.Files[:0]
+		for _, f := range a.Files {
+			if !inOut(f.Rel) {
+				files = append(files, f)
+			}
+		}
+		a.Files = files
+		addons := a.Addons[:0]
+		for _, p := range a.Addons {
+			if !inOut(p) {
+				addons = append(addons, p)
+			}
+		}
+		a.Addons = addons
+		if inOut(a.Entry) {
+			return fmt.Errorf("the entry file %s of %s lies in the output %s: choose another -o", a.Entry, a.SrcDir, out)
+		}
+	}
 	return nil
 }
 

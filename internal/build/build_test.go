@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/spec"
@@ -104,5 +105,28 @@ func TestCmdline(t *testing.T) {
 	}
 	if got := Cmdline("  quiet "); !strings.HasSuffix(got, " quiet") {
 		t.Errorf("Cmdline(quiet) = %q", got)
+	}
+}
+
+// TestWarnMemory: examples/hello (111 MiB unpacked) boots in run's default
+// RAM and gets no warning; an image that will not gets one naming the
+// --memory to use.
+func TestWarnMemory(t *testing.T) {
+	var b bytes.Buffer
+	warnMemory(&b, 116635000)
+	if b.Len() != 0 {
+		t.Errorf("warned for hello: %s", b.String())
+	}
+	warnMemory(&b, 300<<20)
+	if w := b.String(); !strings.Contains(w, "about 1050 MiB") || !strings.Contains(w, "--memory 1088M") || !strings.Contains(w, "512 MiB") {
+		t.Errorf("warning: %q", w)
+	}
+}
+
+// TestDiskLabelContract: spec recognises disk images by the ESP's GPT name
+// that the disk writer gives it.
+func TestDiskLabelContract(t *testing.T) {
+	if spec.DiskESPLabel != disk.LabelESP {
+		t.Errorf("spec.DiskESPLabel %q != disk.LabelESP %q", spec.DiskESPLabel, disk.LabelESP)
 	}
 }

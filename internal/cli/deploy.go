@@ -256,11 +256,18 @@ func addonLibraries(a *spec.App) ([]string, error) {
 	return libs, nil
 }
 
-// uploadBar is a progress bar on w when w is a terminal, else nil: a bar
-// in a log file or a pipe is only noise.
+// progressTo returns w when it is a terminal, else nil: a progress bar in
+// a log file or a pipe is only noise (every redraw a line of it).
+func progressTo(w io.Writer) io.Writer {
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return w
+	}
+	return nil
+}
+
+// uploadBar is a progress bar on w when w is a terminal, else nil.
 func uploadBar(w io.Writer, total int64, desc string) *progressbar.ProgressBar {
-	f, ok := w.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if progressTo(w) == nil {
 		return nil
 	}
 	return progressbar.NewOptions64(total,
@@ -299,5 +306,8 @@ func printUnhealthy(w io.Writer, err error) {
 // printResult says which version runs now.
 func printResult(w io.Writer, did string, t *target, r *client.DeployResult) error {
 	_, err := fmt.Fprintf(w, "%s %s on %s: %s now %s (was %s)\n", did, r.App, t.label(), shortVersion(r.Version), orDash(r.State), shortVersion(r.PreviousVersion))
+	if r.Warning != "" {
+		fmt.Fprintf(w, "warning: %s\n", r.Warning)
+	}
 	return err
 }

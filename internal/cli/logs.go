@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -24,7 +26,8 @@ func newLogs(stdout, stderr io.Writer) *cobra.Command {
 		Short: "Print an app's log lines from a running node",
 		Long: `Print the last lines an app wrote (stdout and stderr, earlier boots included).
 APP may be left out when the node runs only one app. With -f, new lines
-follow until Ctrl-C.`,
+follow until Ctrl-C. With --json, each line is one JSON object:
+{"app":"hello","line":"listening on 8080"}.`,
 		Example: `  nodeboot logs local
   nodeboot logs pi api -f -n 20`,
 		Args: cobra.RangeArgs(1, 2),
@@ -33,6 +36,7 @@ follow until Ctrl-C.`,
 		},
 	}
 	nf.register(cmd.Flags(), false)
+	cmd.Flags().BoolVar(&nf.json, "json", false, `print one JSON object per line: {"app":APP,"line":TEXT}`)
 	cmd.Flags().BoolVarP(&lf.follow, "follow", "f", false, "keep printing new lines until Ctrl-C")
 	cmd.Flags().IntVarP(&lf.lines, "lines", "n", 100, "how many of the last lines to print first")
 	return cmd
@@ -65,8 +69,66 @@ func runLogs(ctx context.Context, args []string, nf nodeFlags, lf logsFlags, std
 			return fmt.Errorf("node %s runs several apps (%s): name one, e.g. nodeboot logs %s %s", t.label(), appList(s), t.name, s.Apps[0].Name)
 		}
 	}
-	if err := t.c.Logs(ctx, app, lf.lines, lf.follow, stdout); err != nil {
+	out := stdout
+	var jl *jsonLines
+	if nf.json {
+		jl = &jsonLines{w: stdout, app: app}
+		out = jl
+	}
+	err = t.c.Logs(ctx, app, lf.lines, lf.follow, out)
+	if jl != nil {
+		if ferr := jl.flush(); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		return t.appError(ctx, app, err)
 	}
 	return nil
+}
+
+// jsonLines turns the node's log text into one JSON object per line, for
+// programs that read `logs --json`: a line's text may hold anything.
+type jsonLines struct {
+	w       io.Writer
+	app     string
+	partial []byte
+}
+
+type logLine struct {
+	App  string `json:"app"`
+	Line string `json:"line"`
+}
+
+func (j *jsonLines) Write(p []byte) (int, error) {
+	j.partial = append(j.partial, p...)
+	for {
+		i := bytes.IndexByte(j.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		if err := j.emit(string(j.partial[:i])); err != nil {
+			return 0, err
+		}
+		j.partial = j.partial[i+1:]
+	}
+}
+
+func (j *jsonLines) emit(line string) error {
+	b, err := json.Marshal(logLine{App: j.app, Line: line})
+	if err != nil {
+		return err
+	}
+	_, err = j.w.Write(append(b, '\n'))
+	return err
+}
+
+// flush writes a last line that had no newline (a cut connection).
+func (j *jsonLines) flush() error {
+	if len(j.partial) == 0 {
+		return nil
+	}
+	line := string(j.partial)
+	j.partial = nil
+	return j.emit(line)
 }

@@ -4,11 +4,84 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"runtime/debug"
+	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
+
+// Exit statuses, as shells and scripts expect them.
+const (
+	ExitOK          = 0
+	ExitFailure     = 1
+	ExitUsage       = 2   // a bad command line: wrong flags or arguments
+	ExitInterrupted = 130 // 128 + SIGINT: stopped by Ctrl-C (or SIGTERM)
+)
+
+// usageError marks a bad command line, told apart from a failure by its
+// exit status.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// IsUsage reports whether err is a bad command line.
+func IsUsage(err error) bool {
+	var u usageError
+	// cobra reports an unknown verb from its own argument check, which
+	// cannot be wrapped.
+	return errors.As(err, &u) || (err != nil && strings.HasPrefix(err.Error(), "unknown command "))
+}
+
+// Main runs nodeboot with args (without the program name) and returns its
+// exit status. The first Ctrl-C (or SIGTERM) cancels the command's context,
+// so it stops cleanly and removes what it was writing; a second one quits
+// at once.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // back to the default action: the next Ctrl-C kills
+	}()
+	return Execute(ctx, args, stdout, stderr)
+}
+
+// Execute runs args and maps the outcome to an exit status, printing the
+// error; ctx done means the user interrupted.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	err := Run(ctx, args, stdout, stderr)
+	switch {
+	case ctx.Err() != nil:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintln(stderr, "nodeboot:", err)
+		}
+		fmt.Fprintln(stderr, "nodeboot: interrupted")
+		return ExitInterrupted
+	case err == nil:
+		return ExitOK
+	case IsUsage(err):
+		fmt.Fprintf(stderr, "nodeboot: %v\nsee 'nodeboot %s--help'\n", err, helpPath(args))
+		return ExitUsage
+	}
+	fmt.Fprintln(stderr, "nodeboot:", err)
+	return ExitFailure
+}
+
+// helpPath is the verb of args followed by a space, for the usage hint.
+func helpPath(args []string) string {
+	root := newRoot(io.Discard, io.Discard)
+	if c, _, err := root.Find(args); err == nil && c != root {
+		return c.Name() + " "
+	}
+	return ""
+}
 
 // Version is stamped by the Makefile (-X); otherwise build info says.
 var Version = ""
@@ -46,8 +119,22 @@ No shell, no package manager, no SSH.
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = version()
+	root.SetVersionTemplate(versionLine() + "\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
 	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
 		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr))
+	for _, c := range root.Commands() {
+		if c.Args != nil {
+			check := c.Args
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
+		}
+	}
 	return root
 }

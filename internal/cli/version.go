@@ -14,8 +14,13 @@ func newVersion(stdout io.Writer) *cobra.Command {
 		Short: "Print nodeboot's version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, err := fmt.Fprintf(stdout, "nodeboot %s (%s, %s/%s)\n", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			_, err := fmt.Fprintln(stdout, versionLine())
 			return err
 		},
 	}
+}
+
+// versionLine is what `nodeboot version` and `nodeboot --version` print.
+func versionLine() string {
+	return fmt.Sprintf("nodeboot %s (%s, %s/%s)", version(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }

@@ -48,7 +48,7 @@ holds an incomplete image.`,
 				}
 			}()
 
-			opts := flash.Options{ForceFile: forceFile, Progress: stderr, Log: stderr}
+			opts := flash.Options{ForceFile: forceFile, Progress: progressTo(stderr), Log: stderr}
 			if !yes {
 				opts.Confirm = func(t *flash.Target) error { return confirm(ctx, cmd.InOrStdin(), stderr, t) }
 			}

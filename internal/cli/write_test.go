@@ -63,7 +63,11 @@ func TestWriteCommandFile(t *testing.T) {
 		t.Error("the file does not hold the image")
 	}
 	wantIn(t, "stdout", stdout, out+" now holds the image")
-	wantIn(t, "stderr", stderr, "writing", "verifying", "100%", "verified")
+	wantIn(t, "stderr", stderr, "wrote 5", "verified")
+	// stderr is not a terminal here: no progress bar redrawn into it.
+	if strings.Contains(stderr, "100%") || strings.Contains(stderr, "\r") {
+		t.Errorf("progress bar drawn on a non-terminal: %q", stderr)
+	}
 
 	// Without --force-file a regular file is refused, and nothing is written.
 	os.WriteFile(out, []byte("keep"), 0o644)
