@@ -116,6 +116,9 @@ type DeployResult struct {
 	Version         string `json:"version"`
 	PreviousVersion string `json:"previousVersion"`
 	State           string `json:"state"`
+	// Warning: what failed after the switch was recorded, without undoing
+	// it (the old version's persist dirs could not be unmounted).
+	Warning string `json:"warning,omitempty"`
 }
 
 // RestartResult answers POST /v1/apps/{app}/restart.

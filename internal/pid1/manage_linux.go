@@ -22,7 +22,6 @@ import (
 	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/bundle"
-	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/deploy"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/persist"
@@ -33,9 +32,9 @@ import (
 
 const (
 	// APIPort is where the management API listens (docs/api.md).
-	APIPort = contract.APIPort
+	APIPort = 9443
 	// apiDir holds the node's key, certificate and the owner's token hash.
-	apiDir = contract.APIDir
+	apiDir = "/etc/nodeboot/api"
 	// appsStore is where deployed versions live.
 	appsStore = "/data/apps"
 	// healthTimeout bounds how long a new version may take to answer.
@@ -338,6 +337,7 @@ func (n *node) result(a *managedApp, res deploy.Result, err error) (api.DeployRe
 		Version:         res.Version,
 		PreviousVersion: res.Previous,
 		State:           string(a.svc.Status().State),
+		Warning:         strings.Join(res.Warnings, "; "),
 	}, nil
 }
 
@@ -492,6 +492,9 @@ func newNode(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *node
 	n.persist = rt.DataPartition != "" && !isTmpfs("/data")
 	if err := os.MkdirAll(appsStore, 0o755); err == nil {
 		if st, err := store.Open(appsStore); err == nil {
+			// An old version the store cannot remove after a switch
+			// is said on the console; the switch stands.
+			st.SetLog(log.Printf)
 			st.Recover(log.Printf)
 			n.store = st
 		} else {
