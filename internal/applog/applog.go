@@ -17,10 +17,14 @@ type File struct {
 	Max  int64
 	Keep int
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
+	mu     sync.Mutex
+	f      *os.File
+	size   int64
+	closed bool
 }
+
+// rename is os.Rename; tests inject failures.
+var rename = os.Rename
 
 // Defaults bound one app's logs to (Keep+1) × Max = 4 MiB.
 const (
@@ -61,12 +65,25 @@ func (l *File) open() error {
 func (l *File) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return 0, os.ErrClosed
+	}
+	if l.f == nil {
+		// An earlier rotation or reopen failed: try again now rather than
+		// stay silent until the next boot.
+		if err := l.open(); err != nil {
+			return 0, err
+		}
 	}
 	if l.size > 0 && l.size+int64(len(p)) > l.Max {
 		if err := l.rotate(); err != nil {
-			return 0, err
+			// Keep logging to the current file, over its bound, until a
+			// later write's rotation succeeds.
+			if l.f == nil {
+				if oerr := l.open(); oerr != nil {
+					return 0, err
+				}
+			}
 		}
 	}
 	n, err := l.f.Write(p)
@@ -74,15 +91,18 @@ func (l *File) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// rotate shifts the old files and starts a new one. On failure the current
+// file stays open (or is reopened by the next write), so the app's lines
+// still reach /data/logs and the next write retries the rotation.
 func (l *File) rotate() error {
-	l.f.Close()
-	l.f = nil
 	for i := l.Keep - 1; i >= 1; i-- {
-		os.Rename(fmt.Sprintf("%s.%d", l.Path, i), fmt.Sprintf("%s.%d", l.Path, i+1))
+		rename(fmt.Sprintf("%s.%d", l.Path, i), fmt.Sprintf("%s.%d", l.Path, i+1))
 	}
-	if err := os.Rename(l.Path, l.Path+".1"); err != nil && !os.IsNotExist(err) {
+	if err := rename(l.Path, l.Path+".1"); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("rotating %s: %w", l.Path, err)
 	}
+	l.f.Close()
+	l.f = nil
 	return l.open()
 }
 
@@ -90,6 +110,7 @@ func (l *File) rotate() error {
 func (l *File) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.closed = true
 	if l.f == nil {
 		return nil
 	}
