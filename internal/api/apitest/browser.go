@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -144,7 +146,7 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 		st = PageState{AppState: got.AppState, LogApp: got.LogApp, Logs: got.Logs}
 		mu.Unlock()
 		if st.AppState == "running" && st.LogApp == wantApp && strings.Contains(st.Logs, wantLogLine) {
-			return st, nil
+			break
 		}
 		select {
 		case <-bctx.Done():
@@ -152,6 +154,33 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+
+	// The browser holds a session secret, never the token, and not for
+	// ever (issue 12, item 9); the page's button ends it.
+	res, err := chromedp.Run(bctx, func(ctx context.Context, t *chromedp.Target) (*network.GetCookiesResult, error) {
+		r, err := cdp.Call(ctx, t, network.GetCookies, network.GetCookiesParams{})
+		return &r, err
+	})
+	if err != nil {
+		return fail(fmt.Errorf("reading the browser's cookies: %w", err))
+	}
+	cookies := res.Cookies
+	for _, c := range cookies {
+		if strings.Contains(c.Value, token) || c.Session || !c.HTTPOnly || !c.Secure {
+			// The value is not printed: it may be the owner's token.
+			return fail(fmt.Errorf("the browser keeps the cookie %s (holds the token %v, session-only %v, HttpOnly %v, Secure %v): want a secret other than the token, expiring, HttpOnly and Secure", c.Name, strings.Contains(c.Value, token), c.Session, c.HTTPOnly, c.Secure))
+		}
+	}
+	if len(cookies) != 1 {
+		return fail(fmt.Errorf("the browser keeps %d cookies, want the one session cookie", len(cookies)))
+	}
+	if err := chromedp.Do(bctx,
+		chromedp.Click(chromedp.CSS(`#logout button`)),
+		chromedp.WaitVisible(chromedp.ID("token")),
+	); err != nil {
+		return fail(fmt.Errorf("logging out: %w", err))
+	}
+	return st, nil
 }
 
 // shown is what the page's query returns.
