@@ -76,14 +76,18 @@ func (u *Updater) Boot() (*BootState, error) {
 	if es := ents[other]; len(es) > 0 && es[0].c.Counted {
 		img, _ := u.slotImage(other)
 		o := &Outcome{Image: img, From: u.cfg.Running, At: now}
-		switch t := st.Trial; {
-		case t != nil && t.Slot == other && t.Reason != "":
-			o.Image, o.From, o.Reason, o.Notes = t.Image, t.From, t.Reason, t.Notes
-		case t != nil && t.Slot == other:
-			o.Image, o.From, o.Notes = t.Image, t.From, t.Notes
-			o.Reason = u.silentFailure(es[0].c, t.Notes)
+		var notes []string
+		if t := st.Trial; t != nil && t.Slot == other {
+			o.Image, o.From, o.Notes, o.Reason = t.Image, t.From, t.Notes, t.Reason
+			notes = t.Notes
+		}
+		switch {
+		case o.Reason != "":
+		case es[0].c.Left > 0:
+			// Tries left, yet not booted: not the counters' doing.
+			o.Reason = fmt.Sprintf("the boot loader started slot %s instead of the trial (chosen at the boot menu, or an EFI variable LoaderEntryDefault, set with `bootctl set-default`, overrides the entries' order: remove it)", strings.ToUpper(booted))
 		default:
-			o.Reason = u.silentFailure(es[0].c, nil)
+			o.Reason = u.silentFailure(es[0].c, notes)
 		}
 		if err := esp.Remove(path.Join(disk.EntriesDir, es[0].name)); err != nil {
 			return nil, fmt.Errorf("removing the failed slot %s's boot entry: %w", other, err)

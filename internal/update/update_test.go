@@ -763,3 +763,25 @@ func TestRealFiles(t *testing.T) {
 		t.Errorf("entry:\n%s", b)
 	}
 }
+
+// TestChosenAtTheMenu: the old slot boots while the trial still has tries
+// (someone picked it, or an EFI variable overrides the order): the trial
+// is over, and the reason says what happened.
+func TestChosenAtTheMenu(t *testing.T) {
+	v1 := newImage(t, 1, 2, healthy, testKey, nil)
+	w := newWorld(t, v1)
+	cur := w.settle()
+	v2 := newImage(t, 2, 2, healthy, testKey, nil)
+	w.images = append(w.images, v2)
+	if _, err := cur.u.Install(context.Background(), bytes.NewReader(v2.stream), InstallOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := New(w.config("a", v1))
+	bs, err := u.Boot()
+	if err != nil || bs.Settled == nil || !strings.Contains(bs.Settled.String(), "update to img2 failed: the boot loader started slot A instead of the trial") {
+		t.Fatalf("%+v %v", bs, err)
+	}
+	if got := entriesOf(w); strings.Join(got, " ") != "nodeboot-a.conf" {
+		t.Errorf("entries %v", got)
+	}
+}
