@@ -22,6 +22,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/deploy"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/persist"
@@ -32,9 +33,9 @@ import (
 
 const (
 	// APIPort is where the management API listens (docs/api.md).
-	APIPort = 9443
+	APIPort = contract.APIPort
 	// apiDir holds the node's key, certificate and the owner's token hash.
-	apiDir = "/etc/nodeboot/api"
+	apiDir = contract.APIDir
 	// appsStore is where deployed versions live.
 	appsStore = "/data/apps"
 	// healthTimeout bounds how long a new version may take to answer.
