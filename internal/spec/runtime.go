@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
+	"path"
+	"strings"
 
 	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
@@ -72,19 +75,28 @@ type Network struct {
 	NTP []string `json:"ntp,omitempty"`
 }
 
-// ReadRuntime reads the runtime configuration PID 1 boots with.
+// ReadRuntime reads the runtime configuration PID 1 boots with. Every
+// error names the file and says what to do.
 func ReadRuntime(path string) (*Runtime, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("reading runtime config: %w", err)
+		return nil, fmt.Errorf("reading runtime config: %w; rebuild the image (nodeboot build)", err)
 	}
 	defer f.Close()
-	return DecodeRuntime(f)
+	rt, err := DecodeRuntime(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w; the image is damaged or was built by another nodeboot: rebuild it (nodeboot build)", path, err)
+	}
+	return rt, nil
 }
 
 // DecodeRuntime decodes runtime.json strictly: a field the init does not know
 // means the image was built by a newer nodeboot, which it must say rather than
-// silently ignore.
+// silently ignore. The file is generated, but PID 1 runs as root and makes
+// paths, users and mounts from it, so a damaged one is refused whole rather
+// than half-used: names that are not app names (they become paths under
+// /data and cgroup names), relative or unclean paths, persist dirs leaving
+// the app, ports and ids out of range, data after the object.
 func DecodeRuntime(r io.Reader) (*Runtime, error) {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
@@ -92,10 +104,49 @@ func DecodeRuntime(r io.Reader) (*Runtime, error) {
 	if err := dec.Decode(&rt); err != nil {
 		return nil, fmt.Errorf("decoding runtime config: %w", err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("decoding runtime config: data after the object")
+	}
+	seen := map[string]bool{}
 	for i, a := range rt.Apps {
 		if a.Name == "" || a.Dir == "" || a.Entry == "" {
 			return nil, fmt.Errorf("runtime config: app %d lacks name, dir or entry", i)
 		}
+		if err := checkRuntimeApp(a); err != nil {
+			return nil, fmt.Errorf("runtime config: app %d: %w", i, err)
+		}
+		if seen[a.Name] {
+			return nil, fmt.Errorf("runtime config: app %q twice", a.Name)
+		}
+		seen[a.Name] = true
 	}
 	return &rt, nil
+}
+
+func checkRuntimeApp(a RuntimeApp) error {
+	if err := checkAppName(a.Name); err != nil {
+		return err
+	}
+	if !cleanAbs(a.Dir) {
+		return fmt.Errorf("dir %q is not an absolute, clean path", a.Dir)
+	}
+	if a.DataDir != "" && !cleanAbs(a.DataDir) {
+		return fmt.Errorf("dataDir %q is not an absolute, clean path", a.DataDir)
+	}
+	if a.Port < 0 || a.Port > 65535 {
+		return fmt.Errorf("port %d out of range", a.Port)
+	}
+	if a.UID < 0 || a.GID < 0 || int64(a.UID) > math.MaxUint32 || int64(a.GID) > math.MaxUint32 {
+		return fmt.Errorf("uid/gid %d/%d out of range", a.UID, a.GID)
+	}
+	for _, p := range a.Persist {
+		if c, err := PersistPath(p); err != nil || c != p {
+			return fmt.Errorf("persist %q is not a clean directory inside the app", p)
+		}
+	}
+	return nil
+}
+
+func cleanAbs(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsRune(p, 0)
 }
