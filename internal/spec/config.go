@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/sandbox"
 )
 
@@ -75,6 +76,10 @@ type AppConfig struct {
 	Limits sandbox.Limits `json:"limits,omitzero"`
 	// Sandbox adjusts or turns off the app's sandbox.
 	Sandbox SandboxConfig `json:"sandbox,omitzero"`
+	// AllowRemoteInspector lets node's inspector (--inspect and the like,
+	// in scripts.start or NODE_OPTIONS) listen on a non-loopback address:
+	// whoever reaches it runs code in the app (CheckInspector).
+	AllowRemoteInspector bool `json:"allowRemoteInspector,omitempty"`
 }
 
 // The keys each object of nodeboot.json accepts. The schema test checks that
@@ -82,7 +87,7 @@ type AppConfig struct {
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox", "allowRemoteInspector"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -514,6 +519,15 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 				})
 			case "port":
 				a.Port = c.port(m.val, kp)
+				if a.Port == contract.APIPort {
+					c.fail(kp, "%d is the port of the node's management API: choose another, e.g. 8080", a.Port)
+				}
+			case "allowRemoteInspector":
+				if m.val.kind != kindBool {
+					c.wrongType(kp, "boolean", m.val)
+					break
+				}
+				a.AllowRemoteInspector = m.val.boolean
 			case "limits":
 				a.Limits = c.limits(m.val, kp)
 			case "sandbox":
@@ -608,6 +622,78 @@ func (c *configChecker) port(v *jval, p jsonPath) int {
 		return 0
 	}
 	return int(f)
+}
+
+// inspectorFlags are node's options that make it listen for a debugger,
+// each taking [host:]port.
+var inspectorFlags = []string{"--inspect", "--inspect-brk", "--inspect-wait", "--inspect-port", "--debug-port"}
+
+// CheckInspector refuses node options (in nodeArgs, or the env's
+// NODE_OPTIONS) that open node's inspector on a non-loopback address: the
+// inspector runs any code it is sent, as the app, with no authentication,
+// so it must be asked for explicitly ("allowRemoteInspector"). A port alone
+// binds 127.0.0.1, which only the app's own node can reach.
+//
+// nodeEnv is the node-wide "env", which the app's own overrides (as when
+// it runs).
+func CheckInspector(a *App, nodeEnv map[string]string, allow bool) error {
+	if allow {
+		return nil
+	}
+	env := nodeEnv
+	if _, ok := a.Env["NODE_OPTIONS"]; ok {
+		env = a.Env
+	}
+	var bad []string
+	check := func(args []string, where string) {
+		for i := 0; i < len(args); i++ {
+			name, val, hasVal := strings.Cut(args[i], "=")
+			if !contains(inspectorFlags, name) {
+				continue
+			}
+			shown := args[i]
+			// --inspect-port and --debug-port also take their value as the
+			// next word; --inspect and friends only after "=".
+			if !hasVal && (name == "--inspect-port" || name == "--debug-port") && i+1 < len(args) {
+				val, hasVal = args[i+1], true
+				shown += " " + args[i+1]
+				i++
+			}
+			if hasVal && !loopbackBind(val) {
+				bad = append(bad, shown+where)
+			}
+		}
+	}
+	check(a.NodeArgs, "")
+	if opts, ok := env["NODE_OPTIONS"]; ok {
+		check(strings.Fields(opts), " (in NODE_OPTIONS)")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("app %s: %s would open node's inspector to the network, and whoever reaches it runs code as the app: bind it to 127.0.0.1 (e.g. --inspect=9229), or set \"allowRemoteInspector\": true on the app in nodeboot.json if you mean it", a.Name, strings.Join(bad, ", "))
+}
+
+// loopbackBind reports whether an inspector's [host:]port value binds a
+// loopback address (no host: node's default, 127.0.0.1).
+func loopbackBind(v string) bool {
+	host := ""
+	if strings.HasPrefix(v, "[") {
+		end := strings.IndexByte(v, ']')
+		if end < 0 {
+			return false
+		}
+		host = v[1:end]
+	} else if i := strings.LastIndexByte(v, ':'); i >= 0 {
+		host = v[:i]
+	} else if _, err := strconv.Atoi(v); err != nil {
+		host = v // a host without a port
+	}
+	if host == "" || host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func contains(list []string, s string) bool {

@@ -111,6 +111,9 @@ func Load(appDir, configPath string) (*Project, error) {
 			src = filepath.Join(configDir, src)
 		}
 		app, err := loadApp(src, ac)
+		if err == nil {
+			err = CheckInspector(app, p.Config.Env, ac.AllowRemoteInspector)
+		}
 		if err != nil {
 			if single {
 				return nil, err
