@@ -55,6 +55,9 @@ func (u *Updater) Boot() (*BootState, error) {
 		}
 		ents[slot] = es[:1]
 	}
+	if err := u.removeTemporaries(); err != nil {
+		return nil, err
+	}
 	st, err := u.loadState()
 	if err != nil {
 		return nil, err
@@ -145,6 +148,35 @@ func (u *Updater) Boot() (*BootState, error) {
 		}
 	}
 	return bs, nil
+}
+
+// removeTemporaries removes the temporary files of atomic writes a power
+// cut interrupted (".name.tmp"): nothing reads them, they only take room.
+func (u *Updater) removeTemporaries() error {
+	dirs := []struct {
+		d    Dir
+		name string
+	}{{u.cfg.ESP, disk.EntriesDir}, {u.cfg.State, "/"}}
+	for _, s := range u.cfg.Slots {
+		dirs = append(dirs, struct {
+			d    Dir
+			name string
+		}{u.cfg.ESP, path.Dir(disk.KernelPath(s.Name))})
+	}
+	for _, d := range dirs {
+		names, err := d.d.ReadDir(d.name)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if strings.HasPrefix(n, ".") && strings.HasSuffix(n, ".tmp") {
+				if err := d.d.Remove(path.Join(d.name, n)); err != nil {
+					return fmt.Errorf("removing %s: %w", n, err)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // silentFailure explains a trial that ended without saying why.

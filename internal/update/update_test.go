@@ -483,6 +483,11 @@ func TestPowerCuts(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
+					for _, f := range append(keys(w.esp.files), keys(w.state.files)...) {
+						if strings.HasSuffix(f, ".tmp") {
+							t.Fatalf("cut at step %d: %s left after the boot", at, f)
+						}
+					}
 					for _, s := range st.Slots {
 						if s.State == "trial" {
 							t.Fatalf("cut at step %d: a slot still on trial after settling: %+v", at, st.Slots)
