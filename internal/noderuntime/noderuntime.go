@@ -137,16 +137,16 @@ func resolvePath(ctx context.Context, p, arch string, engines *semver.Constraint
 
 	version := UnknownVersion
 	if hostCanRun(arch) {
-		if v, err := runVersion(ctx, real); err == nil {
-			version = v
-		} else {
-			fmt.Fprintf(log, "node: could not run %s -v (%v); looking for its version on disk\n", real, err)
+		// A binary this host can run is asked. When that fails it is not
+		// node (or not a working one), and a version found on disk beside
+		// it would be a guess about some other file.
+		v, err := runVersion(ctx, real)
+		if err != nil {
+			return nil, fmt.Errorf("--node %s is not node: %w; pass a node binary, e.g. --node \"$(command -v node)\", or a version such as 22", p, err)
 		}
-	}
-	if version == UnknownVersion {
-		if v, ok := versionOnDisk(real); ok {
-			version = v
-		}
+		version = v
+	} else if v, ok := versionOnDisk(real); ok {
+		version = v
 	}
 	if version == UnknownVersion {
 		fmt.Fprintf(log, "node: version of %s is unknown; engines.node cannot be checked\n", real)
@@ -230,15 +230,17 @@ func probeHostNode(ctx context.Context, lp string) (version, real string, err er
 	return version, real, nil
 }
 
-// runVersion runs `<bin> -v` and returns the version without the "v".
+// runVersion runs `<bin> --version` and returns the version without the
+// "v". Node prints exactly "vX.Y.Z"; anything else is not node.
 func runVersion(ctx context.Context, bin string) (string, error) {
-	out, err := runNode(ctx, bin, "-v")
+	out, err := runNode(ctx, bin, "--version")
 	if err != nil {
 		return "", err
 	}
-	v := strings.TrimPrefix(strings.TrimSpace(out), "v")
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		return "", fmt.Errorf("%s -v printed %q, not a version", bin, strings.TrimSpace(out))
+	line := strings.TrimSpace(out)
+	v, ok := strings.CutPrefix(line, "v")
+	if _, err := semver.StrictNewVersion(v); !ok || err != nil {
+		return "", fmt.Errorf("%s --version printed %q, not node's vX.Y.Z", bin, line)
 	}
 	return v, nil
 }

@@ -465,6 +465,25 @@ func TestResolvePath(t *testing.T) {
 	}
 }
 
+// TestResolvePathNotNode: a --node binary this host can run must answer
+// --version like node; /bin/true was built into an image and recorded as
+// the node version found in a header on disk.
+func TestResolvePathNotNode(t *testing.T) {
+	if !hostCanRun(runtime.GOARCH) {
+		t.Skip("needs a linux/amd64 or linux/arm64 host to run binaries")
+	}
+	for _, bin := range []string{"/bin/true", "/bin/false", "/bin/echo"} {
+		real, err := filepath.EvalSymlinks(bin)
+		if err != nil {
+			t.Skip(err)
+		}
+		_, err = Resolve(context.Background(), Request{Arch: runtime.GOARCH, Flag: bin, Log: io.Discard})
+		if err == nil || !strings.Contains(err.Error(), "--node "+bin+" is not node") || !strings.Contains(err.Error(), "--version") {
+			t.Errorf("--node %s (%s): err = %v, want it refused as not node", bin, real, err)
+		}
+	}
+}
+
 func TestIsPathFlag(t *testing.T) {
 	dir := t.TempDir()
 	t.Chdir(dir)
@@ -489,30 +508,53 @@ func TestIsPathFlag(t *testing.T) {
 	}
 }
 
-// TestE2ERealRegistry downloads a real node from the configured npm registry
-// into the shared user cache (so reruns are offline) and runs it.
-func TestE2ERealRegistry(t *testing.T) {
-	if os.Getenv("NODEBOOT_E2E") == "" {
-		t.Skip("set NODEBOOT_E2E=1 to download node from the npm registry")
+// TestResolveRealNodeFromLocalRegistry fetches a real node through the
+// whole registry path (packument, tarball, integrity, extraction, cache)
+// from a registry server started here, serving a package made of the host's
+// own node, and runs what it installed. No network: `make test` must not
+// depend on the public registry.
+func TestResolveRealNodeFromLocalRegistry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("packs a real node binary")
 	}
-	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
-		t.Skip("needs linux/amd64 or linux/arm64 to run the downloaded node")
-	}
-	var log bytes.Buffer
-	rt, err := Resolve(context.Background(), Request{Arch: runtime.GOARCH, Flag: "22", Engines: ">=20", Log: &log})
-	t.Log(log.String())
+	host, version := hostNode(t)
+	real, err := filepath.EvalSymlinks(host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("resolved %+v", rt)
-	if !strings.HasPrefix(rt.Version, "22.") || !strings.HasPrefix(rt.Source, "npm:node-linux-") || !strings.HasPrefix(rt.Integrity, "sha512-") || rt.License == "" {
+	bin, err := os.ReadFile(real)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkg, _ := packageFor(runtime.GOARCH)
+	reg := newFakeRegistry(t, pkg, map[string]fakeRelease{
+		version: {Tarball: nodePackage(t, pkg, version, bin)},
+		"1.0.0": {Tarball: nodePackage(t, pkg, "1.0.0", fakeELF(hostMachine(runtime.GOARCH), ""))},
+	})
+	major := strings.SplitN(version, ".", 2)[0]
+	cache := t.TempDir()
+	var log bytes.Buffer
+	rt, err := Resolve(context.Background(), Request{Arch: runtime.GOARCH, Flag: major, Engines: ">=" + major, CacheDir: cache, Registry: reg.URL, Log: &log})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if rt.Version != version || rt.Source != "npm:"+pkg+"@"+version || !strings.HasPrefix(rt.Integrity, "sha512-") || rt.License == "" ||
+		!strings.HasPrefix(rt.Path, cache) {
 		t.Errorf("Resolve = %+v", rt)
 	}
 	out, err := exec.Command(rt.Path, "-v").CombinedOutput()
 	if err != nil {
 		t.Fatalf("%s -v: %v: %s", rt.Path, err, out)
 	}
-	if got := strings.TrimSpace(string(out)); got != "v"+rt.Version {
-		t.Errorf("%s -v = %q, want v%s", rt.Path, got, rt.Version)
+	if got := strings.TrimSpace(string(out)); got != "v"+version {
+		t.Errorf("%s -v = %q, want v%s", rt.Path, got, version)
+	}
+	// The exact version is now served from the cache, without asking.
+	before := reg.Requests.Load()
+	if _, err := Resolve(context.Background(), Request{Arch: runtime.GOARCH, Flag: version, CacheDir: cache, Registry: reg.URL, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	if n := reg.Requests.Load(); n != before {
+		t.Errorf("a cached exact version asked the registry %d times", n-before)
 	}
 }
