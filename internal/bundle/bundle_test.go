@@ -508,20 +508,80 @@ func TestLinkEscapes(t *testing.T) {
 	}
 }
 
-func FuzzExtract(f *testing.F) {
-	f.Add(writeSample(f, sampleApp(f)))
-	f.Add(mk(f, good()...))
-	for _, c := range rejectCases(f, f.TempDir()) {
-		if len(c.data) < 64<<10 {
-			f.Add(c.data)
+// fuzzSeeds are FuzzExtract's seeds, small valid and hostile bundles; the
+// same are checked in under testdata/fuzz/FuzzExtract (TestFuzzCorpus).
+func fuzzSeeds(t testing.TB) map[string][]byte {
+	seeds := map[string][]byte{
+		"sample": writeSample(t, sampleApp(t)),
+		"good":   mk(t, good()...),
+		// The raw tar too, so the fuzzer also explores tar headers
+		// directly once it learns to wrap them.
+		"raw-tar": rawTar(t, good(symlink("app/l", "server.js"))),
+	}
+	for _, c := range rejectCases(t, "/nonexistent") {
+		if len(c.data) < 4<<10 {
+			seeds[strings.ReplaceAll(c.name, " ", "-")] = c.data
 		}
 	}
-	// The raw tar too, so the fuzzer also explores tar headers directly
-	// once it learns to wrap them.
-	f.Add(rawTar(f, good(symlink("app/l", "server.js"))))
+	return seeds
+}
+
+// TestFuzzCorpus keeps the checked-in corpus equal to fuzzSeeds in name
+// (the bytes differ with the zstd encoder's version); with
+// NODEBOOT_WRITE_CORPUS=1 it writes it.
+func TestFuzzCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzExtract")
+	for name, data := range fuzzSeeds(t) {
+		p := filepath.Join(dir, name)
+		if os.Getenv("NODEBOOT_WRITE_CORPUS") == "1" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", data)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("seed %s is not checked in: %v; run NODEBOOT_WRITE_CORPUS=1 go test -run TestFuzzCorpus ./internal/bundle", name, err)
+		}
+	}
+}
+
+// fuzzBase is where FuzzExtract's runs extract: a tmpfs, so that each
+// run's syncfs(2) is free instead of flushing the host's disk (which made
+// the fuzzer crawl at a few runs a second). make fuzz sets TMPDIR=/dev/shm;
+// without it, /dev/shm is used when it is a tmpfs.
+func fuzzBase(f *testing.F) string {
+	if onTmpfs(os.TempDir()) {
+		return f.TempDir()
+	}
+	if onTmpfs("/dev/shm") {
+		d, err := os.MkdirTemp("/dev/shm", "nodeboot-fuzz-")
+		if err == nil {
+			f.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	f.Logf("no tmpfs for the extractions (set TMPDIR to one): fuzzing runs at disk speed")
+	return f.TempDir()
+}
+
+func FuzzExtract(f *testing.F) {
+	for _, data := range fuzzSeeds(f) {
+		f.Add(data)
+	}
+	base := fuzzBase(f)
 	lim := Limits{MaxEntries: 200, MaxBytes: 1 << 20, MaxFile: 256 << 10}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		parent, dst := sandbox(t)
+		parent, err := os.MkdirTemp(base, "run-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(parent)
+		if err := os.WriteFile(filepath.Join(parent, "sentinel"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(parent, "dst")
 		meta, err := Extract(bytes.NewReader(data), dst, lim)
 		if err != nil {
 			if _, serr := os.Lstat(dst); !os.IsNotExist(serr) {

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package bundle
+
+func onTmpfs(string) bool { return false }
