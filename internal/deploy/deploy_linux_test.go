@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -258,5 +259,41 @@ func TestSoak(t *testing.T) {
 	}
 	if v, _ := r.app.Versions(); v != Image {
 		t.Errorf("after the last rollback the app runs %s, want the image's", v)
+	}
+}
+
+// TestFullDiskWhileStaging deploys onto a /data with no room left (a small
+// tmpfs): the answer says the disk is full and what to do, nothing
+// switches, and no half-received version stays behind.
+func TestFullDiskWhileStaging(t *testing.T) {
+	r := newRealRig(t)
+	small := filepath.Join(r.data, "small")
+	if err := os.Mkdir(small, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", small, "tmpfs", 0, "size=256k"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(filepath.Join(small, "apps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.app.cfg.Store = st
+	// Incompressible, so the bundle itself is as large as what it unpacks to.
+	big := make([]byte, 1<<20)
+	for i := range big {
+		big[i] = byte(i*7919 + i>>8)
+	}
+	b, d := realBundle(t, string(big))
+	_, err = r.app.Deploy(context.Background(), d, bytes.NewReader(b), bundle.Limits{})
+	if !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), "no room") {
+		t.Fatalf("deploy onto a full disk: %v; want ErrDiskFull saying so", err)
+	}
+	if v, _ := r.app.Versions(); v != Image || r.svc.dir() != r.image {
+		t.Errorf("after a failed staging the app runs %s in %s", v, r.svc.dir())
+	}
+	ents, _ := os.ReadDir(filepath.Join(small, "apps", "app"))
+	for _, e := range ents {
+		t.Errorf("left behind: %s", e.Name())
 	}
 }
