@@ -443,9 +443,14 @@ func (a *App) switchTo(ctx context.Context, target *store.Version, kind commitKi
 			res.Warnings = append(res.Warnings, w)
 		}
 	}
-	oldLabel, _ := a.Versions()
+	oldLabel, oldPrev := a.Versions()
 	a.running = target
 	res.Previous = oldLabel
+	if label == oldLabel {
+		// The running version deployed again: the store kept its
+		// previous, and so does the app.
+		res.Previous = oldPrev
+	}
 	a.setVersions(label, res.Previous)
 	a.cfg.Log("app %s: now running version %s (previous %s)", a.cfg.App, Short(label), Short(res.Previous))
 	return res, nil

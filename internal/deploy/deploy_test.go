@@ -106,6 +106,9 @@ func TestDeployAndRollbackSequence(t *testing.T) {
 	r.check(t, dirOf(2), digest(2), digest(1))
 	r.mustDeploy(t, 3)
 	r.check(t, dirOf(3), digest(3), digest(2))
+	// The running version again: a restart of it, nothing else moves.
+	r.mustDeploy(t, 3)
+	r.check(t, dirOf(3), digest(3), digest(2))
 	if !slices.Equal(r.st.removed, []string{digest(1)}) {
 		t.Errorf("the store removed %q, want version 1", r.st.removed)
 	}
