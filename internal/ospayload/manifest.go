@@ -283,6 +283,16 @@ func decodeKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(b), nil
 }
 
+// ParsePublicKey reads a public key as EncodeKey writes it (what an image
+// bakes in for its node to trust).
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	k, err := decodeKey(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("update key: %w", err)
+	}
+	return k, nil
+}
+
 // EncodeKey is a public key as manifests and key files write it.
 func EncodeKey(k ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(k) }
 

@@ -247,6 +247,12 @@ func TestKeys(t *testing.T) {
 	if _, err := h.Verify(trust1); !errors.Is(err, ErrBadSignature) {
 		t.Errorf("changed manifest: %v", err)
 	}
+	if k, err := ParsePublicKey(EncodeKey(pub(k2)) + "\n"); err != nil || !k.Equal(pub(k2)) {
+		t.Errorf("ParsePublicKey: %v", err)
+	}
+	if _, err := ParsePublicKey("not a key"); err == nil {
+		t.Error("ParsePublicKey accepted garbage")
+	}
 	_, err := sign(stranger).Verify(trust1)
 	if err == nil || !strings.Contains(err.Error(), KeyID(pub(stranger))) || !strings.Contains(err.Error(), KeyID(pub(k1))) {
 		t.Errorf("the message names neither key: %v", err)
