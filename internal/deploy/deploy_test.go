@@ -26,8 +26,11 @@ type rig struct {
 	health  *health
 }
 
-func digest(n int) string { return fmt.Sprintf("sha256:%064x", n) }
-func dirOf(n int) string  { return fmt.Sprintf("/data/apps/app/%064x", n) }
+// hexOf is a made-up version's hex digest; its first 12 digits (what
+// messages show) are n.
+func hexOf(n int) string  { return fmt.Sprintf("%012d%052x", n, 0) }
+func digest(n int) string { return "sha256:" + hexOf(n) }
+func dirOf(n int) string  { return "/data/apps/app/" + hexOf(n) }
 
 func newRig(t *testing.T, mod ...func(*Config, *rig)) *rig {
 	t.Helper()
