@@ -2,7 +2,12 @@
 // zstd-compressed POSIX tar whose first entry is nodeboot-bundle.json (the
 // Meta) and whose other entries are the app's code dir under app/. Write
 // makes one reproducibly on the build host; Extract unpacks one from an
-// untrusted stream on the node.
+// untrusted stream on the node, within Limits (entries, bytes, the memory
+// its path bookkeeping takes: MaxPathBytes) and MaxPath / MaxName per
+// path; Limits.MaxCompressed bounds what a reader of a body may spool.
+// Meta.Validate checks a Meta read back from elsewhere (the store's
+// records). OS errors while extracting keep their errno, never wrapping
+// ErrInvalid.
 package bundle
 
 import (

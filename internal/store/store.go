@@ -5,11 +5,20 @@
 //	<root>/<app>/<hex digest>.json   its record (digest and Meta), written last
 //	<root>/<app>/current, previous   symlinks to a <hex digest>
 //	<root>/<app>/.incoming-*         work in progress, removed by Recover
+//	                                 (.incoming-<r>.zst: a body spooling)
 //
 // A version is complete when both its directory and its record exist; the
 // record is written, durably, only after the whole directory is. Links are
 // switched by rename(2) of a fresh symlink, so at any instant, power cut
-// included, current names one complete version or none.
+// included, current names one complete version or none. Recover, at boot,
+// never deletes what a link names and, when current is damaged but
+// previous whole, runs previous (docs/ARCHITECTURE.md lists its rules).
+//
+// Removing a version never crosses a mount (a persist dir still bound in
+// it): such a version is refused with ErrMounted (a *MountError names the
+// mounts). Garbage collection after a switch reports through SetLog, not
+// as a failed switch. Disk errors keep their errno and say "disk full on
+// <mount>" or "I/O error on <mount>".
 package store
 
 import (
