@@ -790,3 +790,27 @@ func TestChosenAtTheMenu(t *testing.T) {
 		t.Errorf("entries %v", got)
 	}
 }
+
+// TestRearm sends a newer update while one is armed but not yet booted:
+// the armed one is dropped and the newer one is what the trial boots.
+func TestRearm(t *testing.T) {
+	v1 := newImage(t, 1, 2, healthy, testKey, nil)
+	w := newWorld(t, v1)
+	cur := w.settle()
+	v2 := newImage(t, 2, 2, healthy, testKey, nil)
+	v3 := newImage(t, 3, 3, healthy, testKey, nil)
+	w.images = append(w.images, v2, v3)
+	for _, img := range []*testImage{v2, v3} {
+		if _, err := cur.u.Install(context.Background(), bytes.NewReader(img.stream), InstallOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := entriesOf(w); strings.Join(got, " ") != "nodeboot-a.conf nodeboot-b+3.conf" {
+		t.Errorf("entries %v", got)
+	}
+	r := w.settle()
+	st, _ := r.u.Status()
+	if r.img != v3 || st.Last.String() != "updated to img3 (was img1)" {
+		t.Errorf("runs %s, last %v", r.img.id, st.Last)
+	}
+}
