@@ -36,7 +36,7 @@ function attempts() {
   r.readDisk = code(() => fs.readFileSync('/dev/vda', { length: 1 }));
   r.readMem = code(() => fs.readFileSync('/dev/mem'));
   r.writeCgroup = code(() => fs.writeFileSync('/sys/fs/cgroup/memory.max', 'max'));
-  // Processes: only its own PID namespace is visible.
+  // Processes: only its own, not even the sandbox's PID 1.
   const pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n));
   r.visiblePids = pids.length;
   r.visibleCmdlines = pids.map((p) => { try { return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').join(' ').trim(); } catch { return '?'; } });
@@ -51,7 +51,8 @@ function attempts() {
   // No JavaScript API: the native addon makes the calls.
   for (const name of ['mount', 'umount', 'finit_module', 'init_module', 'delete_module', 'packet_socket', 'raw_socket',
     'ptrace_pid1', 'ptrace_parent', 'reboot', 'kexec_load', 'swapon', 'unshare_user', 'unshare_mount', 'setns', 'bpf',
-    'keyctl', 'chroot', 'sethostname', 'settimeofday', 'open_by_handle_at', 'io_uring_setup', 'setuid0']) {
+    'keyctl', 'chroot', 'sethostname', 'settimeofday', 'open_by_handle_at', 'io_uring_setup', 'setuid0',
+    'packet_socket_high', 'raw_socket_high', 'sock_packet', 'vsock', 'alg_socket', 'memfd_create', 'execveat', 'personality']) {
     r['sys_' + name] = sys.call(name);
   }
   // setuid escalation: the bit can be set on its own file, but the state

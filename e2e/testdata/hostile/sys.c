@@ -61,6 +61,19 @@ static long attempt(const char *name) {
   if (!strcmp(name, "open_by_handle_at")) return syscall(SYS_open_by_handle_at, -1, NULL, 0);
   if (!strcmp(name, "io_uring_setup")) return syscall(SYS_io_uring_setup, 1, NULL);
   if (!strcmp(name, "setuid0")) return setuid(0);
+  /* The kernel reads socket's family and type as int: high bits that a
+   * filter comparing 64 bits sees and the kernel drops. Node has no way to
+   * make a raw system call without an addon (process.binding is gone). */
+  if (!strcmp(name, "packet_socket_high")) return syscall(SYS_socket, (long)AF_PACKET | (1L << 32), SOCK_RAW, htons(ETH_P_ALL));
+  if (!strcmp(name, "raw_socket_high")) return syscall(SYS_socket, (long)AF_INET | (1L << 32), (long)SOCK_RAW | (1L << 32), IPPROTO_ICMP);
+  if (!strcmp(name, "sock_packet")) return socket(AF_INET, SOCK_PACKET, htons(ETH_P_ALL));
+  if (!strcmp(name, "vsock")) return socket(40 /* AF_VSOCK */, SOCK_STREAM, 0);
+  if (!strcmp(name, "alg_socket")) return socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0);
+  /* Fileless exec: a memfd is on no noexec mount. */
+  if (!strcmp(name, "memfd_create")) return syscall(SYS_memfd_create, "x", 1 /* MFD_CLOEXEC */);
+  if (!strcmp(name, "execveat")) return syscall(SYS_execveat, -1, "", NULL, NULL, 0x1000 /* AT_EMPTY_PATH */);
+  /* No ASLR for what it runs next; restored below if it went through. */
+  if (!strcmp(name, "personality")) return syscall(SYS_personality, 0x0040000 /* ADDR_NO_RANDOMIZE */);
   errno = EINVAL;
   return -2;
 }
@@ -75,7 +88,8 @@ static napi_value Call(napi_env env, napi_callback_info info) {
   errno = 0;
   long r = attempt(name);
   const char *res = r == -2 ? "unknown attempt" : r < 0 ? errname(errno) : "ok";
-  if (r >= 0 && (!strcmp(name, "packet_socket") || !strcmp(name, "raw_socket"))) close((int)r);
+  if (r >= 0 && (strstr(name, "socket") || !strcmp(name, "sock_packet") || !strcmp(name, "vsock") || !strcmp(name, "memfd_create"))) close((int)r);
+  if (r >= 0 && !strcmp(name, "personality")) syscall(SYS_personality, r);
   napi_create_string_utf8(env, res, NAPI_AUTO_LENGTH, &out);
   return out;
 }
