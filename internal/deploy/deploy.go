@@ -272,7 +272,6 @@ func (a *App) Deploy(ctx context.Context, digest string, body io.Reader, lim bun
 	if a.cfg.Store == nil {
 		return Result{}, fmt.Errorf("%w: this node has no version store on /data", ErrNoStore)
 	}
-	a.cfg.Log("app %s: receiving version %s", a.cfg.App, Short(digest))
 	v, err := a.stage(digest, body, lim)
 	if err != nil {
 		return Result{}, err
