@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/net/http2"
 )
 
 // The flood runs in a child process (this test binary again), so that
@@ -207,15 +208,29 @@ func TestHalfHandshakeFlood(t *testing.T) {
 	budget := base + maxConns + fdSlack
 
 	f := startFlood(t, h.addr, 8, 12, true) // 96 connections, 6 times MaxConns
+	// The owner asks while the flood fills every slot: the request waits
+	// in the accept queue for a slot, and is answered.
+	h.client.Transport.(*http.Transport).CloseIdleConnections()
+	owner := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", h.base+"/v1/status", nil)
+		req.Header.Set("Authorization", h.bearer())
+		resp, err := h.client.Do(req)
+		if err != nil {
+			owner <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		owner <- resp.Status
+	}()
 	for closed := 0; closed < f.dialed; {
 		if n := openFDs(t); n > budget {
 			t.Fatalf("%d open files during the flood (%d before it): over the budget of %d", n, base, budget)
 		}
 		closed = f.closed(t)
 	}
-	h.client.Transport.(*http.Transport).CloseIdleConnections()
-	if a := h.do(t, "GET", "/v1/status", h.bearer(), nil); a.code != 200 {
-		t.Errorf("the owner after the flood: %d %s", a.code, a.body)
+	if got := <-owner; got != "200 OK" {
+		t.Errorf("the owner during the flood: %s", got)
 	}
 
 	failed := int(count(h.srv.tlsFailures))
@@ -256,6 +271,18 @@ func TestIdleConnectionsClosed(t *testing.T) {
 				// The preface and an empty SETTINGS frame; then nothing.
 				io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 				c.Write([]byte{0, 0, 0, 4, 0, 0, 0, 0, 0})
+				// The server's SETTINGS bound the streams of a connection.
+				fr, err := http2.NewFramer(nil, c).ReadFrame()
+				if err != nil {
+					t.Fatalf("the server's first frame: %v", err)
+				}
+				sf, ok := fr.(*http2.SettingsFrame)
+				if !ok {
+					t.Fatalf("the server's first frame is %v, not SETTINGS", fr.Header())
+				}
+				if v, ok := sf.Value(http2.SettingMaxConcurrentStreams); !ok || v != maxStreams {
+					t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS %d (set %v), want %d", v, ok, maxStreams)
+				}
 			} else {
 				io.WriteString(c, "GET /v1/healthz HTTP/1.1\r\nHost: node\r\n\r\n")
 				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
