@@ -299,7 +299,7 @@ func TestStatusJSON(t *testing.T) {
 		t.Fatalf("%d %s", a.code, a.header.Get("Content-Type"))
 	}
 	want := `{"node":{"hostname":"hello","uptimeSeconds":12.3,"bootId":"b0","kernel":"7.1.2","nodeVersion":"v20.20.2","imageVersion":"sha256:abc","bootSeconds":7.9,` +
-		`"memory":{"totalBytes":536870912,"availableBytes":314572800},"data":{"totalBytes":1073741824,"freeBytes":536870912,"persistent":true},"addresses":["10.0.2.15/24"],"cpuSecondsTotal":3.2},` +
+		`"memory":{"totalBytes":536870912,"availableBytes":314572800},"data":{"totalBytes":1073741824,"freeBytes":536870912,"persistent":true},"addresses":["10.0.2.15/24"],"cpuSecondsTotal":3.2,"degraded":"/data: read-only file system","consoleDroppedLines":7},` +
 		`"apps":[{"name":"hello","state":"running","pid":312,"restarts":1,"lastExit":"","startedAt":"2026-12-01T10:00:00Z","port":8080,"version":"image","previousVersion":""},` +
 		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}]}`
 	var got, exp any
@@ -750,6 +750,8 @@ func TestMetrics(t *testing.T) {
 		{"nodeboot_memory_total_bytes", nil, 512 << 20},
 		{"nodeboot_memory_available_bytes", nil, 300 << 20},
 		{"nodeboot_cpu_seconds_total", nil, 3.2},
+		{"nodeboot_degraded", nil, 1},
+		{"nodeboot_console_dropped_lines_total", nil, 7},
 		{"nodeboot_app_up", map[string]string{"app": "hello"}, 1},
 		{"nodeboot_app_up", map[string]string{"app": "worker"}, 0},
 		{"nodeboot_app_restarts_total", map[string]string{"app": "worker"}, 4},

@@ -39,10 +39,12 @@ func newFake() *fakeNode {
 			Node: NodeStatus{
 				Hostname: "hello", UptimeSeconds: 12.3, BootID: "b0", Kernel: "7.1.2",
 				NodeVersion: "v20.20.2", ImageVersion: "sha256:abc", BootSeconds: 7.9,
-				Memory:          Memory{TotalBytes: 512 << 20, AvailableBytes: 300 << 20},
-				Data:            DataStatus{TotalBytes: 1 << 30, FreeBytes: 1 << 29, Persistent: true},
-				Addresses:       []string{"10.0.2.15/24"},
-				CPUSecondsTotal: 3.2,
+				Memory:              Memory{TotalBytes: 512 << 20, AvailableBytes: 300 << 20},
+				Data:                DataStatus{TotalBytes: 1 << 30, FreeBytes: 1 << 29, Persistent: true},
+				Addresses:           []string{"10.0.2.15/24"},
+				CPUSecondsTotal:     3.2,
+				Degraded:            "/data: read-only file system",
+				ConsoleDroppedLines: 7,
 			},
 			Apps: []AppStatus{
 				{Name: "hello", State: "running", PID: 312, Restarts: 1, StartedAt: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), Port: 8080, Version: "image"},

@@ -65,6 +65,8 @@ var (
 	descCPU       = prometheus.NewDesc("nodeboot_cpu_seconds_total", "CPU time spent outside idle and iowait since boot, all CPUs.", nil, nil)
 	descAppUp     = prometheus.NewDesc("nodeboot_app_up", "1 while the app's process is running, else 0.", []string{"app"}, nil)
 	descRestarts  = prometheus.NewDesc("nodeboot_app_restarts_total", "Times the app's process was restarted since boot.", []string{"app"}, nil)
+	descDegraded  = prometheus.NewDesc("nodeboot_degraded", "1 while the node runs degraded (status says why), else 0.", nil, nil)
+	descDropped   = prometheus.NewDesc("nodeboot_console_dropped_lines_total", "Lines the console dropped since boot because output came faster than it could write.", nil, nil)
 )
 
 // statusCollector turns Node.Status into metrics at each scrape, so the
@@ -72,7 +74,7 @@ var (
 type statusCollector struct{ s *Server }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts} {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped} {
 		ch <- d
 	}
 }
@@ -96,6 +98,12 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descDataTotal, float64(n.Data.TotalBytes))
 	gauge(descDataFree, float64(n.Data.FreeBytes))
 	ch <- prometheus.MustNewConstMetric(descCPU, prometheus.CounterValue, n.CPUSecondsTotal)
+	degraded := 0.0
+	if n.Degraded != "" {
+		degraded = 1
+	}
+	gauge(descDegraded, degraded)
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(n.ConsoleDroppedLines))
 	for _, a := range st.Apps {
 		up := 0.0
 		if a.State == "running" {

@@ -65,6 +65,9 @@ func printStatus(w io.Writer, s *client.Status) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if n.Degraded != "" {
+		fmt.Fprintf(w, "\ndegraded: %s\n", n.Degraded)
+	}
 	if len(s.Apps) == 0 {
 		_, err := fmt.Fprintln(w, "\nno apps")
 		return err

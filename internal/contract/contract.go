@@ -59,6 +59,9 @@ const (
 	InitStarted = "init started"
 	// NetworkConfigured begins the line logged once the network is up.
 	NetworkConfigured = "network configured"
+	// Degraded begins the line PID 1 repeats while the node runs degraded
+	// (a configuration or /data it could not use), followed by the reason.
+	Degraded = "DEGRADED: "
 )
 
 // AppListening is the line PID 1 logs when app first accepts on port.

@@ -46,6 +46,13 @@ type NodeStatus struct {
 	Data            DataStatus `json:"data"`
 	Addresses       []string   `json:"addresses"`
 	CPUSecondsTotal float64    `json:"cpuSecondsTotal"`
+	// Degraded says why the node runs degraded (runtime.json or /data it
+	// could not use); empty on a healthy node.
+	Degraded string `json:"degraded,omitempty"`
+	// ConsoleDroppedLines counts lines the console lost since boot because
+	// output came faster than it could write (the apps' log files keep
+	// theirs).
+	ConsoleDroppedLines uint64 `json:"consoleDroppedLines"`
 }
 
 // Memory is the node's RAM.

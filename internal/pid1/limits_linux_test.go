@@ -20,7 +20,7 @@ func TestFileLimitFor(t *testing.T) {
 		{unix.Rlimit{Cur: 1024, Max: 4096}, 1 << 20, fileBudget}, // the kernel's default for init
 		{unix.Rlimit{Cur: 4096, Max: 4096}, 0, fileBudget},
 		{unix.Rlimit{Cur: 1024, Max: 1 << 20}, 1 << 20, 1 << 20}, // a higher hard limit is kept
-		{unix.Rlimit{Cur: 1024, Max: 4096}, 8192, 8192},         // fs.nr_open caps it
+		{unix.Rlimit{Cur: 1024, Max: 4096}, 8192, 8192},          // fs.nr_open caps it
 	} {
 		got := fileLimitFor(c.cur, c.ceiling)
 		if got.Cur != c.want || got.Max != c.want {

@@ -185,6 +185,8 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	st.Node.Data.Persistent = n.persist
 	st.Node.Addresses = addresses()
 	st.Node.CPUSecondsTotal = cpuSeconds()
+	st.Node.Degraded = degradedReason()
+	st.Node.ConsoleDroppedLines = n.log.Dropped()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/applog"
 	"github.com/nodeboot/nodeboot/internal/boot"
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/datafs"
 	"github.com/nodeboot/nodeboot/internal/netconf"
 	"github.com/nodeboot/nodeboot/internal/persist"
@@ -39,19 +40,16 @@ const (
 // Main runs PID 1. It does not return.
 func Main() {
 	log := boot.NewLogger(os.Stderr)
+	// A panic in any goroutine PID 1 starts would panic the kernel: each
+	// is started through crash.Go, which hands it to this sequence.
+	seq := crashSequence(log)
+	crash.SetHandler(seq.Panic)
+	defer crash.Recover("main")
 	if err := run(log); err != nil {
-		fatal(log, err)
+		seq.Fatal(err)
 	}
 	// run returns nil only after a completed shutdown request, which halts.
-	fatal(log, fmt.Errorf("init loop ended unexpectedly"))
-}
-
-func fatal(log *boot.Logger, err error) {
-	log.Printf("FATAL: %v", err)
-	log.Printf("rebooting in %v", fatalDelay)
-	unix.Sync()
-	time.Sleep(fatalDelay)
-	boot.Halt(boot.Reboot, log.Printf)
+	seq.Fatal(fmt.Errorf("init loop ended unexpectedly"))
 }
 
 // initCPUAtStart is PID 1's CPU time when the init's own code began: the
@@ -77,6 +75,11 @@ func run(log *boot.Logger) error {
 		log.SetOutput(console)
 	}
 	log.Printf("init started (pid %d)", os.Getpid())
+	if lim, err := raiseFileLimit(); err != nil {
+		log.Printf("%v: PID 1 keeps its limit", err)
+	} else {
+		log.Printf("file descriptors: up to %d", lim.Cur)
+	}
 	if err := checkInitramfs(); err != nil {
 		return err
 	}
@@ -84,6 +87,7 @@ func run(log *boot.Logger) error {
 		return err
 	}
 	startBootProfile() // needs /proc
+	armWatchdog(log)   // needs /dev; first, so a hang anywhere later resets
 
 	// Reaping starts before the first child exists: PID 1 inherits every
 	// orphan, and the supervisor's own children must not be reaped by a
@@ -92,21 +96,28 @@ func run(log *boot.Logger) error {
 		return err
 	}
 
-	rt, err := spec.ReadRuntime(spec.RuntimePath)
-	if err != nil {
-		return err
-	}
-	if rt.ImageVersion != "" {
-		log.Printf("image %s", rt.ImageVersion)
-	}
-	if rt.Hostname != "" {
-		if err := unix.Sethostname([]byte(rt.Hostname)); err != nil {
-			log.Printf("sethostname: %v", err)
-		}
-	}
-	if err := setupData(log, rt); err != nil {
-		return err
-	}
+	// A configuration or /data PID 1 cannot use degrades the node rather
+	// than failing the boot (degraded_linux.go).
+	rt, degraded := prepare(bootSteps{
+		readRuntime: func() (*spec.Runtime, error) {
+			rt, err := spec.ReadRuntime(spec.RuntimePath)
+			if err != nil {
+				return nil, err
+			}
+			if rt.ImageVersion != "" {
+				log.Printf("image %s", rt.ImageVersion)
+			}
+			if rt.Hostname != "" {
+				if err := unix.Sethostname([]byte(rt.Hostname)); err != nil {
+					log.Printf("sethostname: %v", err)
+				}
+			}
+			return rt, nil
+		},
+		setupData: func(rt *spec.Runtime) error { return setupData(log, rt) },
+		dataTmpfs: func() error { return boot.Run(boot.OS{}, log.Printf, []boot.Mount{boot.DataTmpfs}) },
+	})
+	setDegraded(log, degraded)
 	if err := boot.RemountRootReadOnly(); err != nil {
 		log.Printf("root stays writable: %v", err)
 	} else {
@@ -137,28 +148,29 @@ func run(log *boot.Logger) error {
 		// own, if it is complete (manage sets the command).
 		n.add(n.manage(a, s))
 		services = append(services, s)
-		go s.Run(ctx)
+		registerService(s)
+		crash.Go("app "+a.Name, func() { s.Run(ctx) })
 		listening.Add(1)
-		go func() { watchListening(log, a); listening.Done() }()
+		crash.Go("app "+a.Name+" listening", func() { watchListening(log, a); listening.Done() })
 	}
 	appsUp := make(chan struct{})
-	go func() {
+	crash.Go("boot time", func() {
 		listening.Wait()
 		n.setBootSeconds(uptime())
 		close(appsUp)
-	}()
-	go startNetwork(ctx, log, rt)
+	})
+	crash.Go("network", func() { startNetwork(ctx, log, rt) })
 	// The management API waits until the apps listen (at most
 	// apiStartDelay): loading its key and starting TLS costs CPU that node
 	// needs while it starts, and nobody can reach the API before the
 	// network is up anyway.
-	go func() {
+	crash.Go("api start", func() {
 		select {
 		case <-appsUp:
 		case <-time.After(apiStartDelay):
 		}
 		n.serveAPI()
-	}()
+	})
 	power := boot.PowerEvents(log.Printf)
 
 	var action boot.Action
