@@ -1,10 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,7 +52,7 @@ func TestBuildInAppDirStaysFlat(t *testing.T) {
 	var sizes []int64
 	var files []int
 	for i := 0; i < 3; i++ {
-		code, stdout, stderr := execute(context.Background(), "build")
+		code, stdout, stderr := runCLI(context.Background(), "build")
 		if code != ExitOK {
 			t.Fatalf("build %d: exit %d\n%s", i, code, stderr)
 		}
@@ -95,7 +98,7 @@ func TestBuildRefusesOutputs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := execute(context.Background(), tc.args...)
+			code, _, stderr := runCLI(context.Background(), tc.args...)
 			if code != ExitFailure {
 				t.Errorf("exit %d, want %d", code, ExitFailure)
 			}
@@ -143,7 +146,7 @@ func TestBuildInterrupted(t *testing.T) {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	out := filepath.Join(app, "out")
-	if code, _, stderr := execute(context.Background(), "build", app, "-o", out); code != ExitOK {
+	if code, _, stderr := runCLI(context.Background(), "build", app, "-o", out); code != ExitOK {
 		t.Fatalf("first build: %s", stderr)
 	}
 	before, _ := os.ReadFile(filepath.Join(out, "manifest.json"))
@@ -187,7 +190,7 @@ func TestBuildRefusesFourGiBFile(t *testing.T) {
 	}
 	f.Close()
 	out := filepath.Join(t.TempDir(), "out")
-	code, _, stderr := execute(context.Background(), "build", app, "-o", out)
+	code, _, stderr := runCLI(context.Background(), "build", app, "-o", out)
 	if code != ExitFailure || !strings.Contains(stderr, "model.bin") || !strings.Contains(stderr, "4 GiB") || !strings.Contains(stderr, ".nodebootignore") {
 		t.Errorf("exit %d: %s", code, stderr)
 	}
@@ -204,5 +207,72 @@ func TestRunMemoryDefault(t *testing.T) {
 	}
 	if mib, err := memoryMiB(f.DefValue); err != nil || mib != build.DefaultMemoryMiB {
 		t.Errorf("run --memory defaults to %s, build.DefaultMemoryMiB is %d", f.DefValue, build.DefaultMemoryMiB)
+	}
+}
+
+// TestBuildCtrlC is the user's path: the real binary, a real SIGINT in the
+// middle of `nodeboot build`. It must exit 130 and leave no temporary files
+// (they were 0.3–2 GiB each time) and the previous output as it was.
+func TestBuildCtrlC(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds real images")
+	}
+	app := helloApp(t)
+	root := initbuild.SourceDir
+	bin := filepath.Join(t.TempDir(), "nodeboot")
+	gob := exec.Command("go", "build", "-ldflags", "-X github.com/nodeboot/nodeboot/internal/initbuild.SourceDir="+root, "-o", bin, "./cmd/nodeboot")
+	gob.Dir = root
+	if out, err := gob.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	tmp := t.TempDir()
+	nb := func() *exec.Cmd {
+		c := exec.Command(bin, "build")
+		c.Dir = app
+		c.Env = append(os.Environ(), "TMPDIR="+tmp)
+		return c
+	}
+	if out, err := nb().CombinedOutput(); err != nil {
+		t.Fatalf("first build: %v\n%s", err, out)
+	}
+	before, _ := os.ReadFile(filepath.Join(app, "out", "manifest.json"))
+	write(t, app, map[string]string{"extra.js": "// a change\n"})
+
+	c := nb()
+	stderr, err := c.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "shared libraries") {
+			c.Process.Signal(os.Interrupt)
+		}
+	}
+	err = c.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != ExitInterrupted {
+		t.Fatalf("exit: %v, want status %d\n%s", err, ExitInterrupted, log.String())
+	}
+	if !strings.Contains(log.String(), "interrupted") {
+		t.Errorf("stderr does not say interrupted:\n%s", log.String())
+	}
+	after, _ := os.ReadFile(filepath.Join(app, "out", "manifest.json"))
+	if len(before) == 0 || !bytes.Equal(before, after) {
+		t.Error("the previous output changed")
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left behind in TMPDIR: %v", ents)
+	}
+	ents, _ := os.ReadDir(app)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), spec.TempPrefix) {
+			t.Errorf("left behind: %s", e.Name())
+		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 // execute runs the CLI in-process as main does and returns its exit status
 // and outputs.
-func execute(ctx context.Context, args ...string) (code int, stdout, stderr string) {
+func runCLI(ctx context.Context, args ...string) (code int, stdout, stderr string) {
 	var o, e bytes.Buffer
 	code = Execute(ctx, args, &o, &e)
 	return code, o.String(), e.String()
@@ -45,14 +45,14 @@ func TestExitCodes(t *testing.T) {
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			code, stdout, stderr := execute(ctx, tc.args...)
+			code, stdout, stderr := runCLI(ctx, tc.args...)
 			if code != tc.code || !strings.Contains(stdout, tc.stdout) || !strings.Contains(stderr, tc.stderr) {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s\nwant stdout %q, stderr %q", code, tc.code, stdout, stderr, tc.stdout, tc.stderr)
 			}
 		})
 	}
-	_, v1, _ := execute(context.Background(), "version")
-	_, v2, _ := execute(context.Background(), "--version")
+	_, v1, _ := runCLI(context.Background(), "version")
+	_, v2, _ := runCLI(context.Background(), "--version")
 	if v1 != v2 {
 		t.Errorf("version says %q, --version %q", v1, v2)
 	}
@@ -61,7 +61,7 @@ func TestExitCodes(t *testing.T) {
 // TestLogsJSON: logs --json prints one JSON object per line.
 func TestLogsJSON(t *testing.T) {
 	dir, _ := project(t, helloPkg)
-	code, out, stderr := execute(context.Background(), "logs", "pi", "-n", "5", "--json", "--project", dir)
+	code, out, stderr := runCLI(context.Background(), "logs", "pi", "-n", "5", "--json", "--project", dir)
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}

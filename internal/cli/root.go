@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -39,33 +40,58 @@ func IsUsage(err error) bool {
 	return errors.As(err, &u) || (err != nil && strings.HasPrefix(err.Error(), "unknown command "))
 }
 
+// ownSignals are the verbs that handle Ctrl-C themselves (run powers the
+// guest off, logs -f stops following, write flushes, deploy and rollback
+// tell the node's answer): Main only records the signal for them.
+var ownSignals = map[string]bool{"run": true, "logs": true, "deploy": true, "rollback": true, "write": true}
+
 // Main runs nodeboot with args (without the program name) and returns its
-// exit status. The first Ctrl-C (or SIGTERM) cancels the command's context,
-// so it stops cleanly and removes what it was writing; a second one quits
-// at once.
+// exit status. For the other verbs the first Ctrl-C (or SIGTERM) cancels
+// the command's context, so it stops cleanly and removes what it was
+// writing; a second one quits at once.
 func Main(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var interrupted atomic.Bool
+	own := ownSignals[verb(args)]
 	go func() {
-		<-ctx.Done()
-		stop() // back to the default action: the next Ctrl-C kills
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+			return
+		}
+		interrupted.Store(true)
+		signal.Stop(sigs) // back to the default action: the next Ctrl-C kills
+		if !own {
+			cancel()
+		}
 	}()
-	return Execute(ctx, args, stdout, stderr)
+	return execute(ctx, args, stdout, stderr, interrupted.Load)
 }
 
-// Execute runs args and maps the outcome to an exit status, printing the
-// error; ctx done means the user interrupted.
+// Execute runs args in-process and maps the outcome to an exit status,
+// printing the error; ctx done means the user interrupted.
 func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return execute(ctx, args, stdout, stderr, func() bool { return false })
+}
+
+// execute: a command that returns nil succeeded, even after a Ctrl-C that
+// is its documented end (run's power-off, logs -f); one that fails after
+// a Ctrl-C was interrupted.
+func execute(ctx context.Context, args []string, stdout, stderr io.Writer, interrupted func() bool) int {
 	err := Run(ctx, args, stdout, stderr)
 	switch {
-	case ctx.Err() != nil:
-		if err != nil && !errors.Is(err, context.Canceled) {
+	case err == nil:
+		return ExitOK
+	case ctx.Err() != nil || interrupted():
+		if !errors.Is(err, context.Canceled) {
 			fmt.Fprintln(stderr, "nodeboot:", err)
 		}
 		fmt.Fprintln(stderr, "nodeboot: interrupted")
 		return ExitInterrupted
-	case err == nil:
-		return ExitOK
 	case IsUsage(err):
 		fmt.Fprintf(stderr, "nodeboot: %v\nsee 'nodeboot %s--help'\n", err, helpPath(args))
 		return ExitUsage
@@ -74,11 +100,19 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return ExitFailure
 }
 
-// helpPath is the verb of args followed by a space, for the usage hint.
-func helpPath(args []string) string {
+// verb is the name of the command args run ("" for the root).
+func verb(args []string) string {
 	root := newRoot(io.Discard, io.Discard)
 	if c, _, err := root.Find(args); err == nil && c != root {
-		return c.Name() + " "
+		return c.Name()
+	}
+	return ""
+}
+
+// helpPath is the verb of args followed by a space, for the usage hint.
+func helpPath(args []string) string {
+	if v := verb(args); v != "" {
+		return v + " "
 	}
 	return ""
 }
