@@ -130,3 +130,27 @@ func TestDiskLabelContract(t *testing.T) {
 		t.Errorf("spec.DiskESPLabel %q != disk.LabelESP %q", spec.DiskESPLabel, disk.LabelESP)
 	}
 }
+
+// TestLeaveOutOutput: the -o path is dropped from an app's files wherever
+// it lies in the app, even when nothing in it says it is nodeboot's.
+func TestLeaveOutOutput(t *testing.T) {
+	app := t.TempDir()
+	proj := &spec.Project{Apps: []spec.App{{Name: "a", SrcDir: app, Entry: "server.js",
+		Files: []spec.File{{Rel: "dist"}, {Rel: "dist/img"}, {Rel: "dist/img/vmlinuz"}, {Rel: "dist/img2"}, {Rel: "server.js"}},
+		Addons: []string{"dist/img/x.node"}}}}
+	if err := leaveOutOutput(proj, filepath.Join(app, "dist", "img")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range proj.Apps[0].Files {
+		got = append(got, f.Rel)
+	}
+	if strings.Join(got, " ") != "dist dist/img2 server.js" || len(proj.Apps[0].Addons) != 0 {
+		t.Errorf("files %v, addons %v", got, proj.Apps[0].Addons)
+	}
+	for _, out := range []string{app, filepath.Dir(app)} {
+		if err := leaveOutOutput(proj, out); err == nil || !strings.Contains(err.Error(), "holds the app directory") {
+			t.Errorf("-o %s: %v", out, err)
+		}
+	}
+}
