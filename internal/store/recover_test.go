@@ -66,6 +66,7 @@ func TestRecoverStates(t *testing.T) {
 			link(e, "previous", e.h1)
 			os.RemoveAll(filepath.Join(e.dir, e.h2))
 		}, "v1/-", []string{"v1"}, []string{"v3"}},
+		{"current into a version", func(e env) { link(e, "current", e.h2+"/server.js"); link(e, "previous", e.h1) }, "v1/v2", []string{"v1", "v2"}, []string{"v3"}},
 		{"current names no version", func(e env) { link(e, "current", "/etc"); link(e, "previous", e.h1) }, "v1/-", []string{"v1"}, []string{"v2", "v3"}},
 		{"current damaged, no previous", func(e env) { link(e, "current", e.h2); rec(e, e.h2, "") }, "-/-", []string{"v2dir"}, []string{"v1", "v3"}},
 		{"both damaged", func(e env) {

@@ -436,6 +436,38 @@ func (s *Store) readLink(app, link string) (h string, present bool, err error) {
 	return s.versionNamed(app, p, t), true, nil
 }
 
+// versionHolding returns the hex of the version a link of app leads to
+// or into, lexically or as the kernel resolves it; "" for none.
+func (s *Store) versionHolding(app, link string) string {
+	dir := filepath.Join(s.root, app)
+	p := filepath.Join(dir, link)
+	under := func(base, q string) string {
+		rel, ok := strings.CutPrefix(q, base+string(filepath.Separator))
+		if !ok {
+			return ""
+		}
+		first, _, _ := strings.Cut(rel, string(filepath.Separator))
+		if hexRE.MatchString(first) {
+			return first
+		}
+		return ""
+	}
+	if t, err := os.Readlink(p); err == nil && strings.IndexByte(t, 0) < 0 {
+		if !filepath.IsAbs(t) {
+			t = filepath.Join(dir, t)
+		}
+		if h := under(dir, filepath.Clean(t)); h != "" {
+			return h
+		}
+	}
+	real, err1 := filepath.EvalSymlinks(p)
+	realDir, err2 := filepath.EvalSymlinks(dir)
+	if err1 == nil && err2 == nil {
+		return under(realDir, real)
+	}
+	return ""
+}
+
 // versionNamed returns the hex of the version of app that the link at p
 // with target t leads to, lexically or as the kernel resolves it; "" when
 // it leads to none.
@@ -713,6 +745,7 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 	}
 	// Never delete what a link names, whatever its spelling.
 	keep := map[string]bool{}
+	holding := map[string]string{}
 	named := map[string]string{}
 	present := map[string]bool{}
 	for _, l := range []string{currentLink, previousLink} {
@@ -723,6 +756,13 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 			return
 		}
 		present[l] = ok
+		// A link into a version (current -> <hex>/server.js) names no
+		// version, but deleting what it leads to is still not Recover's
+		// to do.
+		if h := s.versionHolding(app, l); h != "" {
+			keep[h] = true
+			holding[l] = h
+		}
 		if t == "" {
 			if ok {
 				logf("version store: %s of %s names no version", l, app)
@@ -732,7 +772,7 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 		keep[t] = true
 		named[l] = t
 	}
-	s.recoverCurrent(app, dir, named, present, logf)
+	s.recoverCurrent(app, dir, named, holding[currentLink], present, logf)
 	removed := map[string]bool{}
 	for _, e := range ents {
 		name := e.Name()
@@ -767,7 +807,7 @@ func (s *Store) recoverApp(app string, logf func(string, ...any)) {
 // becomes previous, as in a rollback, so it stays on disk and a deploy
 // drops it. With no link at all, current is the image's on purpose (Reset)
 // and stays so; with no complete previous, the image's version runs.
-func (s *Store) recoverCurrent(app, dir string, named map[string]string, present map[string]bool, logf func(string, ...any)) {
+func (s *Store) recoverCurrent(app, dir string, named map[string]string, held string, present map[string]bool, logf func(string, ...any)) {
 	if !present[currentLink] {
 		return
 	}
@@ -793,6 +833,10 @@ func (s *Store) recoverCurrent(app, dir string, named map[string]string, present
 	if err := s.setLink(dir, currentLink, prev, "recover:current"); err != nil {
 		logf("version store: %s: making the previous version current: %v", app, err)
 		return
+	}
+	// What current led into stays linked, so it stays on disk.
+	if cur == "" && held != prev {
+		cur = held
 	}
 	var err error
 	if cur != "" {
