@@ -306,6 +306,32 @@ func TestManage(t *testing.T) {
 		}
 	})
 
+	// Issue 12, item 1: the third deploy of an app with a persist dir
+	// deleted its persistent data, and every deploy stacked another bind
+	// mount on it.
+	t.Run("a persist dir survives deploys and a rollback, one noexec mount", func(t *testing.T) {
+		want := fmt.Sprintf("kept-%d", time.Now().UnixNano())
+		if n := m.note(t, "/note/write/"+want); n.Note == nil || *n.Note != want {
+			t.Fatalf("the note written reads back %v", n.Note)
+		}
+		// A rollback binds an earlier version's dir again: where the
+		// binds used to stack up.
+		for _, v := range []string{"v5", "v6", "rollback to v5", "v7", "v2"} {
+			if to, ok := strings.CutPrefix(v, "rollback to "); ok {
+				if out, err := nodeboot(ctx, proj, "rollback", m.node(), "versioned"); err != nil {
+					t.Fatalf("rollback: %v\n%s", err, out)
+				}
+				m.checkNote(t, to, want)
+				continue
+			}
+			setVersion(t, proj, v+"\n")
+			if out, err := nodeboot(ctx, proj, "deploy", m.node(), proj); err != nil {
+				t.Fatalf("deploy %s: %v\n%s", v, err, out)
+			}
+			m.checkNote(t, v, want)
+		}
+	})
+
 	t.Run("the status page in Chromium", func(t *testing.T) {
 		get(t, fmt.Sprintf("http://127.0.0.1:%d/page-check", m.appPort))
 		pctx, pcancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -327,6 +353,9 @@ func TestManage(t *testing.T) {
 		m.waitFor(t, "app versioned listening on port 8080", from)
 		if got := m.serving(t); got != "v2" {
 			t.Errorf("after the reboot the app answers %q, want v2", got)
+		}
+		if n := m.note(t, "/note"); n.Note == nil || !strings.HasPrefix(*n.Note, "kept-") || n.Mounts != 1 {
+			t.Errorf("after the reboot the deployed version's persist dir: %+v", n)
 		}
 	})
 	m.v.Kill()
@@ -372,6 +401,48 @@ func TestManage(t *testing.T) {
 			t.Logf("cut %s: %s before, %s after", cut.name, before, got)
 			m.v.Kill()
 		})
+	}
+}
+
+// noteAnswer is what the versioned app says about its persist dir.
+type noteAnswer struct {
+	Version string   `json:"version"`
+	Note    *string  `json:"note"`
+	Mounts  int      `json:"mounts"`  // stacked on the persist dir
+	Options []string `json:"options"` // of each, bottom first
+}
+
+func (m *managed) note(t *testing.T, path string) noteAnswer {
+	t.Helper()
+	var n noteAnswer
+	body := get(t, fmt.Sprintf("http://127.0.0.1:%d%s", m.appPort, path))
+	if err := json.Unmarshal([]byte(body), &n); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, body)
+	}
+	return n
+}
+
+// checkNote: version v serves, the note is still want, and the app sees
+// one mount on its persist dir, not a stack of them, nosuid,nodev,noexec.
+func (m *managed) checkNote(t *testing.T, v, want string) {
+	t.Helper()
+	n := m.note(t, "/note")
+	if n.Version != v {
+		t.Errorf("after deploying %s the app answers version %s", v, n.Version)
+	}
+	if n.Note == nil || *n.Note != want {
+		t.Errorf("after deploying %s the persisted note is %v, want %q", v, n.Note, want)
+	}
+	if n.Mounts != 1 {
+		t.Errorf("after deploying %s the app sees %d mounts on its persist dir (%q), want 1", v, n.Mounts, n.Options)
+	}
+	for _, o := range n.Options {
+		o = "," + o + ","
+		for _, f := range []string{"nosuid", "nodev", "noexec"} {
+			if !strings.Contains(o, ","+f+",") {
+				t.Errorf("after deploying %s the persist dir is mounted %s, want %s", v, o, f)
+			}
+		}
 	}
 }
 
