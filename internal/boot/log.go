@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/crash"
 )
 
@@ -61,7 +62,7 @@ func (l *Logger) SetOutput(w io.Writer) {
 func (l *Logger) Printf(format string, args ...any) {
 	up := l.now()
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
-	l.enqueue([]byte(fmt.Sprintf("[%5d.%06d] nodeboot: %s\n", up/time.Second, (up%time.Second)/time.Microsecond, msg)))
+	l.enqueue([]byte(fmt.Sprintf("[%5d.%06d] %s%s\n", up/time.Second, (up%time.Second)/time.Microsecond, contract.ConsolePrefix, msg)))
 }
 
 // Writer returns the console writer for output that has its own prefix
@@ -115,7 +116,7 @@ func (l *Logger) writeLoop() {
 			}
 			if l.unsaid > 0 {
 				up := l.now()
-				batch = append(batch, []byte(fmt.Sprintf("[%5d.%06d] nodeboot: console: %d lines dropped (output faster than the console)\n", up/time.Second, (up%time.Second)/time.Microsecond, l.unsaid)))
+				batch = append(batch, []byte(fmt.Sprintf("[%5d.%06d] %sconsole: %d lines dropped (output faster than the console)\n", up/time.Second, (up%time.Second)/time.Microsecond, contract.ConsolePrefix, l.unsaid)))
 				l.unsaid = 0
 			}
 			l.writing = true

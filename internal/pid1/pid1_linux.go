@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/applog"
 	"github.com/nodeboot/nodeboot/internal/boot"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/datafs"
 	"github.com/nodeboot/nodeboot/internal/netconf"
@@ -74,7 +75,7 @@ func run(log *boot.Logger) error {
 	if console, err := boot.OpenConsole(); err == nil {
 		log.SetOutput(console)
 	}
-	log.Printf("init started (pid %d)", os.Getpid())
+	log.Printf("%s (pid %d)", contract.InitStarted, os.Getpid())
 	if lim, err := raiseFileLimit(); err != nil {
 		log.Printf("%v: PID 1 keeps its limit", err)
 	} else {
@@ -298,7 +299,7 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 		log.Printf("network %s: %v", ifname, err)
 		return
 	}
-	log.Printf("network configured: %s %s", ifname, strings.Join(st.Addrs(), " "))
+	log.Printf("%s: %s %s", contract.NetworkConfigured, ifname, strings.Join(st.Addrs(), " "))
 }
 
 // watchListening logs when an app's port accepts connections: the boot's
@@ -322,7 +323,7 @@ func watchListening(log *boot.Logger, a spec.RuntimeApp) {
 			if d, ok := selfCPU(); ok {
 				cpu = fmt.Sprintf(" (init CPU since it started: %d ms)", (d - initCPUAtStart).Milliseconds())
 			}
-			log.Printf("app %s listening on port %d%s", a.Name, a.Port, cpu)
+			log.Printf("%s%s", contract.AppListening(a.Name, a.Port), cpu)
 			stopBootProfile(log)
 			return
 		}
