@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/cli"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
@@ -166,7 +167,7 @@ func TestDiskImage(t *testing.T) {
 	t.Run("first boot grows and creates /data, and the app answers", func(t *testing.T) {
 		b := bootDisk(t, ctx, img, "512M", false)
 		b.waitFor(t, "durable state=1 persist=1")
-		b.waitFor(t, "app counter listening on port 8080")
+		b.waitFor(t, contract.AppListening("counter", 8080))
 		con := b.v.Console()
 		for _, want := range []string{"creating an ext4 file system", "mounted ext4"} {
 			if !strings.Contains(con, want) {
@@ -222,7 +223,7 @@ func TestDiskImage(t *testing.T) {
 	t.Run("hard power-off keeps the data, in 141 MiB of RAM", func(t *testing.T) {
 		b := bootDisk(t, ctx, img, "141M", false)
 		b.waitFor(t, "durable state=3 persist=3")
-		b.waitFor(t, "app counter listening on port 8080")
+		b.waitFor(t, contract.AppListening("counter", 8080))
 		if s, p := b.counts(t); s != 3 || p != 3 {
 			t.Errorf("counts %d/%d, want 3/3", s, p)
 		}
@@ -237,7 +238,7 @@ func TestDiskImage(t *testing.T) {
 	t.Run("the kernel loaded directly boots in 128 MiB and keeps the data", func(t *testing.T) {
 		b := bootDisk(t, ctx, img, "128M", true)
 		b.waitFor(t, "durable state=4 persist=4")
-		b.waitFor(t, "app counter listening on port 8080")
+		b.waitFor(t, contract.AppListening("counter", 8080))
 		if s, p := b.counts(t); s != 4 || p != 4 {
 			t.Errorf("counts %d/%d, want 4/4", s, p)
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/nodeboot/nodeboot/internal/cli"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -148,7 +149,7 @@ func TestPowerCutDataCreation(t *testing.T) {
 
 			b = bootDisk(t, ctx, disk, "512M", true)
 			b.waitFor(t, "durable state=")
-			b.waitFor(t, "app counter listening on port 8080")
+			b.waitFor(t, contract.AppListening("counter", 8080))
 			con := b.v.Console()
 			outcome := creationOutcome(con)
 			if strings.Contains(con, "/data is a tmpfs") {
@@ -242,7 +243,7 @@ func bootKeeper(t *testing.T, ctx context.Context, img string) (*managed, keeper
 	}
 	b := bootDisk(t, ctx, img, "512M", true, vm.Forward{Host: apiPort, Guest: cli.APIPort})
 	m := &managed{v: b.v, appPort: b.port, apiPort: apiPort}
-	m.waitFor(t, "app keeper listening on port 8080", 0)
+	m.waitFor(t, contract.AppListening("keeper", 8080), 0)
 	var st keeperStatus
 	if err := json.Unmarshal([]byte(get(t, fmt.Sprintf("http://127.0.0.1:%d/", m.appPort))), &st); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/cli"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -57,7 +58,7 @@ func TestSandbox(t *testing.T) {
 	}
 	ports := map[int]int{}
 	var fwd []vm.Forward
-	for _, g := range []int{9200, 9300, 9400, 9443} {
+	for _, g := range []int{9200, 9300, 9400, contract.APIPort} {
 		h, err := vm.FreePort()
 		if err != nil {
 			t.Fatal(err)
@@ -80,7 +81,7 @@ func TestSandbox(t *testing.T) {
 	t.Cleanup(v.Kill)
 	bootCtx, bootCancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer bootCancel()
-	for _, marker := range []string{"app wellbehaved listening on port 9200", "app hostile listening on port 9300", "app unsandboxed listening on port 9400"} {
+	for _, marker := range []string{contract.AppListening("wellbehaved", 9200), contract.AppListening("hostile", 9300), contract.AppListening("unsandboxed", 9400)} {
 		if _, err := v.WaitFor(bootCtx, marker, 0); err != nil {
 			t.Fatal(err)
 		}
@@ -220,7 +221,7 @@ func TestSandbox(t *testing.T) {
 		}
 		wellBehaved(t, v, url(9200, "/checks"), memcg())
 		// The management API's status tells the owner too.
-		out, err := nodeboot(ctx, proj, "status", fmt.Sprintf("127.0.0.1:%d", ports[9443]), "--json")
+		out, err := nodeboot(ctx, proj, "status", fmt.Sprintf("127.0.0.1:%d", ports[contract.APIPort]), "--json")
 		if err != nil {
 			t.Fatalf("status: %v\n%s", err, out)
 		}
