@@ -244,7 +244,19 @@ func (s *Spec) Explain() string {
 		net = "none (loopback only)"
 	}
 	fmt.Fprintf(&b, "  namespaces: %s; network: %s\n", ns, net)
-	fmt.Fprintf(&b, "  syscalls:   an allow list of %d calls; denied (EPERM): %s; sockets other than unix, tcp, udp and netlink route; clone with namespace flags; clone3 → ENOSYS\n", len(Allowed), strings.Join(Denied(s.AllowSyscalls), " "))
+	// Whole sets by name (docs/sandbox.md lists their calls), a set the
+	// config opened in part by its remaining calls.
+	var denied []string
+	for _, g := range DenyGroups {
+		left := slices.DeleteFunc(slices.Clone(g.Syscalls), func(n string) bool { return slices.Contains(s.AllowSyscalls, n) })
+		switch {
+		case len(left) == len(g.Syscalls):
+			denied = append(denied, g.Name)
+		case len(left) > 0:
+			denied = append(denied, left...)
+		}
+	}
+	fmt.Fprintf(&b, "  syscalls:   an allow list of %d calls; denied (EPERM): %s; sockets other than unix, tcp, udp and netlink route; clone with namespace flags; clone3 → ENOSYS\n", len(Allowed), strings.Join(denied, " "))
 	if len(s.AllowSyscalls) > 0 {
 		fmt.Fprintf(&b, "  syscalls allowed by config: %s\n", strings.Join(s.AllowSyscalls, " "))
 	}
