@@ -59,7 +59,10 @@ func New(address string, tlsConf *tls.Config, token string) *Client {
 		TLSHandshakeTimeout: handshakeTimeout,
 		ForceAttemptHTTP2:   true,
 		MaxIdleConns:        2,
-		IdleConnTimeout:     30 * time.Second,
+		// Below the node's idle timeout (api.DefaultIdleTimeout, 30 s), so
+		// the client never sends a request on a connection the node is
+		// closing at that moment (a deploy's PUT would not be retried).
+		IdleConnTimeout: 20 * time.Second,
 	}
 	return &Client{
 		address: address,

@@ -33,7 +33,7 @@ func (n *node) Logs(ctx context.Context, app string, lines int, follow bool, emi
 }
 
 func (n *node) Restart(ctx context.Context, app string) (int, error) { return 8, nil }
-func (n *node) Power(string) error                                  { return nil }
+func (n *node) Power(string) error                                   { return nil }
 
 func (n *node) Deploy(ctx context.Context, app, digest string, size int64, body io.Reader) (api.DeployResult, error) {
 	b, err := io.ReadAll(body)
