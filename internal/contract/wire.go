@@ -12,6 +12,8 @@ import (
 type Status struct {
 	Node NodeStatus  `json:"node"`
 	Apps []AppStatus `json:"apps"`
+	// OS is the root slots and the last OS update (update.go).
+	OS *OSStatus `json:"os,omitempty"`
 }
 
 // App returns the app named name, or nil.

@@ -187,6 +187,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	st.Node.CPUSecondsTotal = cpuSeconds()
 	st.Node.Degraded = degradedReason()
 	st.Node.ConsoleDroppedLines = n.log.Dropped()
+	st.OS = osStatus()
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -135,6 +135,8 @@ func run(log *boot.Logger) error {
 	// resolves names in its first moments may see no resolv.conf yet; it
 	// then fails like on any host without network and is restarted.
 	powerReq := make(chan boot.Action, 1)
+	// OS updates (update_linux.go): settled before the apps start.
+	osBoot := bootUpdate(log, rt, powerReq)
 	n := newNode(log, rt, powerReq)
 	services := make([]*supervise.Service, 0, len(rt.Apps))
 	var listening sync.WaitGroup
@@ -153,6 +155,9 @@ func run(log *boot.Logger) error {
 		crash.Go("app "+a.Name, func() { s.Run(ctx) })
 		listening.Add(1)
 		crash.Go("app "+a.Name+" listening", func() { watchListening(log, a); listening.Done() })
+	}
+	if osBoot.Trial {
+		crash.Go("update trial", func() { trialGate(log, rt, services) })
 	}
 	appsUp := make(chan struct{})
 	crash.Go("boot time", func() {

@@ -34,6 +34,10 @@ type Runtime struct {
 	// ImageVersion identifies the build (a digest of its inputs) so the node can
 	// report what it runs.
 	ImageVersion string `json:"imageVersion,omitempty"`
+	// HealthySeconds is how long every app must stay healthy before an OS
+	// update's trial boot is committed (nodeboot.json update.healthySeconds;
+	// 0: the default, 30).
+	HealthySeconds int `json:"healthySeconds,omitempty"`
 }
 
 // RuntimeApp is one supervised service.

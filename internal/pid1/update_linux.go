@@ -1,0 +1,401 @@
+package pid1
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/boot"
+	"github.com/nodeboot/nodeboot/internal/contract"
+	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/datafs"
+	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/ospayload"
+	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/internal/supervise"
+	"github.com/nodeboot/nodeboot/internal/update"
+)
+
+// OS updates on the node (docs/updates.md): PID 1 finds the disk's slots,
+// mounts the ESP, settles what the last boots left (update.Boot) before the
+// apps start, and on a trial boot runs the health gate that commits the
+// update or fails it.
+
+const (
+	// espMount is where the ESP is mounted. It stays mounted read-write
+	// for the whole boot: the updater writes at Boot, Commit and Fail and
+	// for the length of an upload, concurrently with Status reading it; a
+	// read-only mount flipped around each write would race those, and
+	// every write the updater makes is synced (file and directory) before
+	// it returns, so a power cut finds the FAT consistent all the same.
+	espMount = "/run/nodeboot/esp"
+	// stateDir holds the updater's records on /data.
+	stateDir = "/data/update"
+	// defaultHealthySeconds is update.healthySeconds' default.
+	defaultHealthySeconds = 30
+	// trialGrace is what the health gate allows beyond healthySeconds for
+	// the apps to start and become healthy: a TCG guest starting node
+	// needs tens of seconds.
+	trialGrace = 120 * time.Second
+	// crashLoopRestarts ends a trial at once: an app restarted this often
+	// during the trial is not going to become healthy.
+	crashLoopRestarts = 5
+	// gateEvery is how often the gate probes each app.
+	gateEvery = time.Second
+)
+
+// osUpdater is this boot's updater; nil until bootUpdate ran.
+var osUpdater struct {
+	sync.Mutex
+	u *update.Updater
+}
+
+func currentUpdater() *update.Updater {
+	osUpdater.Lock()
+	defer osUpdater.Unlock()
+	return osUpdater.u
+}
+
+// powerRebooter reboots through PID 1's power-off path, so the apps get
+// TERM and the file systems are synced and unmounted first; the reboot is
+// a firmware reset (reboot(2)), never kexec, so systemd-boot counts it.
+type powerRebooter struct {
+	log   *boot.Logger
+	power chan<- boot.Action
+}
+
+func (r powerRebooter) Reboot(reason string) error {
+	r.log.Printf("rebooting: %s", reason)
+	select {
+	case r.power <- boot.Reboot:
+	default: // a power action is already on its way
+	}
+	return nil
+}
+
+// bootUpdate sets up this boot's updater and runs its Boot step. It never
+// fails the boot: a node whose slots cannot be read still runs its apps,
+// and only updates are refused (with the reason).
+func bootUpdate(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *update.BootState {
+	cfg, err := updateConfig(log, rt, power)
+	if err != nil {
+		log.Printf("OS updates off: %v", err)
+		cfg = update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power}}
+	}
+	u, err := update.New(cfg)
+	if err != nil {
+		log.Printf("OS updates off: %v", err)
+		u, _ = update.New(update.Config{Reboot: powerRebooter{log, power}})
+	}
+	osUpdater.Lock()
+	osUpdater.u = u
+	osUpdater.Unlock()
+	bs, err := u.Boot()
+	if err != nil {
+		log.Printf("OS update state: %v", err)
+		return &update.BootState{}
+	}
+	if bs.NoSlots {
+		return bs
+	}
+	log.Printf("booted root slot %s, image %s", strings.ToUpper(bs.Slot), cfg.Running)
+	if o := bs.Settled; o != nil {
+		if o.OK {
+			log.Printf("%s%s (was %s)", contract.UpdateCommitted, o.Image, o.From)
+		} else {
+			log.Printf("%s%s", contract.UpdateFailed, o)
+			for _, n := range o.Notes {
+				log.Printf("  trial note: %s", n)
+			}
+		}
+	}
+	if bs.Trial {
+		log.Printf("%s%s: committed once every app is healthy for %d s", contract.UpdateTrial, cfg.Running.ID, healthySeconds(rt))
+	}
+	return bs
+}
+
+// updateConfig finds the disk's slots and the ESP and reads what the image
+// says about itself.
+func updateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) (update.Config, error) {
+	cfg := update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power}}
+	cmdline, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return cfg, err
+	}
+	if disk.RootPartUUID(string(cmdline)) == "" {
+		// Booted from an initramfs: no slots; updates answer ErrNoSlots.
+		return cfg, nil
+	}
+	espDev, err := datafs.FindByLabel("/sys", "/dev", disk.LabelESP)
+	if err != nil {
+		return cfg, fmt.Errorf("the ESP: %w", err)
+	}
+	whole, diskSize, err := wholeDisk(espDev)
+	if err != nil {
+		return cfg, err
+	}
+	l, err := disk.ReadLayout(whole)
+	if err != nil {
+		return cfg, fmt.Errorf("the partition table of %s: %w", whole, err)
+	}
+	var slots []update.Slot
+	for _, p := range []disk.Partition{l.RootA, l.RootB} {
+		dev, err := datafs.FindByLabel("/sys", "/dev", p.Label)
+		if err != nil {
+			return cfg, err
+		}
+		name := strings.TrimPrefix(p.Label, "nodeboot-root-")
+		slots = append(slots, update.Slot{Name: name, PartUUID: p.GUID, Size: p.Size,
+			Open: func() (update.Device, error) { return update.OpenDevice(dev) }})
+	}
+	booted := update.SlotFromCmdline(string(cmdline), slots)
+	if booted == "" {
+		return cfg, fmt.Errorf("the kernel's root= (%s) is neither root slot", disk.RootPartUUID(string(cmdline)))
+	}
+	if err := os.MkdirAll(espMount, 0o755); err != nil {
+		return cfg, err
+	}
+	if err := unix.Mount(espDev, espMount, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_NOATIME, "umask=0077,flush"); err != nil {
+		return cfg, fmt.Errorf("mounting the ESP %s: %w", espDev, err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return cfg, fmt.Errorf("the update records: %w", err)
+	}
+	cfg.ESP, cfg.State = update.OSDir{Root: espMount}, update.OSDir{Root: stateDir}
+	cfg.Slots, cfg.Booted, cfg.DiskSize = slots, booted, diskSize
+	cfg.Keys = trustedKeys(log)
+	cfg.Running = runningImage(rt, booted)
+	return cfg, nil
+}
+
+// wholeDisk returns the disk a partition device is on, and its size:
+// /sys/class/block/vda1 links to .../vda/vda1.
+func wholeDisk(part string) (string, int64, error) {
+	real, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", filepath.Base(part)))
+	if err != nil {
+		return "", 0, fmt.Errorf("finding the disk of %s: %w", part, err)
+	}
+	parent := filepath.Dir(real)
+	b, err := os.ReadFile(filepath.Join(parent, "size"))
+	if err != nil {
+		return "", 0, fmt.Errorf("the size of the disk of %s: %w", part, err)
+	}
+	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("the size of the disk of %s: %w", part, err)
+	}
+	return filepath.Join("/dev", filepath.Base(parent)), sectors * 512, nil
+}
+
+// trustedKeys reads the update keys the image carries.
+func trustedKeys(log *boot.Logger) []ed25519.PublicKey {
+	b, err := os.ReadFile(creds.ImageUpdateKeys)
+	if err != nil {
+		log.Printf("OS updates: no trusted keys (%v): every update is refused; build the image with a current nodeboot", err)
+		return nil
+	}
+	var keys []ed25519.PublicKey
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, err := ospayload.ParsePublicKey(line)
+		if err != nil {
+			log.Printf("OS updates: %s: %v", creds.ImageUpdateKeys, err)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// runningImage is the image the booted slot holds: what the update that
+// wrote it signed (its manifest on the ESP), else the image the disk was
+// flashed with, version 0, its id the build's image version.
+func runningImage(rt *spec.Runtime, slot string) update.Image {
+	if b, err := os.ReadFile(filepath.Join(espMount, "nodeboot", slot, "manifest.json")); err == nil {
+		var sm struct {
+			Manifest json.RawMessage `json:"manifest"`
+		}
+		if json.Unmarshal(b, &sm) == nil {
+			if m, err := ospayload.ParseManifest(sm.Manifest); err == nil {
+				return update.Image{ID: m.Image, Version: m.Version, Built: m.Built}
+			}
+		}
+	}
+	return update.Image{ID: rt.ImageVersion}
+}
+
+func healthySeconds(rt *spec.Runtime) int {
+	if rt.HealthySeconds > 0 {
+		return rt.HealthySeconds
+	}
+	return defaultHealthySeconds
+}
+
+// trialGate is the health gate of a trial boot: every app healthy (its
+// port accepts, or its healthPath answers 2xx) continuously for
+// healthySeconds within healthySeconds + trialGrace, then Commit; an app
+// that crash-loops, never becomes healthy, or a node that runs degraded
+// ends the trial with Fail (which reboots into the old slot).
+func trialGate(log *boot.Logger, rt *spec.Runtime, services []*supervise.Service) {
+	u := currentUpdater()
+	need := time.Duration(healthySeconds(rt)) * time.Second
+	note := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		log.Printf("trial: %s", line)
+		if err := u.Note(line); err != nil {
+			log.Printf("trial: recording a note: %v", err)
+		}
+	}
+	fail := func(reason string) {
+		log.Printf("%s%s", contract.UpdateFailed, reason)
+		if err := u.Fail(reason); err != nil {
+			log.Printf("ending the trial: %v", err)
+		}
+	}
+	if reason := degradedReason(); reason != "" {
+		fail("the node runs degraded: " + reason)
+		return
+	}
+	if len(rt.Apps) > 0 && len(services) == 0 {
+		fail("no app could be started")
+		return
+	}
+	names := make([]string, 0, len(rt.Apps))
+	for _, a := range rt.Apps {
+		names = append(names, a.Name)
+	}
+	note("apps started: %s", strings.Join(names, ", "))
+	svc := map[string]*supervise.Service{}
+	for _, s := range services {
+		svc[s.Name()] = s
+	}
+	start := time.Now()
+	deadline := start.Add(need + trialGrace)
+	since := make([]time.Time, len(rt.Apps)) // zero: not healthy now
+	lastErr := make([]string, len(rt.Apps))
+	for {
+		now := time.Now()
+		all := true
+		for i, a := range rt.Apps {
+			s := svc[a.Name]
+			if s == nil {
+				fail(fmt.Sprintf("app %s was not started", a.Name))
+				return
+			}
+			st := s.Status()
+			if st.Restarts >= crashLoopRestarts {
+				fail(fmt.Sprintf("app %s crash-loops: restarted %d times (last exit: %s)%s", a.Name, st.Restarts, orNone(st.LastExit), lastLine(s)))
+				return
+			}
+			err := appHealthy(a, st)
+			switch {
+			case err == nil && since[i].IsZero():
+				since[i] = now
+				note("app %s healthy", a.Name)
+			case err != nil && !since[i].IsZero():
+				since[i] = time.Time{}
+				note("app %s unhealthy: %v%s", a.Name, err, lastLine(s))
+			}
+			if err != nil {
+				lastErr[i] = err.Error()
+				all = false
+			} else if now.Sub(since[i]) < need {
+				all = false
+			}
+		}
+		if all {
+			o, err := u.Commit()
+			if err != nil {
+				log.Printf("committing the OS update: %v", err)
+				return
+			}
+			log.Printf("%s%s (was %s)", contract.UpdateCommitted, o.Image, o.From)
+			return
+		}
+		if now.After(deadline) {
+			for i, a := range rt.Apps {
+				if since[i].IsZero() {
+					fail(fmt.Sprintf("app %s did not become healthy within %v: %s%s", a.Name, (need + trialGrace).Round(time.Second), lastErr[i], lastLine(svc[a.Name])))
+					return
+				}
+			}
+			fail(fmt.Sprintf("the apps were not healthy together for %v within %v", need, (need + trialGrace).Round(time.Second)))
+			return
+		}
+		time.Sleep(gateEvery)
+	}
+}
+
+// appHealthy probes one app of a trial the way a deploy does (probe).
+func appHealthy(a spec.RuntimeApp, st supervise.Status) error {
+	if st.State != supervise.StateRunning {
+		if st.LastExit != "" {
+			return fmt.Errorf("%s (last exit: %s)", st.State, st.LastExit)
+		}
+		return errors.New(string(st.State))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := probe(ctx, a); err != nil {
+		if a.HealthPath != "" {
+			return fmt.Errorf("%s on port %d: %v", a.HealthPath, a.Port, err)
+		}
+		return fmt.Errorf("port %d: %v", a.Port, err)
+	}
+	return nil
+}
+
+func lastLine(s *supervise.Service) string {
+	if s == nil {
+		return ""
+	}
+	if l := s.Lines(1); len(l) > 0 {
+		return "; its last line: " + l[0]
+	}
+	return ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// osStatus is the "os" object of the status answer.
+func osStatus() *contract.OSStatus {
+	u := currentUpdater()
+	if u == nil {
+		return nil
+	}
+	st, err := u.Status()
+	if err != nil {
+		return &contract.OSStatus{Error: err.Error()}
+	}
+	// The updater's Status has the wire's shape (docs/api.md); one JSON
+	// round trip keeps the two types apart without a field-by-field copy.
+	var out contract.OSStatus
+	b, err := json.Marshal(st)
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	if err != nil {
+		return &contract.OSStatus{Error: err.Error()}
+	}
+	return &out
+}
