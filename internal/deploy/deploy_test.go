@@ -143,17 +143,19 @@ func TestRollbackToTheImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.check(t, dirOf(1), digest(1), Image)
-	// The image's version unhealthy: the deployed one stays.
-	r.mustDeploy(t, 2)
-	r.app.Rollback(context.Background()) // to 1
+
+	// The image's version unhealthy: the deployed one stays, recorded.
+	r = newRig(t)
+	r.mustDeploy(t, 1)
 	r.health.unhealthy[imageDir] = true
-	r.st.cur, r.st.prev = digest(1), ""
-	r.app.setVersions(digest(1), Image)
 	var ue *UnhealthyError
 	if _, err := r.app.Rollback(context.Background()); !errors.As(err, &ue) {
 		t.Fatalf("rollback to an unhealthy image: %v", err)
 	}
 	r.check(t, dirOf(1), digest(1), Image)
+	if r.st.cur != digest(1) {
+		t.Errorf("the store's current moved to %q", r.st.cur)
+	}
 }
 
 func TestNoPrevious(t *testing.T) {
