@@ -50,7 +50,7 @@ func TestBuildInAppDirStaysFlat(t *testing.T) {
 	app := helloApp(t)
 	t.Chdir(app)
 	var sizes []int64
-	var files []int
+	var apps []build.AppInfo
 	for i := 0; i < 3; i++ {
 		code, stdout, stderr := runCLI(context.Background(), "build")
 		if code != ExitOK {
@@ -68,10 +68,13 @@ func TestBuildInAppDirStaysFlat(t *testing.T) {
 			t.Fatal(err)
 		}
 		sizes = append(sizes, st.Size())
-		files = append(files, m.Apps[0].Files)
+		apps = append(apps, m.Apps[0])
 	}
-	if sizes[0] != sizes[1] || sizes[1] != sizes[2] || files[0] != files[2] {
-		t.Errorf("initramfs sizes %v, app files %v: the output went into the next image", sizes, files)
+	// The app is the same three times. The image may differ by the init,
+	// which is built from the source tree and may change in between; a
+	// packed previous image would add its 111 MiB.
+	if apps[0] != apps[1] || apps[1] != apps[2] || sizes[2]-sizes[0] > 1<<20 || sizes[0]-sizes[2] > 1<<20 {
+		t.Errorf("initramfs sizes %v, apps %+v: the output went into the next image", sizes, apps)
 	}
 	ents, _ := os.ReadDir(app)
 	for _, e := range ents {
