@@ -16,8 +16,8 @@
 //
 // Removing a version never crosses a mount (a persist dir still bound in
 // it): such a version is refused with ErrMounted (a *MountError names the
-// mounts). Garbage collection after a switch reports through SetLog, not
-// as a failed switch. Disk errors keep their errno and say "disk full on
+// mounts). Garbage collection after a switch reports through SetLog (or
+// apart, through SwitchAndCollect), never as a failed switch. Disk errors keep their errno and say "disk full on
 // <mount>" or "I/O error on <mount>".
 package store
 
@@ -553,46 +553,59 @@ func (s *Store) Previous(app string) (*Version, error) {
 // after the second, the switch is complete. current never names anything
 // but a complete version.
 func (s *Store) Switch(app string, v *Version) error {
+	gcErr, err := s.SwitchAndCollect(app, v)
+	if gcErr != nil {
+		s.logf("version store: %v", gcErr)
+	}
+	return err
+}
+
+// SwitchAndCollect is Switch for a caller that reports what happened after
+// the switch itself: err is the switch's (nil: current names v), gcErr
+// that of dropping the version that fell off (it stays until the next
+// boot's Recover; errors.Is(gcErr, ErrMounted) when a mount is still in
+// it). gcErr is never set unless the switch succeeded.
+func (s *Store) SwitchAndCollect(app string, v *Version) (gcErr, err error) {
 	dir, err := s.appDir(app)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if v == nil || v.App != app {
-		return fmt.Errorf("switching %s: not a version of this app", app)
+		return nil, fmt.Errorf("switching %s: not a version of this app", app)
 	}
 	h, err := parseDigest(v.Digest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	unlock := s.lock(app)
 	defer unlock()
 	if _, err := s.load(app, h); err != nil {
-		return fmt.Errorf("switching %s to %s: %w; deploy it again", app, v.Digest, err)
+		return nil, fmt.Errorf("switching %s to %s: %w; deploy it again", app, v.Digest, err)
 	}
 	cur, _, err := s.linked(app, currentLink)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	oldPrev, err := s.target(app, previousLink)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var curHex string
 	if cur != nil {
 		curHex = strings.TrimPrefix(cur.Digest, digestPrefix)
 	}
 	if curHex == h {
-		return nil
+		return nil, nil
 	}
 	if curHex != "" {
 		if err := s.setLink(dir, previousLink, curHex, "switch:previous"); err != nil {
-			return fmt.Errorf("switching %s: %w", app, err)
+			return nil, fmt.Errorf("switching %s: %w", app, err)
 		}
 	} else if err := s.removeLink(dir, previousLink, "switch:previous"); err != nil {
-		return fmt.Errorf("switching %s: %w", app, err)
+		return nil, fmt.Errorf("switching %s: %w", app, err)
 	}
 	if err := s.setLink(dir, currentLink, h, "switch:current"); err != nil {
-		return fmt.Errorf("switching %s: %w", app, err)
+		return nil, fmt.Errorf("switching %s: %w", app, err)
 	}
 	// The version that fell off the end is garbage now; Recover would
 	// remove it at the next boot, but /data should not fill up until then.
@@ -601,10 +614,10 @@ func (s *Store) Switch(app string, v *Version) error {
 	// deploy that had succeeded), so it is logged, and Recover retries.
 	if oldPrev != "" && oldPrev != curHex && oldPrev != h {
 		if err := removeVersion(dir, oldPrev); err != nil {
-			s.logf("version store: switched %s to %s, but the old version %s stays until the next boot: %v", app, h[:12], oldPrev[:12], err)
+			return fmt.Errorf("switched %s to %s, but the old version %s stays until the next boot: %w", app, h[:12], oldPrev[:12], err), nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // Rollback makes previous current and current previous, and returns the new

@@ -85,6 +85,22 @@ func TestSwitchKeepsBindMountedData(t *testing.T) {
 	if !strings.Contains(strings.Join(logs, "\n"), "mount") {
 		t.Errorf("the refused removal was not logged naming the mount: %q", logs)
 	}
+
+	// A caller that reports the garbage collection apart gets it apart.
+	v4 := receive(t, s, "hello", "v4")
+	gcErr, err := s.SwitchAndCollect("hello", v4)
+	if err != nil {
+		t.Fatalf("SwitchAndCollect: %v", err)
+	}
+	if !errors.Is(gcErr, ErrMounted) || !strings.Contains(gcErr.Error(), "persist") {
+		t.Errorf("SwitchAndCollect's GC error: %v, want ErrMounted naming the persist mount", gcErr)
+	}
+	if b, err := os.ReadFile(filepath.Join(state, "db", "rows")); err != nil || string(b) != "precious" {
+		t.Fatalf("the persistent data after four deploys: %q, %v", b, err)
+	}
+	if got := state3(t, s); got != "v4/v3" {
+		t.Fatalf("state: %s", got)
+	}
 }
 
 func state3(t *testing.T, s *Store) string { return state(t, s, "hello") }
