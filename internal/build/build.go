@@ -13,7 +13,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -570,6 +572,21 @@ func leaveOutOutput(proj *spec.Project, out string) error {
 			if !inOut(f.Rel) {
 				files = append(files, f)
 			}
+		}
+		// The directories that held only the output (out/ of the default
+		// -o out/disk.img, which this build created) go too.
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			empty := true
+			for _, f := range files {
+				if strings.HasPrefix(f.Rel, d+"/") {
+					empty = false
+					break
+				}
+			}
+			if !empty {
+				break
+			}
+			files = slices.DeleteFunc(files, func(f spec.File) bool { return f.Rel == d })
 		}
 		a.Files = files
 		addons := a.Addons[:0]

@@ -136,7 +136,7 @@ func TestDiskLabelContract(t *testing.T) {
 func TestLeaveOutOutput(t *testing.T) {
 	app := t.TempDir()
 	proj := &spec.Project{Apps: []spec.App{{Name: "a", SrcDir: app, Entry: "server.js",
-		Files: []spec.File{{Rel: "dist"}, {Rel: "dist/img"}, {Rel: "dist/img/vmlinuz"}, {Rel: "dist/img2"}, {Rel: "server.js"}},
+		Files:  []spec.File{{Rel: "dist"}, {Rel: "dist/img"}, {Rel: "dist/img/vmlinuz"}, {Rel: "dist/img2"}, {Rel: "server.js"}},
 		Addons: []string{"dist/img/x.node"}}}}
 	if err := leaveOutOutput(proj, filepath.Join(app, "dist", "img")); err != nil {
 		t.Fatal(err)
@@ -147,6 +147,14 @@ func TestLeaveOutOutput(t *testing.T) {
 	}
 	if strings.Join(got, " ") != "dist dist/img2 server.js" || len(proj.Apps[0].Addons) != 0 {
 		t.Errorf("files %v, addons %v", got, proj.Apps[0].Addons)
+	}
+	// A directory that held only the output goes with it.
+	proj.Apps[0].Files = []spec.File{{Rel: "out"}, {Rel: "out/disk.img"}, {Rel: "server.js"}}
+	if err := leaveOutOutput(proj, filepath.Join(app, "out", "disk.img")); err != nil {
+		t.Fatal(err)
+	}
+	if f := proj.Apps[0].Files; len(f) != 1 || f[0].Rel != "server.js" {
+		t.Errorf("files %v", f)
 	}
 	for _, out := range []string{app, filepath.Dir(app)} {
 		if err := leaveOutOutput(proj, out); err == nil || !strings.Contains(err.Error(), "holds the app directory") {
