@@ -40,15 +40,12 @@ func IsUsage(err error) bool {
 	return errors.As(err, &u) || (err != nil && strings.HasPrefix(err.Error(), "unknown command "))
 }
 
-// ownSignals are the verbs that handle Ctrl-C themselves (run powers the
-// guest off, logs -f stops following, write flushes, deploy and rollback
-// tell the node's answer): Main only records the signal for them.
-var ownSignals = map[string]bool{"run": true, "logs": true, "deploy": true, "rollback": true, "write": true}
-
 // Main runs nodeboot with args (without the program name) and returns its
-// exit status. For the other verbs the first Ctrl-C (or SIGTERM) cancels
-// the command's context, so it stops cleanly and removes what it was
-// writing; a second one quits at once.
+// exit status. The first Ctrl-C (or SIGTERM) cancels the command's
+// context, so it stops cleanly and removes what it was writing (run powers
+// the guest off, logs -f stops following); a second one quits at once, or,
+// in verbs that also listen themselves (run kills QEMU, write stops without
+// flushing), does what they say.
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -56,7 +53,6 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	var interrupted atomic.Bool
-	own := ownSignals[verb(args)]
 	go func() {
 		select {
 		case <-sigs:
@@ -65,9 +61,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		}
 		interrupted.Store(true)
 		signal.Stop(sigs) // back to the default action: the next Ctrl-C kills
-		if !own {
-			cancel()
-		}
+		cancel()
 	}()
 	return execute(ctx, args, stdout, stderr, interrupted.Load)
 }

@@ -236,8 +236,9 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 			}
 			return nil
 		case <-ctx.Done():
-			v.Shutdown(30 * time.Second)
-			return ctx.Err()
+			// The CLI cancels ctx on Ctrl-C, which is how a run ends: the
+			// guest powers off, and a clean power-off is success.
+			return v.Shutdown(30 * time.Second)
 		case <-sigs:
 			presses++
 			if presses > 1 {
@@ -347,7 +348,9 @@ func prepareImage(ctx context.Context, dir string, bf buildFlags, persist bool, 
 		buildImage := build.Build
 		if persist && bf.format == build.FormatDisk {
 			// The image file is the VM's disk: rebuild it keeping /data.
-			buildImage = func(ctx context.Context, o build.Options) (*build.Result, error) { return buildPersisted(ctx, o, stderr) }
+			buildImage = func(ctx context.Context, o build.Options) (*build.Result, error) {
+				return buildPersisted(ctx, o, stderr)
+			}
 		}
 		res, err := buildImage(ctx, o)
 		if err != nil {
