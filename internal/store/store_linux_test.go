@@ -256,3 +256,40 @@ func TestReceiveDiskFull(t *testing.T) {
 		})
 	}
 }
+
+// A tree as deep as a bundle may make (paths up to PATH_MAX) is removed
+// whole, holding one directory open at a time.
+func TestRemoveTreeDeep(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		noOpenat2 = fallback
+		removeDeep(t)
+	}
+	noOpenat2 = false
+}
+
+func removeDeep(t *testing.T) {
+	tree := filepath.Join(t.TempDir(), "v")
+	// Relative to the tree, as the extractor makes it: the absolute path
+	// is longer than PATH_MAX.
+	rel := strings.Repeat("d/", 2040) + "f"
+	if err := os.Mkdir(tree, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	if err := root.MkdirAll(filepath.Dir(rel), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.WriteFile(rel, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeTree(tree); err != nil {
+		t.Fatalf("removeTree: %v", err)
+	}
+	if _, err := os.Lstat(tree); !os.IsNotExist(err) {
+		t.Fatalf("the tree survived: %v", err)
+	}
+}
