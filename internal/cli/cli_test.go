@@ -122,6 +122,22 @@ func TestBadInput(t *testing.T) {
 			want:  []string{"is a directory", "app.img"},
 		},
 		{
+			name:  "--node is not node",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--node", "/bin/true"},
+			want:  []string{"--node /bin/true is not node", "--version"},
+		},
+		{
+			name:  "app on the management API's port",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS, "nodeboot.json": `{"apps":[{"path":".","port":9443}]}`},
+			want:  []string{"apps[0].port", "management API"},
+		},
+		{
+			name:  "inspector open to the network",
+			files: map[string]string{"package.json": `{"name":"a","scripts":{"start":"node --inspect=0.0.0.0:9229 app.js"}}`, "app.js": helloJS},
+			want:  []string{"--inspect=0.0.0.0:9229", "allowRemoteInspector"},
+		},
+		{
 			name:  "unknown format",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--format", "floppy"},
