@@ -163,7 +163,7 @@ func IsArtefact(p string, info fs.FileInfo) bool {
 	}
 	switch {
 	case info.IsDir():
-		return isManifest(filepath.Join(p, "manifest.json"))
+		return isManifest(filepath.Join(p, "manifest.json")) || onlyArtefacts(p)
 	case info.Mode().IsRegular():
 		if name == "manifest.json" || strings.HasSuffix(name, ".manifest.json") {
 			return isManifest(p)
@@ -171,6 +171,27 @@ func IsArtefact(p string, info fs.FileInfo) bool {
 		return info.Size() >= minDiskImage && isDiskImage(p)
 	}
 	return false
+}
+
+// onlyArtefacts reports whether dir holds nodeboot's output and nothing
+// else (out/ holding disk.img and disk.manifest.json). Only small dirs are
+// looked into; an empty one is the user's.
+func onlyArtefacts(dir string) bool {
+	f, err := os.Open(dir)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	ents, err := f.Readdir(17)
+	if len(ents) == 0 || len(ents) > 16 || (err != nil && err != io.EOF) {
+		return false
+	}
+	for _, e := range ents {
+		if e.IsDir() || !IsArtefact(filepath.Join(dir, e.Name()), e) {
+			return false
+		}
+	}
+	return true
 }
 
 // isManifest reports whether p is a manifest.json that nodeboot wrote.

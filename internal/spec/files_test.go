@@ -240,13 +240,19 @@ func TestListFilesLeavesOutArtefacts(t *testing.T) {
 		"other.manifest.json":  `{"name":"x"}`,
 	})
 	fakeDiskImage(t, filepath.Join(dir, "dist", "app.img"), DiskESPLabel, 256<<20)
+	// A dir holding only a disk image and its manifest (-o out/disk.img).
+	os.MkdirAll(filepath.Join(dir, "out2"), 0o755)
+	fakeDiskImage(t, filepath.Join(dir, "out2", "disk.img"), DiskESPLabel, 256<<20)
+	os.WriteFile(filepath.Join(dir, "out2", "disk.manifest.json"), []byte(manifest), 0o644)
+	os.MkdirAll(filepath.Join(dir, "emptydir"), 0o755)
 	fakeDiskImage(t, filepath.Join(dir, "data.img"), "someone-else", 256<<20)
 	got, _, err := ListFiles(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"broken", "broken/manifest.json", "data.img", "dist", "ext", "ext/manifest.json", "images",
-		"other.manifest.json", "server.js", "sub"}
+	// dist/ and sub/ hold nothing but artefacts, so they go too.
+	want := []string{"broken", "broken/manifest.json", "data.img", "emptydir", "ext", "ext/manifest.json", "images",
+		"other.manifest.json", "server.js"}
 	if !reflect.DeepEqual(rels(got), want) {
 		t.Errorf("got  %q\nwant %q", rels(got), want)
 	}
