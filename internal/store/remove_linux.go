@@ -20,14 +20,14 @@ import (
 //
 // Three guards, outermost first: a mount point /proc/self/mountinfo lists
 // under dir refuses the whole removal before anything is deleted; every
-// directory is then opened with openat2(RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS
-// | RESOLVE_BENEATH) from dir, which fails with EXDEV at any mount
-// crossing, so a mount made meanwhile is skipped (and named in the error)
-// rather than walked; and unlinkat refuses a mount point itself (EBUSY).
-// Where openat2 is missing (Linux < 5.6) each directory is opened
-// component by component with O_NOFOLLOW and its st_dev compared with
-// dir's, which catches every mount but a bind mount of the same file
-// system, and those mountinfo lists.
+// directory is then opened from its parent's descriptor with openat2
+// (RESOLVE_NO_XDEV | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH), which fails
+// with EXDEV at a mount, so a mount made meanwhile is skipped (and named
+// in the error) rather than walked; and unlinkat refuses a mount point
+// itself (EBUSY). Where openat2 is missing (Linux < 5.6) a directory is
+// opened with O_NOFOLLOW and its st_dev compared with dir's, which catches
+// every mount but a bind mount of the same file system, and those
+// mountinfo lists.
 func removeTree(dir string) error {
 	st, err := os.Lstat(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -50,17 +50,20 @@ func removeTree(dir string) error {
 // removeWalk is removeTree after the mountinfo check: the guards that hold
 // against a mount made after it.
 func removeWalk(dir string) error {
-	rootFD, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
-	defer unix.Close(rootFD)
-	var rst unix.Stat_t
-	if err := unix.Fstat(rootFD, &rst); err != nil {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
 		return &os.PathError{Op: "fstat", Path: dir, Err: err}
 	}
-	r := &remover{top: dir, rootFD: rootFD, dev: rst.Dev}
-	r.dir(".")
+	r := &remover{dev: st.Dev}
+	fd, _ = r.dir(fd, dir)
+	if fd >= 0 {
+		unix.Close(fd)
+	}
 	if len(r.mounts) > 0 {
 		r.errs = append(r.errs, &MountError{Path: dir, Mounts: r.mounts})
 	}
@@ -77,18 +80,18 @@ func removeWalk(dir string) error {
 var noOpenat2 = false
 
 type remover struct {
-	top    string
-	rootFD int
-	dev    uint64
+	dev    uint64 // of the tree's top
 	mounts []string
 	errs   []error
 }
 
-// open opens the directory rel (relative to top) without following a
-// symlink or crossing a mount; errMount when rel lies on another mount.
-func (r *remover) open(rel string) (int, error) {
+var errMount = errors.New("a mount point")
+
+// openSub opens the subdirectory name of the directory open as fd without
+// following a symlink or crossing a mount (errMount).
+func (r *remover) openSub(fd int, name string) (int, error) {
 	if !noOpenat2 {
-		fd, err := unix.Openat2(r.rootFD, rel, &unix.OpenHow{
+		sub, err := unix.Openat2(fd, name, &unix.OpenHow{
 			Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
 			Resolve: unix.RESOLVE_NO_XDEV | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_BENEATH,
 		})
@@ -96,59 +99,46 @@ func (r *remover) open(rel string) (int, error) {
 			return -1, errMount
 		}
 		if err != unix.ENOSYS && err != unix.EPERM {
-			return fd, err
+			return sub, err
 		}
 	}
-	fd, err := unix.Dup(r.rootFD)
+	sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	if rel == "." {
-		return fd, nil
+	var st unix.Stat_t
+	if err := unix.Fstat(sub, &st); err != nil {
+		unix.Close(sub)
+		return -1, err
 	}
-	for _, c := range strings.Split(rel, "/") {
-		next, err := unix.Openat(fd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		unix.Close(fd)
-		if err != nil {
-			return -1, err
-		}
-		fd = next
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			unix.Close(fd)
-			return -1, err
-		}
-		if st.Dev != r.dev {
-			unix.Close(fd)
-			return -1, errMount
-		}
+	if st.Dev != r.dev {
+		unix.Close(sub)
+		return -1, errMount
 	}
-	return fd, nil
+	return sub, nil
 }
 
-var errMount = errors.New("a mount point")
-
-// dir empties the directory rel and reports whether it is empty now (its
-// parent removes it). It holds at most one descriptor at a time, whatever
-// the depth: the names of a directory are read whole, the descriptor
-// closed, and each subdirectory reopened from the top by its path.
-func (r *remover) dir(rel string) bool {
-	at := func(name string) string { return filepath.Join(r.top, rel, name) }
-	fd, err := r.open(rel)
-	if err == errMount {
-		r.mounts = append(r.mounts, at(""))
-		return false
-	}
+// dir empties the directory open as fd (at path p, for messages) and
+// reports whether it is empty now (its parent removes it). It returns a
+// descriptor of the same directory (fd itself or a reopened one; -1 when
+// that failed) because it closes fd while it works below: a hostile tree
+// may be 2 000 levels deep, and PID 1 must not hold a descriptor per
+// level. It climbs back with ".." and checks that it arrived where it
+// left (device and inode), so the walk is linear in the tree's size and
+// holds at most two descriptors.
+func (r *remover) dir(fd int, p string) (int, bool) {
+	at := func(name string) string { return filepath.Join(p, name) }
+	dup, err := unix.Dup(fd)
 	if err != nil {
-		r.errs = append(r.errs, &os.PathError{Op: "open", Path: at(""), Err: err})
-		return false
+		r.errs = append(r.errs, &os.PathError{Op: "dup", Path: p, Err: err})
+		return fd, false
 	}
-	f := os.NewFile(uintptr(fd), at(""))
+	f := os.NewFile(uintptr(dup), p)
 	ents, err := f.ReadDir(-1)
+	f.Close()
 	if err != nil {
-		f.Close()
 		r.errs = append(r.errs, err)
-		return false
+		return fd, false
 	}
 	empty := true
 	var subdirs []string
@@ -157,7 +147,7 @@ func (r *remover) dir(rel string) bool {
 			subdirs = append(subdirs, e.Name())
 			continue
 		}
-		switch err := unix.Unlinkat(int(f.Fd()), e.Name(), 0); err {
+		switch err := unix.Unlinkat(fd, e.Name(), 0); err {
 		case nil, unix.ENOENT:
 		case unix.EISDIR:
 			subdirs = append(subdirs, e.Name())
@@ -170,26 +160,48 @@ func (r *remover) dir(rel string) bool {
 			empty = false
 		}
 	}
-	f.Close()
 	ents = nil
-	var done []string
 	for _, d := range subdirs {
-		if r.dir(filepath.Join(rel, d)) {
-			done = append(done, d)
-		} else {
+		sub, err := r.openSub(fd, d)
+		if err == errMount {
+			r.mounts = append(r.mounts, at(d))
 			empty = false
+			continue
 		}
-	}
-	if len(done) == 0 {
-		return empty
-	}
-	fd, err = r.open(rel)
-	if err != nil {
-		r.errs = append(r.errs, &os.PathError{Op: "open", Path: at(""), Err: err})
-		return false
-	}
-	defer unix.Close(fd)
-	for _, d := range done {
+		if err != nil {
+			r.errs = append(r.errs, &os.PathError{Op: "open", Path: at(d), Err: err})
+			empty = false
+			continue
+		}
+		var here unix.Stat_t
+		if err := unix.Fstat(fd, &here); err != nil {
+			unix.Close(sub)
+			r.errs = append(r.errs, &os.PathError{Op: "fstat", Path: p, Err: err})
+			return fd, false
+		}
+		unix.Close(fd)
+		sub, subEmpty := r.dir(sub, at(d))
+		if sub < 0 {
+			return -1, false
+		}
+		fd, err = unix.Openat(sub, "..", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(sub)
+		var back unix.Stat_t
+		if err == nil {
+			err = unix.Fstat(fd, &back)
+		}
+		if err == nil && (back.Dev != here.Dev || back.Ino != here.Ino) {
+			unix.Close(fd)
+			err = errors.New("the tree moved while it was being removed")
+		}
+		if err != nil {
+			r.errs = append(r.errs, &os.PathError{Op: "climbing back to", Path: p, Err: err})
+			return -1, false
+		}
+		if !subEmpty {
+			empty = false
+			continue
+		}
 		switch err := unix.Unlinkat(fd, d, unix.AT_REMOVEDIR); err {
 		case nil, unix.ENOENT:
 		case unix.EBUSY:
@@ -200,7 +212,7 @@ func (r *remover) dir(rel string) bool {
 			empty = false
 		}
 	}
-	return empty
+	return fd, empty
 }
 
 // mountsUnder lists the mount points /proc/self/mountinfo names at or
