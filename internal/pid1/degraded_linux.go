@@ -52,7 +52,8 @@ type bootSteps struct {
 func prepare(s bootSteps) (*spec.Runtime, string) {
 	rt, err := s.readRuntime()
 	if err != nil {
-		reason := fmt.Sprintf("%v: no app runs; build and install a new image", err)
+		// err names the file and says what to do (spec.ReadRuntime).
+		reason := fmt.Sprintf("no app runs: %v", err)
 		if terr := s.dataTmpfs(); terr != nil {
 			reason += fmt.Sprintf(" (and /data: %v)", terr)
 		}

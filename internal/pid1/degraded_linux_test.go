@@ -40,7 +40,7 @@ func TestPrepareDecides(t *testing.T) {
 			"runtime.json corrupt: no apps, /data untouched, a tmpfs instead",
 			fakeBoot{rtErr: errors.New("/etc/nodeboot/runtime.json: decoding runtime config: unexpected EOF")},
 			0, "read tmpfs",
-			[]string{"runtime.json", "unexpected EOF", "no app runs", "new image"},
+			[]string{"runtime.json", "unexpected EOF", "no app runs"},
 		},
 		{
 			"runtime.json corrupt and no tmpfs",
