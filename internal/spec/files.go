@@ -221,17 +221,23 @@ func isDiskImage(p string) bool {
 		return false
 	}
 	defer f.Close()
+	return firstPartitionName(f) == DiskESPLabel
+}
+
+// firstPartitionName reads the name of a GPT's first partition entry, ""
+// when r holds no GPT. The bytes are anyone's (a file of the app dir).
+func firstPartitionName(r io.ReaderAt) string {
 	hdr := make([]byte, 92)
-	if _, err := f.ReadAt(hdr, 512); err != nil || string(hdr[:8]) != "EFI PART" {
-		return false
+	if _, err := r.ReadAt(hdr, 512); err != nil || string(hdr[:8]) != "EFI PART" {
+		return ""
 	}
 	lba := binary.LittleEndian.Uint64(hdr[72:80])
 	if lba < 2 || lba > 1<<20 {
-		return false
+		return ""
 	}
 	ent := make([]byte, 128)
-	if _, err := f.ReadAt(ent, int64(lba)*512); err != nil {
-		return false
+	if _, err := r.ReadAt(ent, int64(lba)*512); err != nil {
+		return ""
 	}
 	u := make([]uint16, 36)
 	for i := range u {
@@ -241,7 +247,7 @@ func isDiskImage(p string) bool {
 	if i := strings.IndexByte(name, 0); i >= 0 {
 		name = name[:i]
 	}
-	return name == DiskESPLabel
+	return name
 }
 
 // skip reports whether rel is left out of the image.

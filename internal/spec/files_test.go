@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io/fs"
@@ -256,4 +257,22 @@ func TestListFilesLeavesOutArtefacts(t *testing.T) {
 	if !reflect.DeepEqual(rels(got), want) {
 		t.Errorf("got  %q\nwant %q", rels(got), want)
 	}
+}
+
+// FuzzFirstPartitionName: the GPT probe reads any big file of an app dir.
+func FuzzFirstPartitionName(f *testing.F) {
+	img := make([]byte, 2048)
+	copy(img[512:], "EFI PART")
+	binary.LittleEndian.PutUint64(img[512+72:], 2)
+	for i, u := range utf16.Encode([]rune(DiskESPLabel)) {
+		binary.LittleEndian.PutUint16(img[1024+56+2*i:], u)
+	}
+	f.Add(img)
+	f.Add([]byte("EFI PART"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name := firstPartitionName(bytes.NewReader(b))
+		if len(name) > 36*3 {
+			t.Errorf("name of %d bytes from a 36-unit field", len(name))
+		}
+	})
 }
