@@ -131,7 +131,7 @@ func TestEveryRouteRefusesStrangers(t *testing.T) {
 		t.Fatal(err)
 	}
 	routes := h.srv.Routes()
-	if len(routes) != 13 {
+	if len(routes) != 15 {
 		t.Errorf("%d routes; the test below must cover every new one", len(routes))
 	}
 	strangers := []struct{ name, auth string }{

@@ -29,6 +29,8 @@ func (s *Server) register() {
 		{Route: Route{Method: "POST", Pattern: "/v1/apps/{app}/restart"}, h: s.restart},
 		{Route: Route{Method: "PUT", Pattern: "/v1/apps/{app}"}, h: s.deploy},
 		{Route: Route{Method: "POST", Pattern: "/v1/apps/{app}/rollback"}, h: s.rollback},
+		{Route: Route{Method: "PUT", Pattern: contract.PathUpdate}, h: s.updateOS},
+		{Route: Route{Method: "POST", Pattern: contract.PathUpdateOffset}, h: s.updateOffset},
 		{Route: Route{Method: "POST", Pattern: "/v1/reboot"}, h: s.power("reboot")},
 		{Route: Route{Method: "POST", Pattern: "/v1/poweroff"}, h: s.power("poweroff")},
 		{Route: Route{Method: "GET", Pattern: "/metrics", Session: true}, h: s.metrics},

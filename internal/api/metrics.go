@@ -74,7 +74,7 @@ var (
 type statusCollector struct{ s *Server }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped} {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK} {
 		ch <- d
 	}
 }
@@ -112,4 +112,5 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(descAppUp, up, a.Name)
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Restarts), a.Name)
 	}
+	collectOS(ch, st.OS)
 }

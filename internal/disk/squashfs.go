@@ -14,6 +14,7 @@ import (
 
 	"github.com/klauspost/compress/zlib"
 
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/image"
 )
 
@@ -682,6 +683,8 @@ func (p *blockPipe) submit(in []byte, set func(pos int64, size uint32)) {
 	} else {
 		p.workers <- struct{}{}
 		go func() {
+			// The disk package is linked into PID 1 (OS updates).
+			defer crash.Recover("squashfs block")
 			b.out, b.ok = compressBlock(b.in)
 			<-p.workers
 			close(b.done)
