@@ -152,7 +152,7 @@ No shell, no package manager, no SSH.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
 	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
-		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr))
+		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr))
 	for _, c := range root.Commands() {
 		if c.Args != nil {
 			check := c.Args
