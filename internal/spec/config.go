@@ -52,6 +52,8 @@ type Config struct {
 	// Apps lists the services of the node; empty means the app directory
 	// itself is the one app.
 	Apps []AppConfig `json:"apps,omitempty"`
+	// Update tunes OS updates' trial boots (update_config.go).
+	Update UpdateConfig `json:"update,omitzero"`
 }
 
 // AppConfig is one entry of "apps".
@@ -85,7 +87,7 @@ type AppConfig struct {
 // The keys each object of nodeboot.json accepts. The schema test checks that
 // docs/nodeboot.schema.json declares exactly these.
 var (
-	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps"}
+	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
 	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox", "allowRemoteInspector"}
 )
@@ -291,6 +293,8 @@ func (c *configChecker) config(v *jval) *Config {
 			}
 		case "apps":
 			cfg.Apps = c.apps(m.val, p)
+		case "update":
+			cfg.Update = c.updateConfig(m.val, p)
 		}
 	}
 	return cfg

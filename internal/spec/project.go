@@ -265,6 +265,8 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		Network:  p.Config.Network,
 		NodePath: nodePath,
 		Apps:     make([]RuntimeApp, 0, len(p.Apps)),
+		// An OS update's trial boot reads it (internal/pid1).
+		HealthySeconds: p.Config.Update.HealthySeconds,
 	}
 	rt.Network.DNS = slices.Clone(rt.Network.DNS)
 	rt.Network.NTP = slices.Clone(rt.Network.NTP)
