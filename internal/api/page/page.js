@@ -37,7 +37,7 @@ function showError(msg) {
   errorBox.hidden = !msg;
 }
 
-function renderNode(n) {
+function renderNode(n, os) {
   document.getElementById("hostname").textContent = n.hostname;
   const rows = [
     ["host name", n.hostname],
@@ -51,6 +51,14 @@ function renderNode(n) {
     ["CPU time", n.cpuSecondsTotal.toFixed(1) + " s"],
     ["boot id", n.bootId],
   ];
+  // OS update slots (docs/updates.md): one row per slot, and the last outcome.
+  for (const sl of (os && os.slots) || []) {
+    const img = sl.image ? sl.image.id + " (version " + sl.image.version + ")" : "-";
+    rows.push(["slot " + sl.name.toUpperCase(), sl.state + (sl.booted ? ", booted" : "") + ": " + img]);
+  }
+  if (os && os.last) {
+    rows.push(["last OS update", os.last.ok ? "to " + os.last.image.id + ": kept" : "to " + os.last.image.id + " failed: " + os.last.reason]);
+  }
   nodeBody.replaceChildren();
   for (const [k, v] of rows) {
     const tr = document.createElement("tr");
@@ -94,7 +102,7 @@ async function refresh() {
     if (r.status === 401) { location.reload(); return; } // the session is gone: the login form
     if (!r.ok) throw new Error("HTTP " + r.status + ": " + (await r.text()));
     const st = await r.json();
-    renderNode(st.node);
+    renderNode(st.node, st.os);
     renderApps(st.apps);
     showError("");
   } catch (e) {
