@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -238,4 +240,40 @@ func updateTempDir() (string, error) {
 		}
 	}
 	return os.MkdirTemp(base, "build-*")
+}
+
+// printOS writes the root slots and the last OS update (status).
+func printOS(w io.Writer, os *contract.OSStatus) {
+	if os == nil || len(os.Slots) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SLOT\tSTATE\tIMAGE\tVERSION\tBUILT")
+	for _, sl := range os.Slots {
+		name := strings.ToUpper(sl.Name)
+		if sl.Booted {
+			name += " (booted)"
+		}
+		state := sl.State
+		if sl.State == "trial" && sl.TriesLeft > 0 {
+			state = fmt.Sprintf("trial (%d tries left)", sl.TriesLeft)
+		}
+		img, ver, built := "-", "-", "-"
+		if sl.Image != nil {
+			img, ver = orDash(sl.Image.ID), strconv.FormatUint(sl.Image.Version, 10)
+			if !sl.Image.Built.IsZero() {
+				built = sl.Image.Built.UTC().Format(time.RFC3339)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", name, state, img, ver, built)
+	}
+	tw.Flush()
+	if l := os.Last; l != nil {
+		if l.OK {
+			fmt.Fprintf(w, "last OS update: to %s, kept (was %s)\n", l.Image.ID, orDash(l.From.ID))
+		} else {
+			fmt.Fprintf(w, "last OS update: to %s failed: %s\n", l.Image.ID, l.Reason)
+		}
+	}
 }
