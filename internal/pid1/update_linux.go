@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
@@ -398,4 +399,12 @@ func osStatus() *contract.OSStatus {
 		return &contract.OSStatus{Error: err.Error()}
 	}
 	return &out
+}
+
+// OSUpdater implements api.UpdateNode.
+func (n *node) OSUpdater() api.OSUpdater {
+	if u := currentUpdater(); u != nil {
+		return u
+	}
+	return nil
 }
