@@ -150,6 +150,7 @@ func TestUpdate(t *testing.T) {
 	t.Run("an app that never becomes healthy is rolled back", func(t *testing.T) {
 		before := osStatus(t, owner, apiPort)
 		setJS("three", false)
+		from := len(b.v.Console())
 		t0 := time.Now()
 		out, err := nodeboot(ctx, proj, "update", node, proj)
 		t.Logf("update took %v", time.Since(t0).Round(time.Second))
@@ -161,6 +162,9 @@ func TestUpdate(t *testing.T) {
 				t.Errorf("update's failure lacks %q:\n%s\n%v", want, out, err)
 			}
 		}
+		// The outcome is in the status before the old image's app listens;
+		// the trial's app never did.
+		waitListening(t, b, from)
 		var c struct {
 			Image string
 			State int
@@ -194,12 +198,14 @@ func TestUpdate(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(proj, "server.js"), []byte(counterJSExit(t, root, "four", true, true)), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		from := len(b.v.Console())
 		t0 := time.Now()
 		out, err := nodeboot(ctx, proj, "update", node, proj)
 		t.Logf("update took %v", time.Since(t0).Round(time.Second))
 		if err == nil || !strings.Contains(out+err.Error(), "crash-loops") {
 			t.Fatalf("update of a crash-looping app: %v\n%s", err, out)
 		}
+		waitListening(t, b, from)
 		var c struct{ Image string }
 		if err := json.Unmarshal([]byte(get(t, fmt.Sprintf("http://127.0.0.1:%d/", b.port))), &c); err != nil {
 			t.Fatal(err)
@@ -209,4 +215,15 @@ func TestUpdate(t *testing.T) {
 			t.Errorf("after the rollback: app %+v, image %s, want two on %s", c, s.Node.ImageVersion, before.Node.ImageVersion)
 		}
 	})
+}
+
+// waitListening waits for the counter app to listen after console offset
+// from.
+func waitListening(t *testing.T, b *diskBoot, from int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := b.v.WaitFor(ctx, contract.AppListening("counter", 8080), from); err != nil {
+		t.Fatal(err)
+	}
 }
