@@ -125,7 +125,9 @@ func ParseMemory(s string) (int64, error) {
 		}
 	}
 	f, err := strconv.ParseFloat(strings.TrimSpace(u), 64)
-	if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*float64(mult) > 1<<50 {
+	// A size that rounds to less than one byte (".1") is as meaningless
+	// as zero, so it is refused rather than silently becoming 0.
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) || f*float64(mult) < 1 || f*float64(mult) > 1<<50 {
 		return 0, fmt.Errorf("%q is not a size: use e.g. \"256M\" or \"1G\"", s)
 	}
 	return int64(f * float64(mult)), nil

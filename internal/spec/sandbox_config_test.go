@@ -124,7 +124,7 @@ func TestSchemaAllowSyscalls(t *testing.T) {
 }
 
 func FuzzParseMemory(f *testing.F) {
-	for _, s := range []string{"256M", "1.5G", "512MiB", "0", "-1K", "1e400", "NaN", "  8 g "} {
+	for _, s := range []string{"256M", "1.5G", "512MiB", "0", "-1K", "1e400", "NaN", "  8 g ", ".100", "0.5"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
