@@ -78,6 +78,7 @@ func (c *Client) Address() string { return c.address }
 // Error is a node's answer with a 4xx or 5xx status.
 type Error struct {
 	Address string
+	Path    string   // the request's path, which says what was refused
 	Status  int      // the HTTP status
 	Message string   // the node's "error" text (or the body, if not JSON)
 	Logs    []string // on 422 from a deploy or rollback: the new version's last lines
@@ -94,7 +95,12 @@ func (e *Error) Error() string {
 		// The node's own text cannot know where the CLI keeps its token.
 		s += " (the token in " + creds.Dir + "/" + creds.TokenFile + " is not the one this node was built with: use the project that built it, with --project, or rebuild and reinstall the image)"
 	case http.StatusConflict:
-		s += " (wait for the other deploy or rollback to finish, then try again)"
+		// Only a deploy or rollback is refused for another one running;
+		// an OS update's 409s (another upload, a trial boot, a
+		// downgrade, no slots) each say what to do themselves.
+		if strings.HasPrefix(e.Path, contract.AppPath("")) {
+			s += " (wait for the other deploy or rollback to finish, then try again)"
+		}
 	}
 	return s
 }
@@ -254,7 +260,7 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, si
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := parseError(resp.StatusCode, b)
-	e.Address = c.address
+	e.Address, e.Path = c.address, req.URL.Path
 	return nil, e
 }
 

@@ -357,3 +357,25 @@ func FuzzDecodeStatus(f *testing.F) {
 		}
 	})
 }
+
+// TestUpdateConflictHint: a 409 to an OS update carries the node's own
+// reason and what to do, not the deploy's hint (there is no deploy).
+func TestUpdateConflictHint(t *testing.T) {
+	busy := "another OS update is being received: wait until it is done (`nodeboot status` shows its progress), then send this one again"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusConflict, busy)
+	}))
+	defer srv.Close()
+	c := &Client{address: srv.Listener.Addr().String(), base: srv.URL, http: srv.Client()}
+	_, err := c.Update(context.Background(), strings.NewReader("x"), 1, 0, false, nil)
+	if StatusOf(err) != http.StatusConflict || !strings.Contains(err.Error(), busy) {
+		t.Fatalf("update: err = %v", err)
+	}
+	if strings.Contains(err.Error(), "deploy") {
+		t.Errorf("an update's 409 talks about deploys: %v", err)
+	}
+	_, err = c.UpdateOffset(context.Background(), []byte("x"))
+	if strings.Contains(err.Error(), "deploy") {
+		t.Errorf("an update offset's 409 talks about deploys: %v", err)
+	}
+}

@@ -1,6 +1,7 @@
 package update
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"strings"
@@ -84,6 +85,14 @@ func (u *Updater) Boot() (*BootState, error) {
 			o.Image, o.From, o.Notes, o.Reason = t.Image, t.From, t.Notes, t.Reason
 			notes = t.Notes
 		}
+		if f := u.slotFailure(other); o.Reason == "" && f != nil && f.Image.ID == o.Image.ID {
+			// The trial gave up with /data on a tmpfs: its reason is on
+			// the ESP only.
+			o.Reason = f.Reason
+			if len(o.Notes) == 0 {
+				o.Notes, notes = f.Notes, f.Notes
+			}
+		}
 		switch {
 		case o.Reason != "":
 		case es[0].c.Left > 0:
@@ -147,7 +156,32 @@ func (u *Updater) Boot() (*BootState, error) {
 			return nil, err
 		}
 	}
+	// A failure record is read only while its trial is being settled
+	// (above); once recorded in the state, or with the slot written
+	// anew, it only takes room.
+	for _, s := range u.cfg.Slots {
+		if es := ents[s.Name]; len(es) > 0 && es[0].c.Counted && s.Name == booted {
+			continue // this trial may still fail and write it
+		}
+		if err := esp.Remove(failurePath(s.Name)); err != nil {
+			return nil, fmt.Errorf("removing slot %s's failure record: %w", s.Name, err)
+		}
+	}
 	return bs, nil
+}
+
+// slotFailure reads the failure record a trial left on the ESP (nil if
+// none or unreadable: it only explains).
+func (u *Updater) slotFailure(slot string) *failure {
+	b, err := u.cfg.ESP.ReadFile(failurePath(slot))
+	if err != nil {
+		return nil
+	}
+	var f failure
+	if json.Unmarshal(b, &f) != nil || f.Reason == "" {
+		return nil
+	}
+	return &f
 }
 
 // removeTemporaries removes the temporary files of atomic writes a power
@@ -273,6 +307,13 @@ func (u *Updater) fail(reason string) error {
 	st.Trial.Reason = oneLine(reason)
 	if err := u.saveState(st); err != nil {
 		return err
+	}
+	b, err := json.Marshal(failure{Image: st.Trial.Image, Reason: st.Trial.Reason, Notes: st.Trial.Notes})
+	if err != nil {
+		return err
+	}
+	if err := u.cfg.ESP.WriteFile(failurePath(u.cfg.Booted), b); err != nil {
+		return fmt.Errorf("recording the trial's failure on the ESP: %w", err)
 	}
 	if es[0].c.Left == 0 {
 		return nil

@@ -104,7 +104,7 @@ func (u *Updater) Offset(h *ospayload.Header) int64 {
 // reboots (RebootIntoTrial) once it has answered.
 func (u *Updater) Install(ctx context.Context, r io.Reader, o InstallOptions) (*Armed, error) {
 	if !u.busy.TryLock() {
-		return nil, ErrBusy
+		return nil, fmt.Errorf("%w: wait until it is done (`nodeboot status` shows its progress), then send this one again", ErrBusy)
 	}
 	defer u.busy.Unlock()
 	if len(u.cfg.Slots) == 0 {
@@ -200,6 +200,9 @@ func (w *slotWriter) open() error {
 	if !w.resume {
 		if err := esp.Remove(manifestPath(w.slot.Name)); err != nil {
 			return fmt.Errorf("removing slot %s's old manifest: %w", w.slot.Name, err)
+		}
+		if err := esp.Remove(failurePath(w.slot.Name)); err != nil {
+			return fmt.Errorf("removing slot %s's old failure record: %w", w.slot.Name, err)
 		}
 		st, err := u.loadState()
 		if err != nil {

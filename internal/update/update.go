@@ -387,6 +387,19 @@ func (u *Updater) saveReceive(r *receive) error {
 // its kernel: it says what the slot holds even when /data is lost.
 func manifestPath(slot string) string { return "/nodeboot/" + slot + "/manifest.json" }
 
+// failurePath is where a trial that gave up writes its reason on the ESP,
+// beside the slot's manifest. The state directory holds it too, but a
+// trial that runs degraded (a runtime.json it cannot read) has a tmpfs for
+// /data: only the ESP carries its reason to the old slot's PID 1.
+func failurePath(slot string) string { return "/nodeboot/" + slot + "/failed.json" }
+
+// failure is failed.json.
+type failure struct {
+	Image  Image    `json:"image"`
+	Reason string   `json:"reason"`
+	Notes  []string `json:"notes,omitempty"`
+}
+
 // stagingPath is where the kernel streams in before it is complete.
 func stagingPath(slot string) string { return "/nodeboot/" + slot + "/vmlinuz.new" }
 

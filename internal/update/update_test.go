@@ -36,6 +36,7 @@ const (
 	healthy   behaviour = iota
 	unhealthy           // PID 1 runs, an app never becomes healthy: Fail
 	panicking           // the kernel panics before PID 1: no code of ours runs
+	degraded            // PID 1 cannot read its config: /data is a tmpfs, then Fail
 )
 
 // testImage is one OS image: what a payload carries, and how it behaves.
@@ -179,7 +180,13 @@ func (w *world) boot() bootResult {
 		r.reboots = true
 		return r
 	}
-	u, err := New(w.config(slot, img))
+	cfg := w.config(slot, img)
+	if img.act == degraded && slot != "a" {
+		// PID 1 leaves the data partition alone: the records are on a
+		// tmpfs that the reboot loses.
+		cfg.State = newMemDir(w.cr)
+	}
+	u, err := New(cfg)
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -196,6 +203,11 @@ func (w *world) boot() bootResult {
 		case unhealthy:
 			u.Note("apps started")
 			if err := u.Fail("app web never became healthy: port 3000 refused connections for 30 s"); err != nil {
+				w.t.Fatalf("boot %d: Fail: %v", w.boots, err)
+			}
+			r.reboots = true
+		case degraded:
+			if err := u.Fail("the node runs degraded: no app runs: /etc/nodeboot/runtime.json: unexpected end of JSON input"); err != nil {
 				w.t.Fatalf("boot %d: Fail: %v", w.boots, err)
 			}
 			r.reboots = true
@@ -346,6 +358,8 @@ func TestFailedTrialsRollBack(t *testing.T) {
 	}{
 		{unhealthy, "update to img2 failed: app web never became healthy", 1},
 		{panicking, "update to img2 failed: the trial boot did not come up healthy in 3 tries", disk.BootTries},
+		// Its records were on a tmpfs: the reason comes through the ESP.
+		{degraded, "update to img2 failed: the node runs degraded: no app runs: /etc/nodeboot/runtime.json", 1},
 	} {
 		t.Run(fmt.Sprint(c.act), func(t *testing.T) {
 			v1 := newImage(t, 1, 3, healthy, testKey, nil)
@@ -389,7 +403,9 @@ func TestFailedTrialsRollBack(t *testing.T) {
 	}
 }
 
-func (b behaviour) String() string { return [...]string{"healthy", "unhealthy", "panicking"}[b] }
+func (b behaviour) String() string {
+	return [...]string{"healthy", "unhealthy", "panicking", "degraded"}[b]
+}
 
 // TestCycles updates 100 times, A→B→A…: each time the new slot boots,
 // commits, and the previous image stays as the other slot's good entry.
@@ -430,7 +446,7 @@ func TestCycles(t *testing.T) {
 // on the old or the new one, and a second send of the update must finish
 // it (or, for a bad image, roll it back again).
 func TestPowerCuts(t *testing.T) {
-	for _, act := range []behaviour{healthy, unhealthy, panicking} {
+	for _, act := range []behaviour{healthy, unhealthy, panicking, degraded} {
 		for _, prevInB := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%v/previous-in-b=%v", act, prevInB), func(t *testing.T) {
 				steps := 0
@@ -693,7 +709,7 @@ func TestBadInputs(t *testing.T) {
 		// The first upload has its header and a chunk in, and waits for more.
 		pw.Write(good.stream[:good.header.Size()+chunk])
 		_, err := cur.u.Install(context.Background(), bytes.NewReader(good.stream), InstallOptions{})
-		if !errors.Is(err, ErrBusy) {
+		if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "then send this one again") {
 			t.Errorf("second update: %v", err)
 		}
 		pw.CloseWithError(errors.New("client went away"))
