@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -293,7 +294,17 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := tree.AddDir("/etc/nodeboot/api", 0o700, 0, 0); err != nil {
 		return nil, err
 	}
-	for p, data := range cr.ImageFiles() {
+	credFiles := cr.ImageFiles()
+	generated := sha256.New()
+	for _, p := range slices.Sorted(maps.Keys(credFiles)) {
+		fmt.Fprintf(generated, "%s\x00%d\x00%s", p, len(credFiles[p]), credFiles[p])
+	}
+	rtDigest, err := json.Marshal(runtimeCfg) // imageVersion is still empty here
+	if err != nil {
+		return nil, err
+	}
+	generated.Write(rtDigest)
+	for p, data := range credFiles {
 		mode := fs.FileMode(0o644)
 		if strings.HasSuffix(p, ".key") {
 			mode = 0o400 // root only; apps never see it
@@ -304,7 +315,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// Inputs are final: the image version is the digest of everything in it.
-	m.ImageVersion = m.inputDigest()
+	m.ImageVersion = m.inputDigest(hex.EncodeToString(generated.Sum(nil)))
 	runtimeCfg.ImageVersion = m.ImageVersion
 	rtJSON, err := json.MarshalIndent(runtimeCfg, "", "  ")
 	if err != nil {

@@ -162,3 +162,49 @@ func TestLeaveOutOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestImageVersionCoversConfig: an image differing only in what the build
+// generates from nodeboot.json (here update.healthySeconds, with the app
+// in a directory of its own so its files do not change) has another image
+// version, so an OS update can tell it from the running image.
+func TestImageVersionCoversConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a real image")
+	}
+	proj := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(proj, "web"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"package.json", "server.js"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "hello", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(proj, "web", f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := map[string]string{}
+	for _, cfg := range []string{
+		`{"apps": [{"path": "./web"}]}`,
+		`{"apps": [{"path": "./web"}], "update": {"healthySeconds": 45}}`,
+		`{"apps": [{"path": "./web"}]}`,
+	} {
+		if err := os.WriteFile(filepath.Join(proj, "nodeboot.json"), []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var log bytes.Buffer
+		out := filepath.Join(t.TempDir(), "out")
+		res, err := Build(context.Background(), Options{AppDir: proj, OutDir: out, Compression: image.Zstd, Log: &log, Version: "test"})
+		if err != nil {
+			t.Fatalf("build: %v\n%s", err, log.String())
+		}
+		if v, ok := versions[res.Manifest.ImageVersion]; ok && v != cfg {
+			t.Errorf("%s and %s build the same image version %s", v, cfg, res.Manifest.ImageVersion)
+		}
+		versions[res.Manifest.ImageVersion] = cfg
+	}
+	if len(versions) != 2 {
+		t.Errorf("image versions %v: want one per configuration, the same for the same one", versions)
+	}
+}

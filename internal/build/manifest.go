@@ -93,13 +93,19 @@ func describeApp(a spec.App) (AppInfo, error) {
 }
 
 // inputDigest identifies the image by its inputs, before outputs are written.
-func (m *Manifest) inputDigest() string {
+// config is the digest of what the build generates from nodeboot.json and
+// .nodeboot/ (runtime.json without its imageVersion, the API's credentials,
+// the trusted update keys): a change there alone (update.healthySeconds,
+// a memory limit, a rotated key) is a new image, which an OS update must
+// be able to tell from the running one.
+func (m *Manifest) inputDigest(config string) string {
 	in := struct {
 		A, F, H, C string
 		K, I, N    Component
 		L          []Component
 		P          []AppInfo
-	}{m.Arch, m.Format, m.Hostname, m.Cmdline, m.Kernel, m.Init, m.Node, m.Libraries, m.Apps}
+		G          string `json:",omitempty"`
+	}{m.Arch, m.Format, m.Hostname, m.Cmdline, m.Kernel, m.Init, m.Node, m.Libraries, m.Apps, config}
 	b, _ := json.Marshal(in)
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])[:16]
