@@ -700,23 +700,59 @@ func TestBadInputs(t *testing.T) {
 	t.Run("a second update while one runs", func(t *testing.T) {
 		w := newWorld(t, v1)
 		cur := w.settle()
-		pr, pw := io.Pipe()
+		// The first upload has its header and a chunk in, and waits for
+		// more: blocked in a read, it writes nothing meanwhile.
+		first := &stalledReader{data: good.stream[:good.header.Size()+chunk], waiting: make(chan struct{}), release: make(chan struct{})}
 		done := make(chan error)
 		go func() {
-			_, err := cur.u.Install(context.Background(), pr, InstallOptions{})
+			_, err := cur.u.Install(context.Background(), first, InstallOptions{})
 			done <- err
 		}()
-		// The first upload has its header and a chunk in, and waits for more.
-		pw.Write(good.stream[:good.header.Size()+chunk])
-		_, err := cur.u.Install(context.Background(), bytes.NewReader(good.stream), InstallOptions{})
+		<-first.waiting
+		before := w.snapshot()
+		next := newImage(t, 7, 3, healthy, testKey, nil)
+		_, err := cur.u.Install(context.Background(), bytes.NewReader(next.stream), InstallOptions{})
 		if !errors.Is(err, ErrBusy) || !strings.Contains(err.Error(), "then send this one again") {
 			t.Errorf("second update: %v", err)
 		}
-		pw.CloseWithError(errors.New("client went away"))
+		after := w.snapshot()
+		for k, v := range before {
+			if !bytes.Equal(after[k], v) {
+				t.Errorf("%s changed", k)
+			}
+		}
+		for k := range after {
+			if _, ok := before[k]; !ok {
+				t.Errorf("%s appeared", k)
+			}
+		}
+		close(first.release)
 		if err := <-done; err == nil {
 			t.Error("the first upload finished without its body")
 		}
 	})
+}
+
+// stalledReader serves data, then says it is waiting and blocks until
+// released, then fails: an upload whose client stalled, then went away.
+type stalledReader struct {
+	data             []byte
+	waiting, release chan struct{}
+	said             bool
+}
+
+func (r *stalledReader) Read(p []byte) (int, error) {
+	if len(r.data) > 0 {
+		n := copy(p, r.data)
+		r.data = r.data[n:]
+		return n, nil
+	}
+	if !r.said {
+		r.said = true
+		close(r.waiting)
+	}
+	<-r.release
+	return 0, errors.New("client went away")
 }
 
 // TestRealFiles runs an update over real files: the ESP and the state as
