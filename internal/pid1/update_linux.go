@@ -25,6 +25,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/ospayload"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
+	"github.com/nodeboot/nodeboot/internal/trialgate"
 	"github.com/nodeboot/nodeboot/internal/update"
 )
 
@@ -247,99 +248,70 @@ func healthySeconds(rt *spec.Runtime) int {
 	return defaultHealthySeconds
 }
 
-// trialGate is the health gate of a trial boot: every app healthy (its
-// port accepts, or its healthPath answers 2xx) continuously for
-// healthySeconds within healthySeconds + trialGrace, then Commit; an app
-// that crash-loops, never becomes healthy, or a node that runs degraded
-// ends the trial with Fail (which reboots into the old slot).
+// trialGate runs the health gate of a trial boot (internal/trialgate):
+// every app healthy (its port accepts, or its healthPath answers 2xx)
+// continuously for healthySeconds within healthySeconds + trialGrace, then
+// Commit; an app that crash-loops, never becomes healthy, or a node that
+// runs degraded ends the trial with Fail (which reboots into the old slot).
 func trialGate(log *boot.Logger, rt *spec.Runtime, services []*supervise.Service) {
-	u := currentUpdater()
-	need := time.Duration(healthySeconds(rt)) * time.Second
-	note := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		log.Printf("trial: %s", line)
-		if err := u.Note(line); err != nil {
-			log.Printf("trial: recording a note: %v", err)
-		}
-	}
-	fail := func(reason string) {
-		log.Printf("%s%s", contract.UpdateFailed, reason)
-		if err := u.Fail(reason); err != nil {
-			log.Printf("ending the trial: %v", err)
-		}
-	}
-	if reason := degradedReason(); reason != "" {
-		fail("the node runs degraded: " + reason)
-		return
-	}
-	if len(rt.Apps) > 0 && len(services) == 0 {
-		fail("no app could be started")
-		return
-	}
 	names := make([]string, 0, len(rt.Apps))
-	for _, a := range rt.Apps {
-		names = append(names, a.Name)
-	}
-	note("apps started: %s", strings.Join(names, ", "))
+	apps := map[string]trialgate.App{}
 	svc := map[string]*supervise.Service{}
 	for _, s := range services {
 		svc[s.Name()] = s
 	}
-	start := time.Now()
-	deadline := start.Add(need + trialGrace)
-	since := make([]time.Time, len(rt.Apps)) // zero: not healthy now
-	lastErr := make([]string, len(rt.Apps))
-	for {
-		now := time.Now()
-		all := true
-		for i, a := range rt.Apps {
-			s := svc[a.Name]
-			if s == nil {
-				fail(fmt.Sprintf("app %s was not started", a.Name))
-				return
-			}
-			st := s.Status()
-			if st.Restarts >= crashLoopRestarts {
-				fail(fmt.Sprintf("app %s crash-loops: restarted %d times (last exit: %s)%s", a.Name, st.Restarts, orNone(st.LastExit), lastLine(s)))
-				return
-			}
-			err := appHealthy(a, st)
-			switch {
-			case err == nil && since[i].IsZero():
-				since[i] = now
-				note("app %s healthy", a.Name)
-			case err != nil && !since[i].IsZero():
-				since[i] = time.Time{}
-				note("app %s unhealthy: %v%s", a.Name, err, lastLine(s))
-			}
-			if err != nil {
-				lastErr[i] = err.Error()
-				all = false
-			} else if now.Sub(since[i]) < need {
-				all = false
-			}
+	for _, a := range rt.Apps {
+		names = append(names, a.Name)
+		if s := svc[a.Name]; s != nil {
+			apps[a.Name] = gateApp{a, s}
 		}
-		if all {
-			o, err := u.Commit()
-			if err != nil {
-				log.Printf("committing the OS update: %v", err)
-				return
-			}
-			log.Printf("%s%s (was %s)", contract.UpdateCommitted, o.Image, o.From)
-			return
-		}
-		if now.After(deadline) {
-			for i, a := range rt.Apps {
-				if since[i].IsZero() {
-					fail(fmt.Sprintf("app %s did not become healthy within %v: %s%s", a.Name, (need + trialGrace).Round(time.Second), lastErr[i], lastLine(svc[a.Name])))
-					return
-				}
-			}
-			fail(fmt.Sprintf("the apps were not healthy together for %v within %v", need, (need + trialGrace).Round(time.Second)))
-			return
-		}
-		time.Sleep(gateEvery)
 	}
+	trialgate.Run(trialgate.Config{
+		Healthy:   time.Duration(healthySeconds(rt)) * time.Second,
+		Grace:     trialGrace,
+		CrashLoop: crashLoopRestarts,
+		Every:     gateEvery,
+		Degraded:  degradedReason(),
+		Log:       log.Printf,
+	}, gateTrial{log, currentUpdater()}, names, apps)
+}
+
+// gateApp is a supervised app as the gate sees it.
+type gateApp struct {
+	a spec.RuntimeApp
+	s *supervise.Service
+}
+
+func (g gateApp) Restarts() int    { return g.s.Status().Restarts }
+func (g gateApp) LastExit() string { return g.s.Status().LastExit }
+func (g gateApp) Healthy() error   { return appHealthy(g.a, g.s.Status()) }
+func (g gateApp) LastLine() string {
+	if l := g.s.Lines(1); len(l) > 0 {
+		return l[0]
+	}
+	return ""
+}
+
+// gateTrial is the updater as the gate sees it, with the console's lines
+// the e2e tests and the operator look for.
+type gateTrial struct {
+	log *boot.Logger
+	u   *update.Updater
+}
+
+func (g gateTrial) Note(line string) error { return g.u.Note(line) }
+
+func (g gateTrial) Commit() (string, error) {
+	o, err := g.u.Commit()
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s%s (was %s)", contract.UpdateCommitted, o.Image, o.From), nil
+}
+
+func (g gateTrial) Fail(reason string) error {
+	g.log.Printf("%s%s", contract.UpdateFailed, reason)
+	return g.u.Fail(reason)
 }
 
 // appHealthy probes one app of a trial the way a deploy does (probe).
@@ -359,23 +331,6 @@ func appHealthy(a spec.RuntimeApp, st supervise.Status) error {
 		return fmt.Errorf("port %d: %v", a.Port, err)
 	}
 	return nil
-}
-
-func lastLine(s *supervise.Service) string {
-	if s == nil {
-		return ""
-	}
-	if l := s.Lines(1); len(l) > 0 {
-		return "; its last line: " + l[0]
-	}
-	return ""
-}
-
-func orNone(s string) string {
-	if s == "" {
-		return "none"
-	}
-	return s
 }
 
 // osStatus is the "os" object of the status answer.
