@@ -26,7 +26,7 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         dmsetup:/usr/sbin/dmsetup \
         chromium:/usr/bin/chromium
 
-.PHONY: all build demo test test-long fuzz deps check bench clean
+.PHONY: all build demo test test-long fuzz deps kernel-deps check bench clean
 
 all: build
 
@@ -57,7 +57,7 @@ test: deps check fuzz
 # test-long runs the series too long for `make test` (many power cuts per
 # scenario, soak cycles): the same tests, with NODEBOOT_LONG=1 asking each for
 # its full count. Their last figures are in docs/reliability.md.
-test-long: deps check
+test-long: deps kernel-deps check
 	NODEBOOT_E2E=1 NODEBOOT_LONG=1 $(GO) test -timeout 600m ./...
 
 # fuzz gives every FuzzXxx a short run beyond its checked-in corpus
@@ -77,7 +77,7 @@ fuzz:
 # each guest with wrk.
 BENCH_NEED := debootstrap:/usr/sbin/debootstrap e2fsprogs:/usr/sbin/mkfs.ext4 wrk:/usr/bin/wrk
 
-bench: deps build
+bench: deps kernel-deps build
 	@missing=""; \
 	for n in $(BENCH_NEED); do [ -e "$${n#*:}" ] || missing="$$missing $${n%%:*}"; done; \
 	if [ -n "$$missing" ]; then \
@@ -85,6 +85,21 @@ bench: deps build
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 	$(GO) run ./bench -o docs/benchmarks.md $(BENCH_FLAGS)
+
+# nodeboot's own kernel (`nodeboot kernel build`, --kernel nodeboot-vm|pc) is
+# built from Debian's linux-source with the kernel's build tools. Only the
+# long tests and the benchmark build it: the first build takes tens of
+# minutes on two cores (docs/performance.md), then it is cached.
+KERNEL_NEED := linux-source:/usr/share/doc/linux-source flex:/usr/bin/flex bison:/usr/bin/bison \
+               bc:/usr/bin/bc libelf-dev:/usr/include/gelf.h make:/usr/bin/make zstd:/usr/bin/zstd
+
+kernel-deps:
+	@missing=""; \
+	for n in $(KERNEL_NEED); do [ -e "$${n#*:}" ] || missing="$$missing $${n%%:*}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
 
 clean:
 	rm -rf bin out

@@ -51,7 +51,7 @@ type Options struct {
 	RootSize    int64
 	Arch        string // "" = amd64
 	Node        string // --node: version spec or path; overrides nodeboot.json "node"
-	Kernel      string // --kernel PATH; "" = the pinned module kernel
+	Kernel      string // --kernel: a name (kernel.Name*) or a bzImage's path; "" = the pinned module kernel
 	Compression image.Compression
 	Log         io.Writer // progress lines
 	// Version of nodeboot itself, recorded in the manifest.
@@ -160,12 +160,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("node %s (%s)", rt.Version, rt.Source)
 
-	var k *kernel.Kernel
-	if o.Kernel != "" {
-		k, err = kernel.FromFile(o.Kernel, o.Arch)
-	} else {
-		k, err = kernel.Default(o.Arch)
-	}
+	k, err := kernel.Resolve(ctx, o.Kernel, o.Arch, logw)
 	if err != nil {
 		return nil, err
 	}
@@ -272,6 +267,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if m.Kernel, err = describe(k.Path, "vmlinuz", k.Version, k.Source); err != nil {
 		return nil, err
 	}
+	m.KernelBuild = k.Built
 	if o.Format == FormatDisk {
 		m.Format = FormatDisk
 		runtimeCfg.DataPartition = disk.LabelData

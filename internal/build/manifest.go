@@ -9,27 +9,31 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/spec"
 )
 
 // Manifest is manifest.json: every input of the image with its version and
 // digest, and the sizes, so an image can be audited and rebuilt.
 type Manifest struct {
-	Nodeboot     string      `json:"nodeboot"`
-	ImageVersion string      `json:"imageVersion"`
-	Arch         string      `json:"arch"`
-	Format       string      `json:"format"`
-	Compression  string      `json:"compression"`
-	Hostname     string      `json:"hostname"`
-	Cmdline      string      `json:"cmdline"`
-	Kernel       Component   `json:"kernel"`
-	Initramfs    Component   `json:"initramfs,omitempty"`
-	Disk         Component   `json:"disk,omitempty"`
-	Init         Component   `json:"init"`
-	Node         Component   `json:"node"`
-	Libraries    []Component `json:"libraries"`
-	Apps         []AppInfo   `json:"apps"`
-	Licenses     []License   `json:"licenses"`
+	Nodeboot     string    `json:"nodeboot"`
+	ImageVersion string    `json:"imageVersion"`
+	Arch         string    `json:"arch"`
+	Format       string    `json:"format"`
+	Compression  string    `json:"compression"`
+	Hostname     string    `json:"hostname"`
+	Cmdline      string    `json:"cmdline"`
+	Kernel       Component `json:"kernel"`
+	// KernelBuild records the source package version and config hash of
+	// a kernel nodeboot built (--kernel nodeboot-vm|pc).
+	KernelBuild *kernel.Built `json:"kernelBuild,omitempty"`
+	Initramfs   Component     `json:"initramfs,omitempty"`
+	Disk        Component     `json:"disk,omitempty"`
+	Init        Component     `json:"init"`
+	Node        Component     `json:"node"`
+	Libraries   []Component   `json:"libraries"`
+	Apps        []AppInfo     `json:"apps"`
+	Licenses    []License     `json:"licenses"`
 }
 
 // Component is one input or output file.

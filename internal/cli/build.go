@@ -23,7 +23,7 @@ type buildFlags struct {
 func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "nodeboot.json to use (default: the app dir's nodeboot.json, if any)")
 	fs.StringVar(&f.node, "node", "", "node to put in the image: a version (22, 22.21.1) fetched from the npm registry npm is configured for, or a path to a node binary (default: the host's node if it satisfies engines.node)")
-	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel (bzImage) to boot (default: the kernel pinned in nodeboot's go.mod)")
+	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel to boot: gokrazy (the prebuilt kernel pinned in nodeboot's go.mod, the default), nodeboot-vm or nodeboot-pc (nodeboot's own, built from Debian's linux-source on first use: see `nodeboot kernel build`), or a bzImage's path")
 	fs.StringVar(&f.compression, "compression", "", "initramfs: none (default: boots fastest), zstd or gzip; --format disk: none stores the squashfs root uncompressed, anything else zlib (default)")
 	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
 	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM) or disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data)")

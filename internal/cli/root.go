@@ -94,11 +94,12 @@ func execute(ctx context.Context, args []string, stdout, stderr io.Writer, inter
 	return ExitFailure
 }
 
-// verb is the name of the command args run ("" for the root).
+// verb is the command args run, with its parents ("kernel build"; "" for
+// the root).
 func verb(args []string) string {
 	root := newRoot(io.Discard, io.Discard)
 	if c, _, err := root.Find(args); err == nil && c != root {
-		return c.Name()
+		return strings.TrimPrefix(c.CommandPath(), root.Name()+" ")
 	}
 	return ""
 }
@@ -152,7 +153,8 @@ No shell, no package manager, no SSH.
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
 	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
-		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr))
+		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr),
+		newKernel(stdout, stderr))
 	for _, c := range root.Commands() {
 		if c.Args != nil {
 			check := c.Args

@@ -1,6 +1,7 @@
 // Package kernel finds the Linux kernel an image boots: by default the
 // prebuilt kernel published as a Go module and pinned in nodeboot's go.mod,
-// or a file the user names with --kernel.
+// nodeboot's own kernel built from Debian's source (--kernel nodeboot-vm or
+// nodeboot-pc), or a file the user names with --kernel.
 package kernel
 
 import (
@@ -29,6 +30,7 @@ type Kernel struct {
 	Source  string // "module:<path>@<version>" or "file"
 	Version string // the kernel release from the bzImage header, if found
 	License string // host path of the kernel's license text, if known
+	Built   *Built // how nodeboot built it (--kernel nodeboot-vm|pc), else nil
 }
 
 // ModulePath returns the Go module that provides the default kernel of arch.

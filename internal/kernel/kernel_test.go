@@ -1,6 +1,8 @@
 package kernel
 
 import (
+	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,5 +71,15 @@ func TestUEFIMinMemory(t *testing.T) {
 	}
 	if UEFIMinMemoryMiB([]byte("not a kernel")) != 0 || InitSize(make([]byte, 0x300)) != 0 {
 		t.Error("a non-kernel got an estimate")
+	}
+}
+
+func TestResolveNames(t *testing.T) {
+	if _, err := Resolve(context.Background(), NameVM, "arm64", io.Discard); err == nil || !strings.Contains(err.Error(), "amd64 only") {
+		t.Errorf("nodeboot-vm on arm64: err = %v", err)
+	}
+	// Anything else is a path, checked as one.
+	if _, err := Resolve(context.Background(), "nodeboot-arm", "amd64", io.Discard); err == nil || !strings.Contains(err.Error(), "nodeboot-arm") {
+		t.Errorf("unknown name: err = %v", err)
 	}
 }
