@@ -26,6 +26,9 @@ type ExitStatus struct {
 	// SandboxFailed: the sandbox helper could not build the sandbox, and
 	// node never ran; the helper's reason is the app's last stderr line.
 	SandboxFailed bool
+	// FaultFile is, for SIGILL, the base name of the file whose code used
+	// the instruction, from the kernel's log ("" when not found).
+	FaultFile string
 }
 
 // Exited reports whether the process exited on its own (as opposed to being
@@ -53,6 +56,16 @@ func (e ExitStatus) String() string {
 	s := "killed by signal " + SignalName(e.Signal)
 	if e.CoreDumped {
 		s += " (core dumped)"
+	}
+	if e.Signal == syscall.SIGILL {
+		// On x86 and arm64 SIGILL almost always means a prebuilt binary
+		// compiled for a newer CPU than this one (issue 17: an addon
+		// built for x86-64-v2 on QEMU's qemu64).
+		s += ": its code used an instruction this CPU does not have"
+		if e.FaultFile != "" {
+			s += " (in " + e.FaultFile + ")"
+		}
+		s += "; run it on a newer CPU (under QEMU: a CPU model with the instruction, as nodeboot run gives) or use a build of the package for this CPU"
 	}
 	return s
 }

@@ -331,6 +331,7 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 	}
 	s.mu.Unlock()
 
+	since := faultClock()
 	p, err := s.starter.Start(spec)
 	if err != nil {
 		msg := fmt.Sprintf("failed to start: %v", err)
@@ -369,6 +370,9 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 		st, stopErr = s.terminate(p, s.opts.StopGrace)
 	}
 	uptime = time.Since(started)
+	if st.Signal == syscall.SIGILL {
+		st.FaultFile = faultFile(since)
+	}
 
 	// Whatever the leader left behind in its group goes with it: the next
 	// run must start clean, and the leftovers would hold the output pipes

@@ -593,3 +593,30 @@ func TestFakeStarter(t *testing.T) {
 		t.Errorf("lines: %q", s.Lines(0))
 	}
 }
+
+// TestKilledByIllegalInstruction runs a real program that executes an
+// invalid opcode (gcc's __builtin_trap is ud2 on x86) and checks that the
+// exit reason says what SIGILL means and names the file, read from the
+// kernel's log as PID 1 reads it on a node.
+func TestKilledByIllegalInstruction(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "ill.c")
+	if err := os.WriteFile(src, []byte("int main(void) { __builtin_trap(); }\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "faulty-addon")
+	if out, err := exec.Command("gcc", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc (make deps installs it): %v\n%s", err, out)
+	}
+	var console syncBuffer
+	s := New(shService(t, "ill", "exec "+bin, &console))
+	stop := runService(t, s)
+	waitFor(t, "exit reason", func() bool {
+		return strings.Contains(console.String(), "ill[init]: killed by signal ILL")
+	})
+	stop()
+	want := ": its code used an instruction this CPU does not have (in faulty-addon); "
+	if st := s.Status(); !strings.HasPrefix(st.LastExit, "killed by signal ILL") || !strings.Contains(st.LastExit, want) {
+		t.Errorf("LastExit = %q, want killed by signal ILL and %q", st.LastExit, want)
+	}
+}
