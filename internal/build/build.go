@@ -166,23 +166,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("kernel %s (%s)", k.Version, k.Source)
 
-	// The library closure: node and every native addon of every app.
-	bins := []string{rt.Path}
-	for _, a := range proj.Apps {
-		for _, rel := range a.Addons {
-			bins = append(bins, filepath.Join(a.SrcDir, filepath.FromSlash(rel)))
-		}
-	}
-	for _, b := range bins[1:] {
-		arch, err := elfdeps.Arch(b)
-		if err != nil {
-			return nil, err
-		}
-		if arch != o.Arch {
-			return nil, fmt.Errorf("native addon %s is built for %s, the image is %s: rebuild it (npm rebuild) for the target", b, arch, o.Arch)
-		}
-	}
-	closure, err := elfdeps.Resolve(bins, elfdeps.Options{})
+	// The library closure: node and every native file of every app that
+	// node on the target could load (internal/elfdeps.SelectNative).
+	closure, err := nativeClosure(proj, rt.Path, o.Arch, logf)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -235,12 +236,22 @@ func bundleTempDir() (string, error) {
 // them again against its own root and refuses what it lacks; listing them
 // lets it say which.
 func addonLibraries(a *spec.App) ([]string, error) {
-	if len(a.Addons) == 0 {
+	var rels []string
+	for _, f := range a.Files {
+		if f.Mode.IsRegular() {
+			rels = append(rels, f.Rel)
+		}
+	}
+	// The node's arch is not known here; its own check (the same
+	// selection for its arch) is the one that refuses. This list only
+	// lets it name the libraries, so a selection error is left to it.
+	native, _, _ := elfdeps.SelectNative(a.SrcDir, rels, runtime.GOARCH)
+	if len(native) == 0 {
 		return nil, nil
 	}
-	bins := make([]string, 0, len(a.Addons))
-	for _, rel := range a.Addons {
-		bins = append(bins, filepath.Join(a.SrcDir, filepath.FromSlash(rel)))
+	var bins []string
+	for _, n := range native {
+		bins = append(bins, filepath.Join(a.SrcDir, filepath.FromSlash(n.Rel)))
 	}
 	c, err := elfdeps.Resolve(bins, elfdeps.Options{})
 	if err != nil {

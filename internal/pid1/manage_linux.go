@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,13 +381,26 @@ func (n *node) check(a spec.RuntimeApp, v *store.Version) error {
 			return fmt.Errorf("the new version needs node %s, the image has %s: build and install a new image (nodeboot build) with that node", v.Meta.Engines, n.rt.NodeVersion)
 		}
 	}
-	var addons []string
+	// The same selection as the build's: only native files node here
+	// could load (not a test fixture named *.node, not another system's
+	// prebuild).
+	var rels []string
 	filepath.WalkDir(v.Dir, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() && strings.HasSuffix(p, ".node") {
-			addons = append(addons, p)
+		if err == nil && d.Type().IsRegular() {
+			if rel, err := filepath.Rel(v.Dir, p); err == nil {
+				rels = append(rels, filepath.ToSlash(rel))
+			}
 		}
 		return nil
 	})
+	native, _, err := elfdeps.SelectNative(v.Dir, rels, runtime.GOARCH)
+	if err != nil {
+		return err
+	}
+	var addons []string
+	for _, n := range native {
+		addons = append(addons, filepath.Join(v.Dir, filepath.FromSlash(n.Rel)))
+	}
 	if len(addons) > 0 {
 		if _, err := elfdeps.Resolve(addons, elfdeps.Options{ExtraDirs: []string{"/usr/lib/nodeboot"}}); err != nil {
 			return fmt.Errorf("%v: the image lacks it; build and install a new image (nodeboot build) that includes this addon", err)
