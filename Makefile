@@ -12,7 +12,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # installs: QEMU and OVMF to boot images, systemd-boot for disk images, gcc
 # for the native-addon test, iproute2 for the network tests, and the
 # independent readers the image-writer tests compare against; dmsetup for
-# the store's I/O-error tests; chromium for the status page's browser test.
+# the store's I/O-error tests; chromium for the status page's browser test;
+# busybox-static for the shell of apps with "shell": true.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
@@ -24,7 +25,8 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         squashfs-tools:/usr/bin/unsquashfs \
         e2fsprogs:/usr/sbin/e2fsck \
         dmsetup:/usr/sbin/dmsetup \
-        chromium:/usr/bin/chromium
+        chromium:/usr/bin/chromium \
+        busybox-static:/bin/busybox
 
 .PHONY: all build demo test test-long fuzz deps kernel-deps check bench clean
 
