@@ -301,7 +301,9 @@ func TestStatusJSON(t *testing.T) {
 	want := `{"node":{"hostname":"hello","uptimeSeconds":12.3,"bootId":"b0","kernel":"7.1.2","nodeVersion":"v20.20.2","imageVersion":"sha256:abc","bootSeconds":7.9,` +
 		`"memory":{"totalBytes":536870912,"availableBytes":314572800},"data":{"totalBytes":1073741824,"freeBytes":536870912,"persistent":true},"addresses":["10.0.2.15/24"],"cpuSecondsTotal":3.2,"degraded":"/data: read-only file system","consoleDroppedLines":7},` +
 		`"apps":[{"name":"hello","state":"running","pid":312,"restarts":1,"lastExit":"","startedAt":"2026-12-01T10:00:00Z","port":8080,"version":"image","previousVersion":""},` +
-		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}]}`
+		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}],` +
+		`"follow":{"ref":"127.0.0.1:5000/shop:stable","state":"registry unreachable","lastCheck":"2026-12-01T10:05:00Z","target":"sha256:` + strings.Repeat("b", 64) + `",` +
+		`"applied":"sha256:` + strings.Repeat("a", 64) + `","version":"v2","lastError":"resolving 127.0.0.1:5000/shop:stable: connection refused","failures":3,"seed":0}}`
 	var got, exp any
 	if err := json.Unmarshal([]byte(a.body), &got); err != nil {
 		t.Fatal(err)
@@ -759,6 +761,10 @@ func TestMetrics(t *testing.T) {
 		{"nodeboot_deploys_total", map[string]string{"app": "hello", "result": "rejected"}, 1},
 		{"nodeboot_deploys_total", map[string]string{"app": "hello", "result": "unhealthy"}, 1},
 		{"nodeboot_rollbacks_total", map[string]string{"app": "hello"}, 1},
+		{"nodeboot_follow_info", map[string]string{"ref": "127.0.0.1:5000/shop:stable", "state": "registry unreachable", "applied": "sha256:" + strings.Repeat("a", 64), "error": "resolving 127.0.0.1:5000/shop:stable: connection refused"}, 1},
+		{"nodeboot_follow_last_check_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC).Unix())},
+		{"nodeboot_follow_behind", nil, 1},
+		{"nodeboot_follow_registry_failures", nil, 3},
 	} {
 		got, ok := value(tc.name, tc.labels)
 		if !ok || got != tc.want {

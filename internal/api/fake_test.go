@@ -5,8 +5,11 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // fakeNode stands in for PID 1: the real one is tested end to end in e2e.
@@ -49,6 +52,12 @@ func newFake() *fakeNode {
 			Apps: []AppStatus{
 				{Name: "hello", State: "running", PID: 312, Restarts: 1, StartedAt: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), Port: 8080, Version: "image"},
 				{Name: "worker", State: "backoff", Restarts: 4, LastExit: "exit status 1", Version: "image"},
+			},
+			Follow: &contract.FollowStatus{
+				Ref: "127.0.0.1:5000/shop:stable", State: "registry unreachable",
+				LastCheck: time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC),
+				Target:    "sha256:" + strings.Repeat("b", 64), Applied: "sha256:" + strings.Repeat("a", 64), Version: "v2",
+				LastError: "resolving 127.0.0.1:5000/shop:stable: connection refused", Failures: 3,
 			},
 		},
 		lines: map[string][]string{

@@ -74,7 +74,7 @@ var (
 type statusCollector struct{ s *Server }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK} {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures} {
 		ch <- d
 	}
 }
@@ -113,4 +113,5 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Restarts), a.Name)
 	}
 	collectOS(ch, st.OS)
+	collectFollow(ch, st.Follow)
 }

@@ -14,6 +14,8 @@ type Status struct {
 	Apps []AppStatus `json:"apps"`
 	// OS is the root slots and the last OS update (update.go).
 	OS *OSStatus `json:"os,omitempty"`
+	// Follow is the followed tag (follow.go); nil when the node follows none.
+	Follow *FollowStatus `json:"follow,omitempty"`
 }
 
 // App returns the app named name, or nil.

@@ -37,7 +37,7 @@ function showError(msg) {
   errorBox.hidden = !msg;
 }
 
-function renderNode(n, os) {
+function renderNode(n, os, follow) {
   document.getElementById("hostname").textContent = n.hostname;
   const rows = [
     ["host name", n.hostname],
@@ -58,6 +58,14 @@ function renderNode(n, os) {
   }
   if (os && os.last) {
     rows.push(["last OS update", os.last.ok ? "to " + os.last.image.id + ": kept" : "to " + os.last.image.id + " failed: " + os.last.reason]);
+  }
+  // The followed tag (nodeboot.json "follow"; docs/follow.md).
+  if (follow) {
+    rows.push(["follows", follow.ref + ": " + follow.state]);
+    rows.push(["last check", follow.lastCheck || "never"]);
+    rows.push(["applied", (follow.applied || "none") + (follow.version ? " (" + follow.version + ")" : "")]);
+    if (follow.target && follow.target !== follow.applied) rows.push(["tag names", follow.target]);
+    if (follow.lastError) rows.push(["follow error", follow.lastError]);
   }
   nodeBody.replaceChildren();
   for (const [k, v] of rows) {
@@ -102,7 +110,7 @@ async function refresh() {
     if (r.status === 401) { location.reload(); return; } // the session is gone: the login form
     if (!r.ok) throw new Error("HTTP " + r.status + ": " + (await r.text()));
     const st = await r.json();
-    renderNode(st.node, st.os);
+    renderNode(st.node, st.os, st.follow);
     renderApps(st.apps);
     showError("");
   } catch (e) {
