@@ -69,6 +69,7 @@ func printStatus(w io.Writer, s *client.Status) error {
 		fmt.Fprintf(w, "\ndegraded: %s\n", n.Degraded)
 	}
 	printOS(w, s.OS) // update.go
+	printFollow(w, s.Follow) // fleet.go
 	if len(s.Apps) == 0 {
 		_, err := fmt.Fprintln(w, "\nno apps")
 		return err
