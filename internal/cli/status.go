@@ -68,7 +68,7 @@ func printStatus(w io.Writer, s *client.Status) error {
 	if n.Degraded != "" {
 		fmt.Fprintf(w, "\ndegraded: %s\n", n.Degraded)
 	}
-	printOS(w, s.OS) // update.go
+	printOS(w, s.OS)         // update.go
 	printFollow(w, s.Follow) // fleet.go
 	if len(s.Apps) == 0 {
 		_, err := fmt.Fprintln(w, "\nno apps")
