@@ -130,20 +130,33 @@ func TestStopsAtTheFirstFailure(t *testing.T) {
 func TestFailureWithWidth(t *testing.T) {
 	// Width 2: n1 fails while n2 is in flight; n2 finishes, nothing else
 	// starts.
-	f := &fakeFleet{bad: map[string]bool{"n1": true}, release: make(chan struct{})}
-	started := make(chan string, 10)
+	f := &fakeFleet{bad: map[string]bool{"n1": true}}
+	failNow, finish := make(chan struct{}), make(chan struct{})
+	started, failed := make(chan string, 10), make(chan string, 10)
 	done := make(chan Result)
+	step := func(ctx context.Context, n string) error {
+		if n == "n1" {
+			<-failNow
+		} else {
+			<-finish
+		}
+		return f.step(ctx, n)
+	}
 	go func() {
-		done <- Roll(context.Background(), nodes(5), f.step, Options{MaxUnavailable: 2, Report: func(e Event) {
-			if e.Kind == Started {
+		done <- Roll(context.Background(), nodes(5), step, Options{MaxUnavailable: 2, Report: func(e Event) {
+			switch e.Kind {
+			case Started:
 				started <- e.Node
+			case Failed:
+				failed <- e.Node
 			}
 		}})
 	}()
 	<-started
 	<-started
-	f.release <- struct{}{} // one of n1, n2 finishes
-	f.release <- struct{}{} // the other
+	close(failNow) // n1 fails while n2 is in flight
+	<-failed
+	close(finish) // then n2 (and any other node wrongly started) finishes
 	res := <-done
 	if len(res.Failed) != 1 || res.Failed[0].Node != "n1" || !slices.Equal(res.Done, []string{"n2"}) || !slices.Equal(res.Untouched, []string{"n3", "n4", "n5"}) {
 		t.Fatalf("%+v", res)
