@@ -44,8 +44,19 @@ type Release struct {
 	Version string
 	Apps    []AppRelease
 	// OS is the OS update payload, nil when the release has none.
-	OS      *OSRelease
-	Rollout Rollout
+	OS *OSRelease
+	// Schedule is the signed rollout (waves, pause); nil: every node at
+	// once.
+	Schedule Schedule
+}
+
+// Schedule says when a node may apply a release (Bottlerocket's waves):
+// each node draws a stable random seed in [0, 1) once, and the signed
+// release says from when each share of the fleet may apply it. ok is false
+// while the rollout is paused; a zero time is at once. The release format
+// (internal/oci's Rollout) implements it.
+type Schedule interface {
+	ApplyAt(seed float64) (at time.Time, ok bool)
 }
 
 // AppRelease is one app's version in a release.
@@ -301,10 +312,6 @@ func (f *Follower) Check(ctx context.Context) time.Duration {
 		if err != nil {
 			return f.offline(fmt.Errorf("fetching %s@%s: %w", cfg.Ref, short(digest), err))
 		}
-		if err := rel.Rollout.Check(); err != nil {
-			f.refuse(digest, err.Error())
-			return f.next()
-		}
 		f.pending, f.pendingDigest = rel, digest
 	}
 
@@ -317,11 +324,15 @@ func (f *Follower) Check(ctx context.Context) time.Duration {
 		f.applied(digest, rel)
 		return f.next()
 	}
-	if rel.Rollout.Paused {
+	opens, ok := time.Time{}, true
+	if rel.Schedule != nil {
+		opens, ok = rel.Schedule.ApplyAt(f.saved.Seed)
+	}
+	if !ok {
 		f.set(StatePaused, "")
 		return f.next()
 	}
-	if opens := rel.Rollout.OpensAt(f.saved.Seed); now.Before(opens) {
+	if now.Before(opens) {
 		f.mu.Lock()
 		f.st.State, f.st.LastError, f.st.WaveOpens = StateWaiting, "", opens
 		f.mu.Unlock()

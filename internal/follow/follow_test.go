@@ -173,15 +173,6 @@ func TestReleaseForOtherApps(t *testing.T) {
 	}
 }
 
-func TestBadRolloutIsRefused(t *testing.T) {
-	w := newWorld(t, "web")
-	w.reg.push(&Release{Apps: []AppRelease{w.reg.app("web", "web v2")}, Rollout: Rollout{Waves: []Wave{{Share: 1}}}})
-	w.check()
-	if st := w.f.Status(); st.State != StateFailed || !strings.Contains(st.LastError, "without a start time") || w.node.deployCount() != 0 {
-		t.Fatalf("status %+v, deploys %v", st, w.node.deploys)
-	}
-}
-
 func TestRegistryDown(t *testing.T) {
 	w := newWorld(t, "web")
 	v2 := w.reg.push(&Release{Version: "v2", Apps: []AppRelease{w.reg.app("web", "web v2")}})

@@ -2,12 +2,30 @@ package follow
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
-	"strings"
 	"testing"
 	"time"
 )
+
+// waves is a signed rollout as the release format gives it: cumulative
+// shares, each from its time on, or paused.
+type waves struct {
+	paused bool
+	shares []float64
+	from   []time.Time
+}
+
+func (w *waves) ApplyAt(seed float64) (time.Time, bool) {
+	if w.paused {
+		return time.Time{}, false
+	}
+	for i, s := range w.shares {
+		if seed < s {
+			return w.from[i], true
+		}
+	}
+	return w.from[len(w.from)-1], true
+}
 
 // fleet is several simulated nodes following one registry with one
 // controlled clock, each with its own seed and next check time.
@@ -65,7 +83,7 @@ func TestWaves(t *testing.T) {
 	const nodes = 200
 	fl := newFleet(nodes)
 	fl.reg.push(&Release{Version: "v2", Apps: []AppRelease{fl.reg.app("web", "web v2")},
-		Rollout: Rollout{Start: t0, Waves: []Wave{{Share: 0.1, AfterSeconds: 0}, {Share: 0.5, AfterSeconds: 3600}, {Share: 1, AfterSeconds: 7200}}}})
+		Schedule: &waves{shares: []float64{0.1, 0.5, 1}, from: []time.Time{t0, t0.Add(time.Hour), t0.Add(2 * time.Hour)}}})
 
 	// Within the first hour only the first wave applies: about a tenth.
 	fl.run(55 * time.Minute)
@@ -112,8 +130,8 @@ func TestNoWavesAppliesAtOnce(t *testing.T) {
 func TestPauseHoldsTheRollout(t *testing.T) {
 	const nodes = 100
 	fl := newFleet(nodes)
-	waves := []Wave{{Share: 0.2, AfterSeconds: 0}, {Share: 1, AfterSeconds: 3600}}
-	bad := &Release{Version: "v2", Apps: []AppRelease{fl.reg.app("web", "web v2")}, Rollout: Rollout{Start: t0, Waves: waves}}
+	plan := waves{shares: []float64{0.2, 1}, from: []time.Time{t0, t0.Add(time.Hour)}}
+	bad := &Release{Version: "v2", Apps: []AppRelease{fl.reg.app("web", "web v2")}, Schedule: &plan}
 	fl.reg.push(bad)
 	fl.run(30 * time.Minute)
 	first := fl.running("web v2")
@@ -122,8 +140,9 @@ func TestPauseHoldsTheRollout(t *testing.T) {
 	}
 	// The owner sees trouble and promotes a paused copy: nobody else
 	// applies it, however long.
-	paused := *bad
-	paused.Rollout.Paused = true
+	paused, pausedPlan := *bad, plan
+	pausedPlan.paused = true
+	paused.Schedule = &pausedPlan
 	fl.reg.push(&paused)
 	fl.run(5 * time.Hour)
 	if n := fl.running("web v2"); n != first {
@@ -144,68 +163,4 @@ func TestPauseHoldsTheRollout(t *testing.T) {
 	if n := fl.running("web v3"); n != nodes {
 		t.Fatalf("%d of %d nodes run v3", n, nodes)
 	}
-}
-
-func TestRolloutCheck(t *testing.T) {
-	for _, c := range []struct {
-		json, err string
-	}{
-		{`{}`, ""},
-		{`{"paused": true}`, ""},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.1, "afterSeconds": 0}, {"share": 1, "afterSeconds": 3600}]}`, ""},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.5, "afterSeconds": 0}]}`, ""},
-		{`{"waves": [{"share": 1, "afterSeconds": 0}]}`, "without a start time"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.5, "afterSeconds": 0}, {"share": 0.5, "afterSeconds": 10}]}`, "wave 1: share 0.5 must be above"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 1.5, "afterSeconds": 0}]}`, "at most 1"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0, "afterSeconds": 0}]}`, "must be above"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.1, "afterSeconds": 60}, {"share": 1, "afterSeconds": 10}]}`, "wave 1: afterSeconds 10"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.1, "afterSeconds": -1}]}`, "afterSeconds -1"},
-		{`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 1, "afterSeconds": 99999999999}]}`, "afterSeconds 99999999999"},
-		{`{"wave": []}`, "unknown field"},
-		{`{} {}`, "data after"},
-		{`[]`, "cannot unmarshal"},
-	} {
-		_, err := ParseRollout([]byte(c.json))
-		switch {
-		case c.err == "" && err != nil:
-			t.Errorf("%s: %v", c.json, err)
-		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err) || !errors.Is(err, ErrInvalidRollout)):
-			t.Errorf("%s: error %v, want one containing %q", c.json, err, c.err)
-		}
-	}
-}
-
-func TestOpensAt(t *testing.T) {
-	r := Rollout{Start: t0, Waves: []Wave{{Share: 0.1, AfterSeconds: 0}, {Share: 0.6, AfterSeconds: 60}}}
-	for _, c := range []struct {
-		seed  float64
-		after time.Duration
-	}{{0, 0}, {0.0999, 0}, {0.1, time.Minute}, {0.59, time.Minute}, {0.6, time.Minute}, {0.99, time.Minute}} {
-		if got := r.OpensAt(c.seed); !got.Equal(t0.Add(c.after)) {
-			t.Errorf("seed %v opens at %v, want %v", c.seed, got, t0.Add(c.after))
-		}
-	}
-	if got := (&Rollout{}).OpensAt(0.5); !got.IsZero() {
-		t.Errorf("no waves opens at %v", got)
-	}
-}
-
-func FuzzParseRollout(f *testing.F) {
-	f.Add([]byte(`{"start": "2026-12-03T12:00:00Z", "waves": [{"share": 0.1, "afterSeconds": 0}, {"share": 1, "afterSeconds": 3600}]}`))
-	f.Add([]byte(`{"paused": true}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := ParseRollout(b)
-		if err != nil {
-			return
-		}
-		if err := r.Check(); err != nil {
-			t.Fatalf("parsed but does not check: %v", err)
-		}
-		// Every seed finds a time no earlier than the start.
-		for _, s := range []float64{0, 0.5, 0.999999} {
-			if at := r.OpensAt(s); len(r.Waves) > 0 && at.Before(r.Start) {
-				t.Fatalf("seed %v opens at %v, before the start %v", s, at, r.Start)
-			}
-		}
-	})
 }
