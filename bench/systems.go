@@ -44,6 +44,10 @@ type System struct {
 	Format      string
 	Compression image.Compression
 	ConfigJSON  string // a nodeboot.json to build with instead of the app's; "" = the app's own
+	// KernelName is the build's --kernel: "" for the default (gokrazy's),
+	// nodeboot-vm or nodeboot-pc for nodeboot's own (built, or taken from
+	// the cache, while preparing).
+	KernelName string
 	// Boot settings.
 	Machine      string
 	ExtraCmdline string
@@ -113,6 +117,16 @@ func allSystems() []*System {
 			Format: build.FormatDisk, Primed: true, Direct: true},
 		{Name: "floor", Kind: kindFloor, Label: "floor: same kernel, an initramfs whose static Go init execs node at once", InitMarker: "floor: init started"},
 		{Name: "debian", Kind: kindPeer, Label: "peer: Debian stable minbase + systemd, hello as a systemd service, root on virtio", InitMarker: "Run /sbin/init as init process"},
+		// nodeboot's own kernels (`--kernel nodeboot-vm|pc`) against
+		// gokrazy's, which every system above boots.
+		{Name: "initramfs-vmkernel", Kind: kindNodeboot, Label: "nodeboot, initramfs, `--kernel nodeboot-vm` (our kernel built from Debian's linux-source, vm profile)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatInitramfs, Compression: image.None, KernelName: "nodeboot-vm"},
+		{Name: "disk-vmkernel", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `--kernel nodeboot-vm`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Primed: true, KernelName: "nodeboot-vm"},
+		{Name: "disk-direct-vmkernel", Kind: kindNodeboot, Label: "nodeboot, disk image booted directly, `--kernel nodeboot-vm`", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Primed: true, Direct: true, KernelName: "nodeboot-vm"},
+		{Name: "disk-pckernel", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `--kernel nodeboot-pc` (vm profile + PC hardware)", InitMarker: initMarker, Detailed: true,
+			Format: build.FormatDisk, Primed: true, KernelName: "nodeboot-pc"},
 		// Variants for decisions; not in the default set.
 		{Name: "initramfs-gzip", Kind: kindNodeboot, Label: "nodeboot, initramfs compressed with gzip", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatInitramfs, Compression: image.Gzip},
@@ -138,7 +152,7 @@ func allSystems() []*System {
 }
 
 // defaultSystems is what `make bench` boots.
-const defaultSystems = "initramfs,disk,disk-direct,floor,debian"
+const defaultSystems = "initramfs,disk,disk-direct,floor,debian,initramfs-vmkernel,disk-vmkernel,disk-direct-vmkernel,disk-pckernel"
 
 // selectSystems picks the systems named in list (comma-separated), in the
 // harness's order.
@@ -244,6 +258,7 @@ func (s *System) prepareNodeboot(ctx context.Context, e *env) error {
 		Format:      s.Format,
 		Compression: s.Compression,
 		Node:        e.nodeFlag,
+		Kernel:      s.KernelName,
 		Log:         prefixWriter{w: os.Stderr, prefix: "  "},
 		Version:     "bench",
 	}

@@ -17,6 +17,7 @@ func newKernel(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.NoArgs,
 	}
 	var profile string
+	var jobs int
 	b := &cobra.Command{
 		Use:   "build",
 		Short: "Build nodeboot's kernel from Debian's linux-source (cached)",
@@ -47,7 +48,7 @@ config hash. Prints the bzImage's path.`,
 				}
 				return err
 			}
-			r, err := kernelbuild.Build(cmd.Context(), kernelbuild.Options{Profile: profile, Log: stderr, Progress: stderr})
+			r, err := kernelbuild.Build(cmd.Context(), kernelbuild.Options{Profile: profile, Jobs: jobs, Log: stderr, Progress: stderr})
 			if err != nil {
 				return err
 			}
@@ -59,6 +60,7 @@ config hash. Prints the bzImage's path.`,
 		},
 	}
 	b.Flags().StringVar(&profile, "profile", "vm", "vm (QEMU/KVM guests) or pc (real machines)")
+	b.Flags().IntVarP(&jobs, "jobs", "j", 0, "compile jobs at once (default: one per CPU)")
 	cmd.AddCommand(b)
 	return cmd
 }
