@@ -52,7 +52,23 @@ var (
 // from one of trusted, each verified.
 func (h *Header) Verify(trusted []ed25519.PublicKey) (ed25519.PublicKey, error) {
 	m := h.Manifest
-	signer, err := decodeKey(m.SigningKey)
+	signer, err := TrustedSigner(m.SigningKey, m.KeyChain, trusted)
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Sig) != ed25519.SignatureSize || !ed25519.Verify(signer, append([]byte(SignedPrefix), h.Raw...), h.Sig) {
+		return nil, fmt.Errorf("%w: the manifest was changed after it was signed, or the signature is damaged; build and send the update again", ErrBadSignature)
+	}
+	return signer, nil
+}
+
+// TrustedSigner returns the key signingKey (base64) names when it is one of
+// trusted, or when a chain of endorsements in chain leads to it from one of
+// trusted, each verified. Other signed documents of the project (the fleet
+// releases of internal/oci) share this rule, so a rotated key is trusted
+// the same way everywhere.
+func TrustedSigner(signingKey string, chain []Endorsement, trusted []ed25519.PublicKey) (ed25519.PublicKey, error) {
+	signer, err := decodeKey(signingKey)
 	if err != nil {
 		return nil, invalid("signingKey: %v", err)
 	}
@@ -63,9 +79,9 @@ func (h *Header) Verify(trusted []ed25519.PublicKey) (ed25519.PublicKey, error) 
 	// Follow the chain: each endorsement by a trusted key makes its key
 	// trusted. The chain is short (MaxKeyChain); a fixed point is reached
 	// in at most len(chain) rounds.
-	for range m.KeyChain {
+	for range chain {
 		grew := false
-		for i, e := range m.KeyChain {
+		for i, e := range chain {
 			by, _ := decodeKey(e.By)
 			k, _ := decodeKey(e.Key)
 			if !ok[string(by)] || ok[string(k)] {
@@ -89,9 +105,6 @@ func (h *Header) Verify(trusted []ed25519.PublicKey) (ed25519.PublicKey, error) 
 		}
 		return nil, fmt.Errorf("%w: it is signed by key %s, the node trusts %s; sign it with the update key of the project the node was built from (.nodeboot/update.key), or endorse the new key with the old one (docs/updates.md)",
 			ErrUntrusted, KeyID(signer), orNone(strings.Join(ids, ", ")))
-	}
-	if len(h.Sig) != ed25519.SignatureSize || !ed25519.Verify(signer, append([]byte(SignedPrefix), h.Raw...), h.Sig) {
-		return nil, fmt.Errorf("%w: the manifest was changed after it was signed, or the signature is damaged; build and send the update again", ErrBadSignature)
 	}
 	return signer, nil
 }
