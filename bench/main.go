@@ -125,6 +125,10 @@ type options struct {
 	ramFrom  int
 	ramTries int
 	load     bool
+	updates  bool
+	// updatesOnly measures only the OS updates and replaces their
+	// section in the -o file, keeping the boots' figures.
+	updatesOnly bool
 }
 
 func main() {
@@ -139,6 +143,8 @@ func main() {
 	flag.IntVar(&o.ramFrom, "min-ram-from", 64, "smallest RAM (MiB) the bisection tries")
 	flag.IntVar(&o.ramTries, "min-ram-tries", 6, "most boots per system for the RAM bisection")
 	flag.BoolVar(&o.load, "load", true, "load the app with wrk for 10 s after each boot (requests/s)")
+	flag.BoolVar(&o.updates, "updates", true, "measure two OS updates of a disk-image node (the app changed; another node major version)")
+	flag.BoolVar(&o.updatesOnly, "updates-only", false, "measure only the OS updates and replace their section in the -o file")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up on a boot that has not answered HTTP after this long")
 	flag.DurationVar(&o.quiet, "quiet-wait", 2*time.Minute, "before each boot, wait up to this long for other work on the host to stop using the CPU (0: do not wait)")
 	flag.BoolVar(&o.verbose, "v", false, "stream the guest consoles to stderr")
@@ -194,6 +200,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(e.tmp)
+	if o.updatesOnly {
+		return runUpdatesOnly(ctx, e, o)
+	}
 	// Every system runs the very node binary nodeboot picks.
 	if e.node, err = noderuntime.Resolve(ctx, noderuntime.Request{Arch: "amd64", Flag: o.node, Log: os.Stderr}); err != nil {
 		return err
@@ -287,6 +296,13 @@ func run(ctx context.Context, o options) error {
 			})
 			rep.MinRAM[s.Name] = m
 		}
+	}
+	if o.updates {
+		runs, err := measureUpdates(ctx, e, o)
+		if err != nil {
+			return fmt.Errorf("OS updates: %w", err)
+		}
+		rep.Updates = runs
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -224,5 +225,29 @@ func TestCompareSignTest(t *testing.T) {
 	r.Boots[1].Wall = 7100 * time.Millisecond
 	if got := r.compare("a", "b"); !strings.Contains(got, "**not separated**") {
 		t.Errorf("compare of split pairs = %q", got)
+	}
+}
+
+func TestSpliceUpdates(t *testing.T) {
+	doc := "# B\n\n## Results\n\nx\n\n## Method\n\nm\n"
+	sec := "## OS updates\n\nrow 1\n\n"
+	got := spliceSection(doc, "## OS updates\n", sec)
+	if got != "# B\n\n## Results\n\nx\n\n## OS updates\n\nrow 1\n\n## Method\n\nm\n" {
+		t.Fatalf("inserted:\n%s", got)
+	}
+	again := spliceSection(got, "## OS updates\n", "## OS updates\n\nrow 2\n\n")
+	if again != strings.Replace(got, "row 1", "row 2", 1) {
+		t.Fatalf("replaced:\n%s", again)
+	}
+	var b strings.Builder
+	renderUpdates(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, []UpdateRun{
+		{What: "the app changed", From: "v20.20.2", To: "v20.20.2", Kernel: 16 << 20, RootFS: 40 << 20, Sent: 56<<20 + 900,
+			Build: 20 * time.Second, Payload: time.Second, Upload: 30 * time.Second, Trial: 70 * time.Second},
+		{What: "node 22", From: "v20.20.2", Err: "build: no node 22\nmore"},
+	})
+	for _, want := range []string{"| the app changed | v20.20.2 → v20.20.2 | 56.0 MiB (16.0 MiB + 40.0 MiB) |", "121", "| node 22 | v20.20.2 | failed: build: no node 22 |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("the section lacks %q:\n%s", want, b.String())
+		}
 	}
 }

@@ -39,6 +39,8 @@ type Report struct {
 	MinRAM   map[string]*MinRAM
 	RAMFrom  int
 	RAMTries int
+	// Updates are the OS updates measured (renderUpdates).
+	Updates []UpdateRun
 }
 
 // metric is one row of a boot-time table.
@@ -343,6 +345,9 @@ func (r *Report) Render(w io.Writer) {
 		p("%s\n\n", para)
 	}
 
+	if len(r.Updates) > 0 {
+		renderUpdates(p, r.Updates)
+	}
 	p("## Method\n\n")
 	p("`go run ./bench` (flags: `-n` boots per system, `-systems`, `-o`, `-memory`, `-accel`, `-node`,\n")
 	p("`-min-ram`, `-min-ram-from`, `-min-ram-tries`, `-load`, `-quiet-wait`, `-timeout`, `-v`) builds every\n")

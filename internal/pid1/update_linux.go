@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,8 +19,6 @@ import (
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
-	"github.com/nodeboot/nodeboot/internal/datafs"
-	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/ospayload"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
@@ -136,36 +133,15 @@ func updateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) 
 	if err != nil {
 		return cfg, err
 	}
-	if disk.RootPartUUID(string(cmdline)) == "" {
-		// Booted from an initramfs: no slots; updates answer ErrNoSlots.
-		return cfg, nil
-	}
-	espDev, err := datafs.FindByLabel("/sys", "/dev", disk.LabelESP)
-	if err != nil {
-		return cfg, fmt.Errorf("the ESP: %w", err)
-	}
-	whole, diskSize, err := wholeDisk(espDev)
+	d, err := update.DiscoverSlots("/sys", "/dev", string(cmdline))
 	if err != nil {
 		return cfg, err
 	}
-	l, err := disk.ReadLayout(whole)
-	if err != nil {
-		return cfg, fmt.Errorf("the partition table of %s: %w", whole, err)
+	if d == nil {
+		// Booted from an initramfs: no slots; updates answer ErrNoSlots.
+		return cfg, nil
 	}
-	var slots []update.Slot
-	for _, p := range []disk.Partition{l.RootA, l.RootB} {
-		dev, err := datafs.FindByLabel("/sys", "/dev", p.Label)
-		if err != nil {
-			return cfg, err
-		}
-		name := strings.TrimPrefix(p.Label, "nodeboot-root-")
-		slots = append(slots, update.Slot{Name: name, PartUUID: p.GUID, Size: p.Size,
-			Open: func() (update.Device, error) { return update.OpenDevice(dev) }})
-	}
-	booted := update.SlotFromCmdline(string(cmdline), slots)
-	if booted == "" {
-		return cfg, fmt.Errorf("the kernel's root= (%s) is neither root slot", disk.RootPartUUID(string(cmdline)))
-	}
+	espDev, slots, booted, diskSize := d.ESP, d.Slots, d.Booted, d.DiskSize
 	if err := os.MkdirAll(espMount, 0o755); err != nil {
 		return cfg, err
 	}
@@ -180,25 +156,6 @@ func updateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) 
 	cfg.Keys = trustedKeys(log)
 	cfg.Running = runningImage(rt, booted)
 	return cfg, nil
-}
-
-// wholeDisk returns the disk a partition device is on, and its size:
-// /sys/class/block/vda1 links to .../vda/vda1.
-func wholeDisk(part string) (string, int64, error) {
-	real, err := filepath.EvalSymlinks(filepath.Join("/sys/class/block", filepath.Base(part)))
-	if err != nil {
-		return "", 0, fmt.Errorf("finding the disk of %s: %w", part, err)
-	}
-	parent := filepath.Dir(real)
-	b, err := os.ReadFile(filepath.Join(parent, "size"))
-	if err != nil {
-		return "", 0, fmt.Errorf("the size of the disk of %s: %w", part, err)
-	}
-	sectors, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		return "", 0, fmt.Errorf("the size of the disk of %s: %w", part, err)
-	}
-	return filepath.Join("/dev", filepath.Base(parent)), sectors * 512, nil
 }
 
 // trustedKeys reads the update keys the image carries.
