@@ -89,6 +89,9 @@ func (d OSDir) WriteFile(name string, data []byte) error {
 		os.Remove(tmp)
 		return err
 	}
+	if err := syncFile(p); err != nil {
+		return err
+	}
 	return syncDir(dir)
 }
 
@@ -128,6 +131,9 @@ func (d OSDir) Rename(oldname, newname string) error {
 	if err := os.Rename(a, b); err != nil {
 		return err
 	}
+	if err := syncFile(b); err != nil {
+		return err
+	}
 	if err := syncDir(filepath.Dir(b)); err != nil {
 		return err
 	}
@@ -163,6 +169,26 @@ func mkdirAll(dir string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(dir))
+}
+
+// syncFile syncs a file that was just renamed. On vfat (the ESP) a rename
+// writes the new directory entry with size 0 and no first cluster, and
+// fills both in only when the file's inode is written back: syncing the
+// directory does not do that, so a power cut before the kernel's writeback
+// (up to 30 s later) left a boot entry of 0 bytes, and systemd-boot with
+// nothing to boot ("No loader found"). Seen with the power cut during an
+// update's upload after the first boot had blessed slot A's entry by a
+// rename (e2e TestUpdatePowerCuts).
+func syncFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing %s: %w", p, err)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
