@@ -54,6 +54,9 @@ type Config struct {
 	Apps []AppConfig `json:"apps,omitempty"`
 	// Update tunes OS updates' trial boots (update_config.go).
 	Update UpdateConfig `json:"update,omitzero"`
+	// Follow makes the node follow a tag in an OCI registry
+	// (follow_config.go); nil: it does not.
+	Follow *FollowConfig `json:"follow,omitempty"`
 }
 
 // AppConfig is one entry of "apps".
@@ -87,7 +90,7 @@ type AppConfig struct {
 // The keys each object of nodeboot.json accepts. The schema test checks that
 // docs/nodeboot.schema.json declares exactly these.
 var (
-	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update"}
+	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
 	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox", "allowRemoteInspector"}
 )
@@ -295,6 +298,8 @@ func (c *configChecker) config(v *jval) *Config {
 			cfg.Apps = c.apps(m.val, p)
 		case "update":
 			cfg.Update = c.updateConfig(m.val, p)
+		case "follow":
+			cfg.Follow = c.followConfig(m.val, p)
 		}
 	}
 	return cfg

@@ -268,6 +268,10 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		// An OS update's trial boot reads it (internal/pid1).
 		HealthySeconds: p.Config.Update.HealthySeconds,
 	}
+	if f := p.Config.Follow; f != nil {
+		cp := *f
+		rt.Follow = &cp
+	}
 	rt.Network.DNS = slices.Clone(rt.Network.DNS)
 	rt.Network.NTP = slices.Clone(rt.Network.NTP)
 	if rt.Network.Mode == "" {

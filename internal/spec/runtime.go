@@ -38,6 +38,9 @@ type Runtime struct {
 	// update's trial boot is committed (nodeboot.json update.healthySeconds;
 	// 0: the default, 30).
 	HealthySeconds int `json:"healthySeconds,omitempty"`
+	// Follow is the tag the node follows (nodeboot.json "follow"); nil:
+	// none.
+	Follow *FollowConfig `json:"follow,omitempty"`
 }
 
 // RuntimeApp is one supervised service.
@@ -110,6 +113,14 @@ func DecodeRuntime(r io.Reader) (*Runtime, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return nil, fmt.Errorf("decoding runtime config: data after the object")
+	}
+	if f := rt.Follow; f != nil {
+		if _, err := ParseFollowRef(f.Ref); err != nil {
+			return nil, fmt.Errorf("runtime config: follow.ref: %w", err)
+		}
+		if _, err := ParseFollowInterval(f.Interval); err != nil {
+			return nil, fmt.Errorf("runtime config: follow.interval: %w", err)
+		}
 	}
 	seen := map[string]bool{}
 	for i, a := range rt.Apps {

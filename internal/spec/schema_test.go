@@ -166,6 +166,21 @@ func TestSchemaAgreesWithValidator(t *testing.T) {
 		{"limits high over max", `{"apps":[{"path":".","limits":{"memory":"100M","memoryHigh":"200M"}}]}`, false, true},
 		{"sandbox off with more", `{"apps":[{"path":".","sandbox":{"enabled":false,"network":"none"}}]}`, false, true},
 
+		{"follow", `{"follow":{"ref":"registry.example.com/shop/web:stable","interval":"30s","insecure":true}}`, true, false},
+		{"follow port registry", `{"follow":{"ref":"127.0.0.1:5000/web:stable"}}`, true, false},
+		{"follow interval compound", `{"follow":{"ref":"r.example/a/b:c","interval":"1h30m"}}`, true, false},
+		{"follow no ref", `{"follow":{"interval":"5m"}}`, false, false},
+		{"follow no tag", `{"follow":{"ref":"registry.example.com/shop/web"}}`, false, false},
+		{"follow digest", `{"follow":{"ref":"r.example/web@sha256:` + strings.Repeat("a", 64) + `"}}`, false, false},
+		{"follow no registry", `{"follow":{"ref":"web:stable"}}`, false, false},
+		{"follow interval words", `{"follow":{"ref":"r.example/web:stable","interval":"5 minutes"}}`, false, false},
+		{"follow interval number", `{"follow":{"ref":"r.example/web:stable","interval":300}}`, false, false},
+		{"follow insecure string", `{"follow":{"ref":"r.example/web:stable","insecure":"yes"}}`, false, false},
+		{"follow unknown", `{"follow":{"ref":"r.example/web:stable","tag":"x"}}`, false, false},
+		{"follow interval short", `{"follow":{"ref":"r.example/web:stable","interval":"10ms"}}`, false, true},
+		{"follow interval long", `{"follow":{"ref":"r.example/web:stable","interval":"48h"}}`, false, true},
+		{"follow upper repo", `{"follow":{"ref":"r.example/Web:stable"}}`, false, true},
+
 		{"duplicate names", `{"apps":[{"path":"a","name":"x"},{"path":"b","name":"x"}]}`, false, true},
 		{"duplicate ports", `{"apps":[{"path":"a","port":80},{"path":"b","port":80}]}`, false, true},
 		{"duplicate key", `{"hostname":"a","hostname":"b"}`, false, true},
@@ -230,6 +245,7 @@ func TestSchemaShape(t *testing.T) {
 		{"app", defs["app"].(map[string]any), appKeys},
 		{"limits", defs["limits"].(map[string]any), limitsKeys},
 		{"sandbox", defs["sandbox"].(map[string]any), sandboxKeys},
+		{"follow", doc["properties"].(map[string]any)["follow"].(map[string]any), followKeys},
 	} {
 		if got := keysOf(c.schema); !slices.Equal(got, sorted(c.keys)) {
 			t.Errorf("%s: schema keys %q, validator keys %q", c.name, got, sorted(c.keys))
