@@ -20,8 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
@@ -277,6 +279,17 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	credFiles := cr.ImageFiles()
+	if f := runtimeCfg.Follow; f != nil {
+		// The followed registry's pull credentials (follow.go).
+		auth, reg, err := followAuth(f, authn.DefaultKeychain)
+		if err != nil {
+			return nil, err
+		}
+		if auth != nil {
+			credFiles[contract.FollowAuth] = auth
+			logf("the image carries pull credentials for %s from the Docker config (root-only on the node; use a pull-only token: docs/follow.md)", reg)
+		}
+	}
 	generated := sha256.New()
 	for _, p := range slices.Sorted(maps.Keys(credFiles)) {
 		fmt.Fprintf(generated, "%s\x00%d\x00%s", p, len(credFiles[p]), credFiles[p])
@@ -288,7 +301,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	generated.Write(rtDigest)
 	for p, data := range credFiles {
 		mode := fs.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") {
+		if strings.HasSuffix(p, ".key") || p == contract.FollowAuth {
 			mode = 0o400 // root only; apps never see it
 		}
 		if err := tree.AddData(p, data, mode); err != nil {

@@ -28,3 +28,9 @@ type FollowStatus struct {
 
 // Behind reports whether the node does not run what its tag names.
 func (f *FollowStatus) Behind() bool { return f.Target != "" && f.Target != f.Applied }
+
+// FollowAuth is where an image keeps the pull credentials of the registry
+// it follows (an authn.AuthConfig as JSON, root-only, hidden from the
+// apps' sandboxes like the rest of /etc/nodeboot): written at build time
+// from the build host's Docker config, read by PID 1 alone.
+const FollowAuth = "/etc/nodeboot/follow/auth.json"
