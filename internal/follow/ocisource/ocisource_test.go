@@ -1,0 +1,198 @@
+package ocisource
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/follow"
+	"github.com/nodeboot/nodeboot/internal/oci"
+	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/internal/store"
+	"github.com/nodeboot/nodeboot/internal/testregistry"
+)
+
+func key(n byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{n}, ed25519.SeedSize))
+}
+
+// app writes an app dir whose server answers body, and reads it as push
+// does.
+func app(t *testing.T, body string) oci.AppInput {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range map[string]string{
+		"package.json":                  `{"name":"shop","version":"1.0.0","main":"index.js"}`,
+		"index.js":                      "require('http').createServer((q, s) => s.end('" + body + "\\n')).listen(process.env.PORT)\n",
+		"node_modules/dep/index.js":     "module.exports = 2\n",
+		"node_modules/dep/package.json": `{"name":"dep","main":"index.js"}`,
+	} {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := spec.Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &p.Apps[0]
+	return oci.AppInput{
+		Meta:  bundle.Meta{Format: bundle.Format, App: a.Name, Entry: a.Entry, NodeArgs: a.NodeArgs, Engines: a.Engines},
+		Files: bundle.FromSpec(a.SrcDir, a.Files),
+	}
+}
+
+// node is a node with one app "shop" whose deploy is the real version
+// store's receive: the digest checked, the bundle unpacked safely.
+type node struct {
+	mu      sync.Mutex
+	st      *store.Store
+	version string
+	body    string // what the running version's index.js says
+}
+
+func (n *node) AppVersion(a string) (string, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.version, a == "shop"
+}
+
+func (n *node) Deploy(ctx context.Context, a, digest string, body io.Reader) error {
+	v, err := n.st.Receive(a, body, digest, bundle.Limits{})
+	if err != nil {
+		return err
+	}
+	js, err := os.ReadFile(filepath.Join(v.Dir, "index.js"))
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.version, n.body = v.Digest, string(js)
+	return nil
+}
+
+func (n *node) OS() follow.OSState                                 { return follow.OSState{Image: "img"} }
+func (n *node) UpdateOS(ctx context.Context, body io.Reader) error { return errors.New("no OS here") }
+
+func (n *node) serves() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, after, _ := strings.Cut(n.body, "s.end('")
+	v, _, _ := strings.Cut(after, "\\n")
+	return v
+}
+
+type world struct {
+	t    *testing.T
+	reg  *testregistry.Registry
+	ref  oci.Ref
+	node *node
+	f    *follow.Follower
+	push oci.Options
+}
+
+func newWorld(t *testing.T, auth bool) *world {
+	reg := testregistry.Start(t, testregistry.Options{Auth: auth})
+	ref, err := oci.ParseRef(reg.Host+"/shop:stable", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, reg: reg, ref: ref, node: &node{st: st, version: "image"}}
+	var nodeAuth authn.Authenticator
+	if auth {
+		w.push.Auth = &authn.Basic{Username: reg.User, Password: reg.Password}
+		// The node's credentials as the build writes them.
+		p := filepath.Join(t.TempDir(), "auth.json")
+		os.WriteFile(p, []byte(fmt.Sprintf(`{"username":%q,"password":%q}`, reg.User, reg.Password)), 0o400)
+		if nodeAuth, err = ReadAuth(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src, err := New(Config{Ref: reg.Host + "/shop:stable", Keys: []ed25519.PublicKey{key(1).Public().(ed25519.PublicKey)}, Auth: nodeAuth, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.f = follow.New(follow.Config{Ref: reg.Host + "/shop:stable", Interval: time.Minute, Source: src, Node: w.node,
+		State: follow.File(filepath.Join(t.TempDir(), "state.json")), Rand: rand.New(rand.NewPCG(1, 2)), Log: t.Logf})
+	return w
+}
+
+func (w *world) publish(body string, k ed25519.PrivateKey, r *oci.Rollout) string {
+	w.t.Helper()
+	p, err := oci.Push(context.Background(), w.ref, oci.Publication{Apps: []oci.AppInput{app(w.t, body)}, Key: k, Rollout: r}, w.push)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p.Digest
+}
+
+func (w *world) check() follow.Status {
+	w.f.Check(context.Background())
+	return w.f.Status()
+}
+
+func TestFollowARealRegistry(t *testing.T) {
+	w := newWorld(t, false)
+	v2 := w.publish("v2", key(1), nil)
+	if st := w.check(); st.Applied != v2 || w.node.serves() != "v2" || st.LastError != "" {
+		t.Fatalf("after v2: %+v, node serves %q", st, w.node.serves())
+	}
+
+	// Signed by another project's key: refused, with the reason.
+	v4 := w.publish("v4", key(2), nil)
+	st := w.check()
+	if st.State != follow.StateFailed || st.Target != v4 || !strings.Contains(st.LastError, "not signed by a key this node trusts") || w.node.serves() != "v2" {
+		t.Fatalf("after a foreign v4: %+v, node serves %q", st, w.node.serves())
+	}
+
+	// The registry goes away: reported, not refused; back: caught up.
+	w.reg.Stop()
+	st = w.check()
+	if st.State != follow.StateOffline || st.LastError == "" || w.node.serves() != "v2" {
+		t.Fatalf("registry down: %+v", st)
+	}
+	w.reg.Restart()
+	v5 := w.publish("v5", key(1), nil)
+	if st := w.check(); st.Applied != v5 || w.node.serves() != "v5" || st.LastError != "" {
+		t.Fatalf("after the registry returned: %+v, node serves %q", st, w.node.serves())
+	}
+
+	// A paused release holds; the signed waves are the record's.
+	w.publish("v6", key(1), &oci.Rollout{Paused: true})
+	if st := w.check(); st.State != follow.StatePaused || w.node.serves() != "v5" {
+		t.Fatalf("paused: %+v", st)
+	}
+	later := time.Now().Add(time.Hour)
+	w.publish("v7", key(1), &oci.Rollout{Waves: []oci.Wave{{Share: 1, NotBefore: later}}})
+	if st := w.check(); st.State != follow.StateWaiting || st.WaveOpens.Unix() != later.Unix() || w.node.serves() != "v5" {
+		t.Fatalf("a wave in an hour: %+v", st)
+	}
+}
+
+func TestFollowWithPullCredentials(t *testing.T) {
+	w := newWorld(t, true)
+	v2 := w.publish("v2", key(1), nil)
+	if st := w.check(); st.Applied != v2 || w.node.serves() != "v2" {
+		t.Fatalf("htpasswd registry: %+v", st)
+	}
+}
