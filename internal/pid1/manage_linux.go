@@ -189,6 +189,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	st.Node.Degraded = degradedReason()
 	st.Node.ConsoleDroppedLines = n.log.Dropped()
 	st.OS = osStatus()
+	st.Follow = followStatus() // follow_linux.go
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

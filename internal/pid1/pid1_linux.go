@@ -176,6 +176,11 @@ func run(log *boot.Logger) error {
 		case <-time.After(apiStartDelay):
 		}
 		n.serveAPI()
+		// The follower starts with the API, once the apps listen: its
+		// first check would only compete with node's start (follow_linux.go).
+		if rt.Follow != nil {
+			startFollowing(n, rt)
+		}
 	})
 	power := boot.PowerEvents(log.Printf)
 

@@ -1,0 +1,168 @@
+package pid1
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/contract"
+	"github.com/nodeboot/nodeboot/internal/follow"
+	"github.com/nodeboot/nodeboot/internal/follow/ocisource"
+	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/internal/update"
+)
+
+// Following a tag (nodeboot.json "follow"; internal/follow, docs/follow.md):
+// PID 1 only hands the follower the node as follow.Node (the deploy
+// transactions and the OS updater every API request uses too) and reports
+// its status.
+
+// followState is the file that keeps the follower's seed and the digest it
+// refused, on /data so that both survive reboots and OS updates.
+const followState = "/data/follow/state.json"
+
+// followCache keeps a release's downloaded blobs (on /data: an OS update's
+// are tens of MiB, and a cut download resumes after a reboot too).
+const followCache = "/data/follow/cache"
+
+// follower is this boot's follower; nil when the node follows nothing.
+var follower struct {
+	sync.Mutex
+	f *follow.Follower
+}
+
+func currentFollower() *follow.Follower {
+	follower.Lock()
+	defer follower.Unlock()
+	return follower.f
+}
+
+// followNode is the node as the follower changes it.
+type followNode struct {
+	n  *node
+	rt *spec.Runtime
+}
+
+func (fn followNode) AppVersion(app string) (string, bool) {
+	a, err := fn.n.app(app)
+	if err != nil {
+		return "", false
+	}
+	v, _ := a.tx.Versions()
+	return v, true
+}
+
+// Deploy runs the same transaction as PUT /v1/apps/{app}, so a follower's
+// deploy and the owner's are serialised by the same gate.
+func (fn followNode) Deploy(ctx context.Context, app, digest string, body io.Reader) error {
+	a, err := fn.n.app(app)
+	if err != nil {
+		return err
+	}
+	fn.n.log.Printf("app %s: deploying version %s from the followed tag", app, short(digest))
+	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
+	if err != nil {
+		return err
+	}
+	fn.n.log.Printf("app %s: version %s runs (was %s)", app, short(res.Version), short(res.Previous))
+	return nil
+}
+
+func (fn followNode) OS() follow.OSState {
+	st := follow.OSState{Image: fn.rt.ImageVersion}
+	u := currentUpdater()
+	if u == nil {
+		return st
+	}
+	s, err := u.Status()
+	if err != nil {
+		return st
+	}
+	for _, sl := range s.Slots {
+		if !sl.Booted {
+			continue
+		}
+		if sl.Image != nil && sl.Image.ID != "" {
+			st.Image = sl.Image.ID
+		}
+		st.Trial = sl.State == "trial"
+	}
+	if l := s.Last; l != nil && !l.OK {
+		st.FailedImage, st.FailedReason = l.Image.ID, l.Reason
+	}
+	return st
+}
+
+// UpdateOS installs the payload as PUT /v1/update does, then reboots into
+// its trial; the trial gate commits it or falls back.
+func (fn followNode) UpdateOS(ctx context.Context, body io.Reader) error {
+	u := currentUpdater()
+	if u == nil {
+		return fmt.Errorf("%w: this node has no OS updater", update.ErrNoSlots)
+	}
+	armed, err := u.Install(ctx, body, update.InstallOptions{})
+	if err != nil {
+		return err
+	}
+	fn.n.log.Printf("OS update %s from the followed tag written to slot %s: rebooting into its trial", armed.Image, armed.Slot)
+	return u.RebootIntoTrial()
+}
+
+// startFollow starts the follower of rt.Follow over src. It runs for the
+// whole boot; a registry that cannot be reached costs it nothing but
+// retries (internal/follow).
+func startFollow(n *node, rt *spec.Runtime, src follow.Source) {
+	interval, err := spec.ParseFollowInterval(rt.Follow.Interval)
+	if err != nil {
+		// DecodeRuntime checked it; this is only a second guard.
+		n.log.Printf("follow off: %v", err)
+		return
+	}
+	f := follow.New(follow.Config{
+		Ref:      rt.Follow.Ref,
+		Interval: interval,
+		Source:   src,
+		Node:     followNode{n: n, rt: rt},
+		State:    follow.File(followState),
+		Log:      n.log.Printf,
+	})
+	follower.Lock()
+	follower.f = f
+	follower.Unlock()
+	n.log.Printf("following %s every %v (seed %.4f)", rt.Follow.Ref, interval, f.Status().Seed)
+	goSafe("follow", func() { f.Run(context.Background()) })
+}
+
+// followStatus is the "follow" object of the status answer.
+func followStatus() *contract.FollowStatus {
+	f := currentFollower()
+	if f == nil {
+		return nil
+	}
+	s := f.Status()
+	return &contract.FollowStatus{
+		Ref: s.Ref, State: s.State, LastCheck: s.LastCheck, Target: s.Target, Applied: s.Applied,
+		Version: s.Version, LastError: s.LastError, Failures: s.Failures, NextCheck: s.NextCheck,
+		WaveOpens: s.WaveOpens, Seed: s.Seed,
+	}
+}
+
+// startFollowing reads the image's keys and pull credentials and starts
+// the follower of rt.Follow.
+func startFollowing(n *node, rt *spec.Runtime) {
+	auth, err := ocisource.ReadAuth(contract.FollowAuth)
+	if err != nil {
+		n.log.Printf("follow: pull credentials: %v (following without them)", err)
+	}
+	src, err := ocisource.New(ocisource.Config{
+		Ref: rt.Follow.Ref, Insecure: rt.Follow.Insecure,
+		Keys: trustedKeys(n.log), Auth: auth, CacheDir: followCache,
+	})
+	if err != nil {
+		n.log.Printf("follow off: %v", err)
+		return
+	}
+	startFollow(n, rt, src)
+}
