@@ -5,7 +5,12 @@
 GO      ?= go
 BIN     := bin/nodeboot
 VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/nodeboot/nodeboot/internal/cli.Version=$(VERSION) \
+# The module proxy the CLI fetches the kernel from when GOPROXY is unset at
+# run time: this build host's (read from the go command's configuration).
+GOPROXY_DEFAULT := $(shell $(GO) env GOPROXY)
+RELEASE_LDFLAGS := -X github.com/nodeboot/nodeboot/internal/cli.Version=$(VERSION) \
+           -X 'github.com/nodeboot/nodeboot/internal/goproxy.DefaultProxy=$(GOPROXY_DEFAULT)'
+LDFLAGS := $(RELEASE_LDFLAGS) \
            -X github.com/nodeboot/nodeboot/internal/initbuild.SourceDir=$(CURDIR)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need, each checked by a file it
@@ -28,12 +33,33 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         chromium:/usr/bin/chromium \
         busybox-static:/bin/busybox
 
-.PHONY: all build demo test test-long fuzz deps kernel-deps check bench clean
+.PHONY: all build init-binaries release npm demo test test-long fuzz deps kernel-deps check bench clean
 
 all: build
 
-build:
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/nodeboot
+# PID 1 for every supported architecture, embedded into the CLI by the
+# nodeboot_embed tag (internal/initbuild). The flags are initbuild's own
+# (a test checks), so the same source gives the same init either way.
+INIT_DIR    ?= internal/initbuild/embedded
+INIT_ARCHES ?= amd64 arm64
+init-binaries:
+	@mkdir -p $(INIT_DIR)
+	@set -e; for a in $(INIT_ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags='-s -w -buildid=' -o $(INIT_DIR)/nodeboot-init-$$a ./cmd/nodeboot-init; \
+	done
+
+build: init-binaries
+	$(GO) build -tags nodeboot_embed -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nodeboot
+
+# release cross-compiles the self-contained CLI (inits embedded, no source
+# path stamped) for every platform the npm package ships.
+RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64
+release: init-binaries
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		echo "release $$p"; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} $(GO) build -tags nodeboot_embed -trimpath \
+			-ldflags "-s -w $(RELEASE_LDFLAGS)" -o dist/bin/$${p%/*}-$${p#*/}/nodeboot ./cmd/nodeboot; \
+	done
 
 # deps installs what is missing, and only that.
 deps:
@@ -104,4 +130,4 @@ kernel-deps:
 	fi
 
 clean:
-	rm -rf bin out
+	rm -rf bin out dist $(INIT_DIR)/nodeboot-init-*

@@ -228,7 +228,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		}
 		m.Node.Integrity = rt.Integrity
 	}
-	if m.Init, err = describe(initPath, "nodeboot-init", o.Version, "built from source"); err != nil {
+	if m.Init, err = describe(initPath, "nodeboot-init", o.Version, initbuild.Origin(o.Arch)); err != nil {
 		return nil, err
 	}
 	for _, f := range closure.Files {

@@ -1,13 +1,15 @@
-// Package initbuild compiles cmd/nodeboot-init, the image's PID 1, for the
-// target architecture with the Go toolchain. Building it on demand (instead of
-// shipping a binary per architecture inside the CLI) keeps the CLI small and
-// the init exactly in step with the CLI's source.
+// Package initbuild provides cmd/nodeboot-init, the image's PID 1, for the
+// target architecture: the binary embedded in the CLI by `make` (so a user
+// needs no Go toolchain and no source), or else compiled from source with the
+// go command (go test, go install, go run), which keeps tests on the current
+// source.
 package initbuild
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,17 +24,48 @@ const Module = "github.com/nodeboot/nodeboot"
 // from a checkout builds the init from that same checkout wherever it runs.
 var SourceDir string
 
-// Build compiles the init for arch into dir and returns the binary's path.
+// embedded is what the CLI carries (tests replace it).
+var embedded fs.FS = embeddedFiles
+
+// Embedded reports whether this CLI carries a prebuilt init for arch.
+func Embedded(arch string) bool {
+	_, err := fs.Stat(embedded, embeddedName(arch))
+	return err == nil
+}
+
+// Origin says where Build's init for arch comes from, for the manifest.
+func Origin(arch string) string {
+	if Embedded(arch) {
+		return "embedded in the CLI"
+	}
+	return "built from source"
+}
+
+func embeddedName(arch string) string { return "embedded/nodeboot-init-" + arch }
+
+// Build writes the init for arch into dir and returns the binary's path: the
+// embedded one when there is one, else one compiled from source.
 func Build(arch, dir string) (string, error) {
+	out := filepath.Join(dir, "nodeboot-init-"+arch)
+	if b, err := fs.ReadFile(embedded, embeddedName(arch)); err == nil {
+		if err := os.WriteFile(out, b, 0o755); err != nil {
+			return "", fmt.Errorf("writing the embedded init for %s: %w", arch, err)
+		}
+		return out, nil
+	}
+	return compile(arch, out)
+}
+
+// compile builds the init from nodeboot's source with the go command.
+func compile(arch, out string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("building the init (PID 1) needs the go command: install Go from https://go.dev/dl or your distribution")
+		return "", fmt.Errorf("this nodeboot carries no init (PID 1) for %s and building one needs the go command: install nodeboot from npm (npm install -D nodeboot) or build it with make, or install Go", arch)
 	}
 	src, err := sourceDir(goBin)
 	if err != nil {
 		return "", err
 	}
-	out := filepath.Join(dir, "nodeboot-init-"+arch)
 	// -trimpath and an empty build id make the binary depend only on the
 	// source and the toolchain, so images stay reproducible.
 	cmd := exec.Command(goBin, "build", "-trimpath", "-ldflags=-s -w -buildid=", "-o", out, "./cmd/nodeboot-init")

@@ -6,22 +6,24 @@ package kernel
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	// The kernel module is an empty Go package next to the vmlinuz file.
-	// Importing it makes the go command pin its version in go.mod and record
-	// it in this binary's build info, which is how Default finds it.
+	// Importing it keeps its version pinned in go.mod and the h1: hash of
+	// its content in go.sum, which Default checks the download against.
 	_ "github.com/gokrazy/kernel.amd64"
 
-	"github.com/nodeboot/nodeboot/internal/initbuild"
+	nodeboot "github.com/nodeboot/nodeboot"
+	"github.com/nodeboot/nodeboot/internal/goproxy"
 )
 
 // Kernel is a kernel file and where it came from.
@@ -42,29 +44,40 @@ func ModulePath(arch string) (string, error) {
 	return "", fmt.Errorf("no default kernel for %s yet: pass --kernel PATH", arch)
 }
 
-// Default locates the pinned kernel module in the Go module cache, downloading
-// it through the Go module proxy if needed. It needs the go command, as
-// building the init does.
+// Default fetches the pinned kernel module over the Go module proxy (no go
+// command needed) into the user cache dir, verified against the h1: hash in
+// nodeboot's go.sum; a cached copy is verified again on every build.
 func Default(arch string) (*Kernel, error) {
+	return DefaultContext(context.Background(), arch, nil)
+}
+
+// DefaultContext is Default with a context and a log for the download.
+func DefaultContext(ctx context.Context, arch string, logf func(string, ...any)) (*Kernel, error) {
 	mod, err := ModulePath(arch)
 	if err != nil {
 		return nil, err
 	}
-	var dir string
-	version := pinnedVersion(mod)
-	if version != "" {
-		dir, err = moduleDir(mod, version)
-	} else {
-		// Test binaries carry no dependency list; ask the go command in
-		// nodeboot's own source tree, whose go.mod pins the kernel.
-		version, dir, err = listModule(mod)
+	m, h1, err := goproxy.Pinned(nodeboot.GoMod, nodeboot.GoSum, mod)
+	if err != nil {
+		return nil, fmt.Errorf("finding the default kernel: %w", err)
+	}
+	cache, err := CacheDir()
+	if err != nil {
+		return nil, err
+	}
+	f := &goproxy.Fetcher{Dir: cache, Log: logf}
+	dir, err := f.Get(ctx, m, h1)
+	if errors.Is(err, goproxy.ErrDirect) {
+		// GOPROXY=direct or GOPRIVATE: only the go command fetches from
+		// the origin; the go command checks go.sum's hash itself.
+		dir, err = moduleDir(mod, m.Version, err)
 	}
 	if err != nil {
 		return nil, err
 	}
 	k := &Kernel{
 		Path:    filepath.Join(dir, "vmlinuz"),
-		Source:  "module:" + mod + "@" + version,
+		Source:  "module:" + mod + "@" + m.Version,
 		Version: versionString(filepath.Join(dir, "vmlinuz")),
 		License: filepath.Join(dir, "LICENSE.linux"),
 	}
@@ -74,28 +87,19 @@ func Default(arch string) (*Kernel, error) {
 	return k, nil
 }
 
-// pinnedVersion reads the version of mod from this binary's build info.
-// Test binaries and `go run` carry it too.
-func pinnedVersion(mod string) string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
+// CacheDir is where fetched kernel modules are kept.
+func CacheDir() (string, error) {
+	d, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache dir for the kernel: %w (set HOME or XDG_CACHE_HOME)", err)
 	}
-	for _, d := range bi.Deps {
-		if d.Path == mod {
-			if d.Replace != nil {
-				return d.Replace.Version
-			}
-			return d.Version
-		}
-	}
-	return ""
+	return filepath.Join(d, "nodeboot", "modules"), nil
 }
 
-func moduleDir(mod, version string) (string, error) {
+func moduleDir(mod, version string, why error) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("finding the default kernel needs the go command (%s@%s comes from the Go module proxy): install Go, or pass --kernel PATH", mod, version)
+		return "", fmt.Errorf("fetching kernel module %s@%s: %w: install Go, change GOPROXY/GONOPROXY/GOPRIVATE so a module proxy serves it, or pass --kernel PATH", mod, version, why)
 	}
 	cmd := exec.Command(goBin, "mod", "download", "-json", mod+"@"+version)
 	// Outside any module, so the user's current directory does not matter.
@@ -118,31 +122,6 @@ func moduleDir(mod, version string) (string, error) {
 		return "", fmt.Errorf("downloading kernel module %s@%s: go mod download reported no directory", mod, version)
 	}
 	return info.Dir, nil
-}
-
-func listModule(mod string) (version, dir string, err error) {
-	src, err := initbuild.Source()
-	if err != nil {
-		return "", "", fmt.Errorf("cannot tell which version of %s this nodeboot pins: %w; pass --kernel PATH", mod, err)
-	}
-	cmd := exec.Command("go", "list", "-m", "-json", mod)
-	cmd.Dir = src
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", "", fmt.Errorf("go list -m %s: %w: %s", mod, err, strings.TrimSpace(stderr.String()))
-	}
-	var info struct{ Version, Dir string }
-	if err := json.Unmarshal(out, &info); err != nil {
-		return "", "", fmt.Errorf("go list -m %s: %w", mod, err)
-	}
-	if info.Dir == "" {
-		// Pinned but not downloaded yet.
-		d, err := moduleDir(mod, info.Version)
-		return info.Version, d, err
-	}
-	return info.Version, info.Dir, nil
 }
 
 // FromFile checks a user-supplied kernel.

@@ -1,12 +1,21 @@
 package kernel
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	modzip "golang.org/x/mod/zip"
+
+	nodeboot "github.com/nodeboot/nodeboot"
+	"github.com/nodeboot/nodeboot/internal/goproxy"
 )
 
 func TestDefaultKernel(t *testing.T) {
@@ -81,5 +90,62 @@ func TestResolveNames(t *testing.T) {
 	// Anything else is a path, checked as one.
 	if _, err := Resolve(context.Background(), "nodeboot-arm", "amd64", io.Discard); err == nil || !strings.Contains(err.Error(), "nodeboot-arm") {
 		t.Errorf("unknown name: err = %v", err)
+	}
+}
+
+// The default kernel comes without the go command, from the proxy GOPROXY
+// names, and a damaged cached copy is fetched again rather than booted.
+func TestDefaultWithoutGoRefetchesCorruptCache(t *testing.T) {
+	real, err := Default("amd64")
+	if err != nil {
+		t.Skip(err)
+	}
+	mod, _ := ModulePath("amd64")
+	m, _, err := goproxy.Pinned(nodeboot.GoMod, nodeboot.GoSum, mod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A local proxy serving the module re-zipped from the verified copy:
+	// the same content, so the same h1: hash.
+	var z bytes.Buffer
+	if err := modzip.CreateFromDir(&z, m, filepath.Dir(real.Path)); err != nil {
+		t.Fatal(err)
+	}
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if !strings.HasSuffix(r.URL.Path, ".zip") {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(z.Bytes())
+	}))
+	defer srv.Close()
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	t.Setenv("HOME", t.TempDir())
+	t.Setenv("GOPROXY", srv.URL)
+	t.Setenv("GOPRIVATE", "")
+	t.Setenv("GONOPROXY", "")
+	t.Setenv("PATH", t.TempDir()) // no go command
+
+	k, err := Default("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hits.Load() != 1 {
+		t.Fatalf("%d requests to the proxy, want 1", hits.Load())
+	}
+	os.Chmod(k.Path, 0o644)
+	if err := os.Truncate(k.Path, 4096); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Default("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(real.Path)
+	b, _ := os.ReadFile(k2.Path)
+	if hits.Load() != 2 || !bytes.Equal(a, b) {
+		t.Errorf("a truncated cached kernel was not fetched again (%d requests, %d bytes)", hits.Load(), len(b))
 	}
 }

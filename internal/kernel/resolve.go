@@ -33,7 +33,7 @@ type Built struct {
 func Resolve(ctx context.Context, name, arch string, log io.Writer) (*Kernel, error) {
 	switch name {
 	case "", NameGokrazy:
-		return Default(arch)
+		return DefaultContext(ctx, arch, func(format string, a ...any) { fmt.Fprintf(log, format+"\n", a...) })
 	case NameVM, NamePC:
 		if arch != "amd64" {
 			return nil, fmt.Errorf("--kernel %s is built for amd64 only, the image is %s: use --kernel %s or a kernel file", name, arch, NameGokrazy)
