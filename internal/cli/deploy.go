@@ -31,8 +31,9 @@ import (
 func newDeploy(stdout, stderr io.Writer) *cobra.Command {
 	var nf nodeFlags
 	var app string
+	var insecure bool
 	cmd := &cobra.Command{
-		Use:   "deploy NODE [APP_DIR]",
+		Use:   "deploy NODE [APP_DIR | REF]",
 		Short: "Deploy a new version of an app to a running node",
 		Long: `Deploy the app in APP_DIR (default: the current directory) to a running node,
 without rebuilding its image.
@@ -46,23 +47,32 @@ version's last log lines are printed. The app keeps its /data state.
 
 The app's name is --app, else its name in nodeboot.json or package.json; it
 must be an app of the node's image. The node must run a node version that
-package.json's engines.node allows.`,
+package.json's engines.node allows.
+
+With REF (registry/repo:tag or oci:DIR[:TAG], made by 'nodeboot push')
+instead of APP_DIR, the app comes from that release, after its signature is
+checked against the project's update key; --app picks one of several.`,
 		Example: `  nodeboot deploy local
-  nodeboot deploy pi ./api --app api`,
+  nodeboot deploy pi ./api --app api
+  nodeboot deploy pi oci:/media/usb/fleet:stable`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDeploy(cmd.Context(), args, nf, app, stdout, stderr)
+			return runDeploy(cmd.Context(), args, nf, app, insecure, stdout, stderr)
 		},
 	}
 	nf.register(cmd.Flags(), true)
 	cmd.Flags().StringVar(&app, "app", "", "the node's app to replace (default: the app's name in nodeboot.json or package.json)")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP to the registry of a REF (a registry on this machine may always use it)")
 	return cmd
 }
 
-func runDeploy(ctx context.Context, args []string, nf nodeFlags, appFlag string, stdout, stderr io.Writer) error {
+func runDeploy(ctx context.Context, args []string, nf nodeFlags, appFlag string, insecure bool, stdout, stderr io.Writer) error {
 	dir := "."
 	if len(args) == 2 {
 		dir = args[1]
+	}
+	if isReleaseRef(dir) {
+		return runDeployRelease(ctx, args[0], dir, nf, appFlag, insecure, stdout, stderr)
 	}
 	proj, err := spec.Load(dir, "")
 	if err != nil {
@@ -321,4 +331,85 @@ func printResult(w io.Writer, did string, t *target, r *client.DeployResult) err
 		fmt.Fprintf(w, "warning: %s\n", r.Warning)
 	}
 	return err
+}
+
+// runDeployRelease deploys an app of the release at refArg: its layers
+// are fetched (from the registry, resuming, or the oci: directory), checked
+// and assembled into the bundle a plain deploy would send.
+func runDeployRelease(ctx context.Context, node, refArg string, nf nodeFlags, appFlag string, insecure bool, stdout, stderr io.Writer) error {
+	t, err := connect(nf.project, ".", node)
+	if err != nil {
+		return err
+	}
+	key, _, err := updateKey(t.project)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rel, err := pullRelease(ctx, refArg, insecure, key, stderr)
+	if err != nil {
+		return err
+	}
+	names := rel.AppNames()
+	name := appFlag
+	if name == "" {
+		if len(names) != 1 {
+			return fmt.Errorf("release %s holds %s: say which to deploy with --app", refArg, orNone(names))
+		}
+		name = names[0]
+	}
+	a := rel.Record.App(name)
+	if a == nil {
+		return fmt.Errorf("--app %s: release %s holds no app of that name; its apps: %s", name, refArg, orNone(names))
+	}
+	s, err := t.status(ctx)
+	if err != nil {
+		return err
+	}
+	if err := t.checkApp(s, name); err != nil {
+		return fmt.Errorf("%w: deploy replaces an app of the node's image; push the release from the project the node was built from", err)
+	}
+	if err := checkEngines(a.Meta.Engines, s.Node.NodeVersion, name, t); err != nil {
+		return err
+	}
+	dir, err := bundleTempDir()
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "bundle-*.tar.zst")
+	if err != nil {
+		return fmt.Errorf("creating the bundle file: %w", err)
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	digest, err := rel.WriteBundle(ctx, name, f)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "bundle of %s from the release: %s, %s\n", name, bytesIEC(uint64(a.Bundle.Size)), shortVersion(digest))
+	var progress io.Writer
+	if bar := uploadBar(stderr, a.Bundle.Size, "deploying "+name); bar != nil {
+		progress = bar
+		defer bar.Close()
+	}
+	r, err := t.c.Deploy(ctx, name, f, a.Bundle.Size, digest, progress)
+	if err != nil {
+		printUnhealthy(stderr, err)
+		return t.explain(err)
+	}
+	if nf.json {
+		return printJSON(stdout, r)
+	}
+	return printResult(stdout, "deployed", t, r)
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "no app"
+	}
+	return strings.Join(names, ", ")
 }

@@ -154,7 +154,7 @@ No shell, no package manager, no SSH.
 	root.AddCommand(newBuild(stdout, stderr), newRun(stdout, stderr), newVersion(stdout), newWrite(stdout, stderr))
 	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
 		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr),
-		newKernel(stdout, stderr), newFleet(stdout, stderr))
+		newKernel(stdout, stderr), newFleet(stdout, stderr), newPush(stdout, stderr), newPromote(stdout, stderr))
 	for _, c := range root.Commands() {
 		if c.Args != nil {
 			check := c.Args

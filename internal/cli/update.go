@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ type updateFlags struct {
 	bf             buildFlags
 	image          string
 	allowDowngrade bool
+	insecure       bool
 	noWait         bool
 	wait           time.Duration
 }
@@ -40,7 +42,7 @@ type updateFlags struct {
 func newUpdate(stdout, stderr io.Writer) *cobra.Command {
 	var f updateFlags
 	cmd := &cobra.Command{
-		Use:   "update NODE [APP_DIR]",
+		Use:   "update NODE [APP_DIR | REF]",
 		Short: "Update the OS of a node flashed with a disk image",
 		Long: `Update the whole image of a node flashed with a disk image (nodeboot build
 --format disk): its kernel, node, PID 1, nodeboot.json and the apps.
@@ -54,12 +56,17 @@ update.healthySeconds (nodeboot.json, default 30); otherwise, or when the new
 system does not come up at all, it boots its previous image again by itself.
 /data is kept either way.
 
+With REF (registry/repo:tag or oci:DIR[:TAG]) instead of APP_DIR, the OS
+update of a release made by 'nodeboot push --os' is sent, after its
+signature is checked against the project's update key (docs/oci.md).
+
 update waits for the outcome (unless --no-wait) and exits 0 when the new
 image runs, 1 when the trial failed (with the reason and the trial's last
 notes; the previous image runs again).`,
 		Example: `  nodeboot update pi
   nodeboot update local ./myapp
-  nodeboot update pi --image out/disk.img`,
+  nodeboot update pi --image out/disk.img
+  nodeboot update pi oci:/media/usb/fleet:stable`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runUpdate(cmd.Context(), args, f, stdout, stderr)
@@ -69,6 +76,7 @@ notes; the previous image runs again).`,
 	f.bf.register(cmd.Flags())
 	cmd.Flags().StringVar(&f.image, "image", "", "send this disk image (made by nodeboot build --format disk) instead of building APP_DIR")
 	cmd.Flags().BoolVar(&f.allowDowngrade, "allow-downgrade", false, "accept sending an image older than (or the same as) the one the node runs")
+	cmd.Flags().BoolVar(&f.insecure, "insecure", false, "allow plain HTTP to the registry of a REF (a registry on this machine may always use it)")
 	cmd.Flags().BoolVar(&f.noWait, "no-wait", false, "return once the node has accepted the update, without waiting for its trial boot")
 	cmd.Flags().DurationVar(&f.wait, "wait", 30*time.Minute, "how long to wait for the trial's outcome")
 	return cmd
@@ -79,7 +87,11 @@ func runUpdate(ctx context.Context, args []string, f updateFlags, stdout, stderr
 	if len(args) == 2 {
 		dir = args[1]
 	}
-	t, err := connect(f.nf.project, dir, args[0])
+	start := dir
+	if isReleaseRef(dir) {
+		start = "."
+	}
+	t, err := connect(f.nf.project, start, args[0])
 	if err != nil {
 		return err
 	}
@@ -98,40 +110,28 @@ func runUpdate(ctx context.Context, args []string, f updateFlags, stdout, stderr
 		return fmt.Errorf("%s has no %s: run nodeboot build once to create it, then build and flash the node's image with it (the node trusts only the key its image carries)", filepath.Join(t.project, creds.Dir), creds.UpdateKeyFile)
 	}
 
-	img, id := f.image, ""
-	if img == "" {
-		tmp, err := updateTempDir()
+	var hdrP *ospayload.Header
+	var p osStream
+	if isReleaseRef(dir) {
+		rel, err := pullRelease(ctx, dir, f.insecure, cr.UpdateKey, stderr)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(tmp)
-		f.bf.format = build.FormatDisk
-		o, err := f.bf.options(dir, filepath.Join(tmp, "disk.img"), stderr)
+		op, err := rel.FetchOS(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		hdrP, p = op.Header, op
+	} else {
+		op, cleanup, err := makeOSPayload(ctx, dir, f.image, f.bf, cr.UpdateKey, stderr)
 		if err != nil {
 			return err
 		}
-		res, err := build.Build(ctx, o)
-		if err != nil {
-			return err
-		}
-		img, id = res.DiskPath, res.Manifest.ImageVersion
-	} else if b, err := os.ReadFile(build.DiskManifestPath(img)); err == nil {
-		var m struct {
-			ImageVersion string `json:"imageVersion"`
-		}
-		if json.Unmarshal(b, &m) == nil {
-			id = m.ImageVersion
-		}
-	}
-	// The version is the time the payload is made: it grows with every
-	// update sent, while the image itself carries none, so that the same
-	// inputs still build the same bytes.
-	p, err := ospayload.FromImage(img, ospayload.BuildOptions{Key: cr.UpdateKey, Version: uint64(time.Now().Unix()), Image: id, Arch: f.bf.arch})
-	if err != nil {
-		return fmt.Errorf("making the OS update from %s: %w", img, err)
+		defer cleanup()
+		hdrP, p = op.Header, op
 	}
 	var hdr bytes.Buffer
-	if _, err := p.Header.WriteTo(&hdr); err != nil {
+	if _, err := hdrP.WriteTo(&hdr); err != nil {
 		return err
 	}
 	var from int64
@@ -144,7 +144,7 @@ func runUpdate(ctx context.Context, args []string, f updateFlags, stdout, stderr
 	}
 	defer r.Close()
 	size := p.Size() - from
-	m := p.Header.Manifest
+	m := hdrP.Manifest
 	fmt.Fprintf(stderr, "OS update %s (version %d): kernel %s, root file system %s\n", m.Image, m.Version, bytesIEC(uint64(m.Kernel.Size)), bytesIEC(uint64(m.RootFS.Size)))
 	if from > 0 {
 		fmt.Fprintf(stderr, "the node holds %s of it already: resuming\n", bytesIEC(uint64(from)))
@@ -192,6 +192,53 @@ func runUpdate(ctx context.Context, args []string, f updateFlags, stdout, stderr
 		}
 	}
 	return fmt.Errorf("the update of %s to image %s failed: %s; the node runs %s again", t.label(), acc.Image.ID, o.Reason, was)
+}
+
+// osStream is an OS update ready to send: made here from a disk image
+// (ospayload.Payload) or pulled from a release (oci.OSPayload).
+type osStream interface {
+	Size() int64
+	Open(from int64) (io.ReadCloser, error)
+}
+
+// makeOSPayload builds the project in dir as 'nodeboot build --format
+// disk' does (or takes img, a disk image built before) and makes its
+// signed OS update payload; cleanup removes the build.
+func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25519.PrivateKey, stderr io.Writer) (*ospayload.Payload, func(), error) {
+	cleanup := func() {}
+	id := ""
+	if img == "" {
+		tmp, err := updateTempDir()
+		if err != nil {
+			return nil, cleanup, err
+		}
+		cleanup = func() { os.RemoveAll(tmp) }
+		bf.format = build.FormatDisk
+		o, err := bf.options(dir, filepath.Join(tmp, "disk.img"), stderr)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		res, err := build.Build(ctx, o)
+		if err != nil {
+			return nil, cleanup, err
+		}
+		img, id = res.DiskPath, res.Manifest.ImageVersion
+	} else if b, err := os.ReadFile(build.DiskManifestPath(img)); err == nil {
+		var m struct {
+			ImageVersion string `json:"imageVersion"`
+		}
+		if json.Unmarshal(b, &m) == nil {
+			id = m.ImageVersion
+		}
+	}
+	// The version is the time the payload is made: it grows with every
+	// update sent, while the image itself carries none, so that the same
+	// inputs still build the same bytes.
+	p, err := ospayload.FromImage(img, ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: id, Arch: bf.arch})
+	if err != nil {
+		return nil, cleanup, fmt.Errorf("making the OS update from %s: %w", img, err)
+	}
+	return p, cleanup, nil
 }
 
 // waitTrial polls the node until the trial of image has an outcome on a

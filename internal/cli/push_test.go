@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/oci"
+	"github.com/nodeboot/nodeboot/internal/testregistry"
+)
+
+// pushProject is an app with its .nodeboot/ (as a build leaves it).
+func pushProject(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, dir, map[string]string{
+		"package.json":                  `{"name":"shop","main":"index.js"}`,
+		"index.js":                      helloJS,
+		"node_modules/dep/package.json": `{"name":"dep"}`,
+		"node_modules/dep/index.js":     strings.Repeat("module.exports = 1;\n", 5000),
+	})
+	if _, _, err := creds.Ensure(dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestPushPromote publishes through the CLI to an oci: directory and to
+// the real registry, promotes with waves, then pauses.
+func TestPushPromote(t *testing.T) {
+	dir := pushProject(t)
+	cr, err := creds.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusted := []ed25519.PublicKey{cr.UpdateKey.Public().(ed25519.PublicKey)}
+	layout := "oci:" + filepath.Join(t.TempDir(), "usb") + ":stable"
+	out, err := nodeboot(t, "push", dir, layout)
+	if err != nil || !strings.Contains(out, "pushed") || !strings.Contains(out, "deps") {
+		t.Fatalf("push to a layout: %v\n%s", err, out)
+	}
+
+	reg := testregistry.Start(t, testregistry.Options{Auth: true})
+	t.Setenv("DOCKER_CONFIG", reg.DockerConfig("", ""))
+	ref := reg.Host + "/fleet/shop:canary"
+	out, err = nodeboot(t, "push", dir, ref, "--json")
+	if err != nil {
+		t.Fatalf("push to the registry: %v\n%s", err, out)
+	}
+	var pr pushResult
+	if err := json.Unmarshal([]byte(out), &pr); err != nil || pr.Digest == "" || len(pr.Record.Apps) != 1 {
+		t.Fatalf("push --json: %v\n%s", err, out)
+	}
+	// Run in the project, so promote finds its update key.
+	wd, _ := os.Getwd()
+	t.Cleanup(func() { os.Chdir(wd) })
+	os.Chdir(dir)
+	out, err = nodeboot(t, "promote", ref, "stable", "--wave", "10%@+0", "--wave", "100%@+1h")
+	if err != nil || !strings.Contains(out, "10% from") {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	stable, _ := oci.ParseRef(reg.Host+"/fleet/shop:stable", false)
+	o := oci.Options{Auth: nil}
+	rel, err := oci.Open(stable, o).Release(context.Background(), "", trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro := rel.Record.Rollout; ro == nil || len(ro.Waves) != 2 || ro.Waves[1].NotBefore.Sub(ro.Waves[0].NotBefore) != time.Hour {
+		t.Fatalf("promoted rollout: %+v", rel.Record.Rollout)
+	}
+	if out, err = nodeboot(t, "promote", reg.Host+"/fleet/shop:stable", "stable", "--pause"); err != nil || !strings.Contains(out, "paused") {
+		t.Fatalf("promote --pause: %v\n%s", err, out)
+	}
+}
+
+// TestPushBadInput: what a user can get wrong, and what they are told.
+func TestPushBadInput(t *testing.T) {
+	dir := pushProject(t)
+	noKey := t.TempDir()
+	write(t, noKey, map[string]string{"package.json": `{"name":"shop","main":"index.js"}`, "index.js": helloJS})
+	layout := "oci:" + t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"push", dir, "shop:stable"}, "name the registry"},
+		{[]string{"push", dir, "oci:"}, "needs a directory"},
+		{[]string{"push", dir, layout, "--wave", "10%"}, "SHARE@WHEN"},
+		{[]string{"push", dir, layout, "--wave", "10%@+0"}, "must be 1"},
+		{[]string{"push", dir, layout, "--wave", "ten@+0"}, "not a number"},
+		{[]string{"push", dir, layout, "--image", "x.img"}, "--image goes with --os"},
+		{[]string{"push", noKey, layout}, "nodeboot build"},
+		{[]string{"push", dir, "registry.nodeboot-test.invalid/fleet/shop:stable"}, "cannot reach the registry"},
+		{[]string{"promote", layout + ":nope", "stable", "--project", dir}, "not an OCI image layout"},
+		{[]string{"promote", layout, "stable", "--pause", "--resume", "--project", dir}, "choose one"},
+	} {
+		out, err := nodeboot(t, c.args...)
+		if err == nil || !strings.Contains(err.Error()+out, c.want) {
+			t.Errorf("nodeboot %s: %v\n%s\nwant an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+}
+
+func TestIsReleaseRef(t *testing.T) {
+	dir := t.TempDir()
+	for arg, want := range map[string]bool{
+		"oci:/media/usb":               true,
+		"registry.example.com/shop:v1": true,
+		"localhost:5000/shop:v1":       true,
+		"127.0.0.1:5000/shop":          true,
+		dir:                            false,
+		"./app":                        false,
+		"app":                          false,
+		"../x.y/app":                   false,
+	} {
+		if got := isReleaseRef(arg); got != want {
+			t.Errorf("isReleaseRef(%q) = %v, want %v", arg, got, want)
+		}
+	}
+}
