@@ -101,7 +101,6 @@ type Registry struct {
 	// Dir holds the config, the htpasswd file and the storage.
 	Dir string
 
-	t    testing.TB
 	bin  string
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -109,18 +108,39 @@ type Registry struct {
 	log  *os.File
 }
 
-// Start builds (once) and starts a registry; it is stopped when the test
-// ends. The test fails if the registry cannot be built or started.
+// Start builds (once) and starts a registry; it is stopped and removed
+// when the test ends. The test fails if the registry cannot be built or
+// started.
 func Start(t testing.TB, o Options) *Registry {
 	t.Helper()
-	bin, err := Binary()
+	r, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Registry{t: t, bin: bin, Dir: t.TempDir()}
+	t.Cleanup(r.Close)
+	return r
+}
+
+// New builds (once) and starts a registry in a new temporary directory,
+// for programs that are not tests (the benchmark); Close stops it and
+// removes the directory.
+func New(o Options) (*Registry, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "nodeboot-registry-")
+	if err != nil {
+		return nil, err
+	}
+	r := &Registry{bin: bin, Dir: dir}
+	fail := func(err error) (*Registry, error) {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	r.Host = l.Addr().String()
 	l.Close()
@@ -133,11 +153,11 @@ func Start(t testing.TB, o Options) *Registry {
 		r.User, r.Password = "fleet", hex.EncodeToString(pw)
 		h, err := bcrypt.GenerateFromPassword([]byte(r.Password), bcrypt.MinCost)
 		if err != nil {
-			t.Fatal(err)
+			return fail(err)
 		}
 		hp := filepath.Join(r.Dir, "htpasswd")
 		if err := os.WriteFile(hp, []byte(r.User+":"+string(h)+"\n"), 0o600); err != nil {
-			t.Fatal(err)
+			return fail(err)
 		}
 		auth = fmt.Sprintf("auth:\n  htpasswd:\n    realm: nodeboot-test\n    path: %s\n", hp)
 	}
@@ -156,25 +176,31 @@ http:
   secret: %s
 %s`, filepath.Join(r.Dir, "storage"), r.Host, hex.EncodeToString(secret), auth)
 	if err := os.WriteFile(filepath.Join(r.Dir, "config.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
-	r.Restart()
-	t.Cleanup(r.Stop)
-	return r
+	if err := r.Restart(); err != nil {
+		return fail(err)
+	}
+	return r, nil
+}
+
+// Close stops the registry and removes its directory.
+func (r *Registry) Close() {
+	r.Stop()
+	os.RemoveAll(r.Dir)
 }
 
 // Restart starts the registry again (after Stop) on the same address and
 // storage; it returns once the registry answers.
-func (r *Registry) Restart() {
-	r.t.Helper()
+func (r *Registry) Restart() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.cmd != nil {
-		return
+		return nil
 	}
 	logf, err := os.OpenFile(filepath.Join(r.Dir, "registry.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		r.t.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(r.bin, "serve", filepath.Join(r.Dir, "config.yml"))
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -182,7 +208,7 @@ func (r *Registry) Restart() {
 	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
 	if err := cmd.Start(); err != nil {
 		logf.Close()
-		r.t.Fatalf("starting the test registry: %v", err)
+		return fmt.Errorf("starting the test registry: %w", err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
@@ -193,18 +219,23 @@ func (r *Registry) Restart() {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				return
+				return nil
 			}
 		}
 		select {
 		case <-done:
 			b, _ := os.ReadFile(filepath.Join(r.Dir, "registry.log"))
 			r.cmd = nil
-			r.t.Fatalf("the test registry exited at start: %s", b)
+			logf.Close()
+			return fmt.Errorf("the test registry exited at start: %s", b)
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("the test registry on %s did not answer within 60 s: %v", r.Host, err)
+			r.cmd.Process.Kill()
+			<-done
+			r.cmd = nil
+			logf.Close()
+			return fmt.Errorf("the test registry on %s did not answer within 60 s: %v", r.Host, err)
 		}
 	}
 }
@@ -238,8 +269,10 @@ func (r *Registry) Log() string {
 // directory and returns it: set DOCKER_CONFIG to it, as `docker login`
 // would have left it.
 func (r *Registry) DockerConfig(user, password string) string {
-	r.t.Helper()
-	dir := r.t.TempDir()
+	dir, err := os.MkdirTemp(r.Dir, "docker-")
+	if err != nil {
+		panic(err)
+	}
 	if user == "" && password == "" {
 		user, password = r.User, r.Password
 	}
@@ -248,7 +281,7 @@ func (r *Registry) DockerConfig(user, password string) string {
 	}}
 	b, _ := json.Marshal(cfg)
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
-		r.t.Fatal(err)
+		panic(err)
 	}
 	return dir
 }
