@@ -126,6 +126,9 @@ type options struct {
 	ramTries int
 	load     bool
 	updates  bool
+	// registry measures a release round trip through a registry;
+	// registryOnly only that, spliced into o.out.
+	registry, registryOnly bool
 	// updatesOnly measures only the OS updates and replaces their
 	// section in the -o file, keeping the boots' figures.
 	updatesOnly bool
@@ -145,6 +148,8 @@ func main() {
 	flag.BoolVar(&o.load, "load", true, "load the app with wrk for 10 s after each boot (requests/s)")
 	flag.BoolVar(&o.updates, "updates", true, "measure two OS updates of a disk-image node (the app changed; another node major version)")
 	flag.BoolVar(&o.updatesOnly, "updates-only", false, "measure only the OS updates and replace their section in the -o file")
+	flag.BoolVar(&o.registry, "registry", true, "measure a one-line app change published and pulled through the real registry")
+	flag.BoolVar(&o.registryOnly, "registry-only", false, "measure only the registry round trip and replace its section in the -o file")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up on a boot that has not answered HTTP after this long")
 	flag.DurationVar(&o.quiet, "quiet-wait", 2*time.Minute, "before each boot, wait up to this long for other work on the host to stop using the CPU (0: do not wait)")
 	flag.BoolVar(&o.verbose, "v", false, "stream the guest consoles to stderr")
@@ -202,6 +207,9 @@ func run(ctx context.Context, o options) error {
 	defer os.RemoveAll(e.tmp)
 	if o.updatesOnly {
 		return runUpdatesOnly(ctx, e, o)
+	}
+	if o.registryOnly {
+		return runRegistryOnly(ctx, e, o)
 	}
 	// Every system runs the very node binary nodeboot picks.
 	if e.node, err = noderuntime.Resolve(ctx, noderuntime.Request{Arch: "amd64", Flag: o.node, Log: os.Stderr}); err != nil {
@@ -303,6 +311,10 @@ func run(ctx context.Context, o options) error {
 			return fmt.Errorf("OS updates: %w", err)
 		}
 		rep.Updates = runs
+	}
+	if o.registry {
+		r := measureRegistry(ctx, e)
+		rep.Registry = &r
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -41,6 +41,8 @@ type Report struct {
 	RAMTries int
 	// Updates are the OS updates measured (renderUpdates).
 	Updates []UpdateRun
+	// Registry is the release round trip (renderRegistry).
+	Registry *RegistryRun
 }
 
 // metric is one row of a boot-time table.
@@ -347,6 +349,9 @@ func (r *Report) Render(w io.Writer) {
 
 	if len(r.Updates) > 0 {
 		renderUpdates(p, r.Updates)
+	}
+	if r.Registry != nil {
+		renderRegistry(p, *r.Registry)
 	}
 	p("## Method\n\n")
 	p("`go run ./bench` (flags: `-n` boots per system, `-systems`, `-o`, `-memory`, `-accel`, `-node`,\n")
