@@ -23,6 +23,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/oci"
+	"github.com/nodeboot/nodeboot/internal/ospayload"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/testregistry"
 	"github.com/nodeboot/nodeboot/internal/vm"
@@ -231,4 +232,108 @@ func answer(port int) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return strings.TrimSpace(string(b))
+}
+
+// TestFollowOS (NODEBOOT_LONG: it costs an OVMF boot, a trial boot and
+// their updates under TCG) pushes a release with an OS update to a node
+// that follows its tag: the app is deployed, the OS written to the other
+// slot and tried, committed, and the follower reports the release applied.
+func TestFollowOS(t *testing.T) {
+	requireQEMU(t)
+	if os.Getenv("NODEBOOT_LONG") == "" {
+		t.Skip("an OS update through the followed tag runs under NODEBOOT_LONG=1 (make test-long)")
+	}
+	if _, err := vm.FindFirmware(); err != nil {
+		t.Fatal(err)
+	}
+	reg := testregistry.Start(t, testregistry.Options{})
+	_, port, _ := strings.Cut(reg.Host, ":")
+	guestHost := "10.0.2.2:" + port
+	proj := t.TempDir()
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(proj, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("package.json", `{"name":"shop","version":"1.0.0","main":"server.js"}`)
+	write("server.js", followServer(false))
+	write("version.txt", "os1")
+	write("nodeboot.json", fmt.Sprintf(`{"cmdline": "no_timer_check", "update": {"healthySeconds": 5}, "follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	build := func(name string) (string, string) {
+		t.Helper()
+		img := filepath.Join(t.TempDir(), name)
+		var log strings.Builder
+		if err := cli.Run(ctx, []string{"build", proj, "--format", "disk", "--size", "1G", "-o", img}, &log, &log); err != nil {
+			t.Fatalf("build: %v\n%s", err, log.String())
+		}
+		b, err := os.ReadFile(strings.TrimSuffix(img, ".img") + ".manifest.json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct{ ImageVersion string }
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		return img, m.ImageVersion
+	}
+	img, _ := build("one.img")
+	owner, err := creds.Load(proj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiPort, err := vm.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bootDisk(t, ctx, img, "512M", false, vm.Forward{Host: apiPort, Guest: contract.APIPort})
+	b.waitFor(t, "following "+guestHost+"/shop:stable")
+
+	write("version.txt", "os2")
+	img2, id2 := build("two.img")
+	payload, err := ospayload.FromImage(img2, ospayload.BuildOptions{Key: owner.UpdateKey, Version: uint64(time.Now().Unix()), Image: id2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := spec.Load(proj, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &p.Apps[0]
+	ref, err := oci.ParseRef(reg.Host+"/shop:stable", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := oci.Push(ctx, ref, oci.Publication{
+		Apps: []oci.AppInput{{Meta: bundle.Meta{Format: bundle.Format, App: a.Name, Entry: a.Entry, NodeArgs: a.NodeArgs, Engines: a.Engines}, Files: bundle.FromSpec(a.SrcDir, a.Files)}},
+		OS:   payload, Key: owner.UpdateKey,
+	}, oci.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for {
+		s, err := statusOf(owner, apiPort)
+		if err == nil && s.Follow != nil && s.Follow.Applied == res.Digest && s.OS != nil {
+			if bs := s.OS.Booted(); bs != nil && bs.Name == "b" && bs.State == "good" && bs.Image != nil && bs.Image.ID == id2 && answer(b.port) == "os2" {
+				break
+			}
+		}
+		select {
+		case <-b.v.Done():
+			t.Fatalf("the node died: %v\n%s", b.v.Err(), b.v.Tail(40))
+		default:
+		}
+		if time.Since(start) > 25*time.Minute {
+			var f *contract.FollowStatus
+			if s != nil {
+				f = s.Follow
+			}
+			t.Fatalf("the OS release was not applied: %v, follow %+v\n%s", err, f, b.v.Tail(40))
+		}
+		time.Sleep(2 * time.Second)
+	}
+	t.Logf("OS release applied and committed after %v", time.Since(start).Round(time.Second))
 }
