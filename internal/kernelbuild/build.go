@@ -104,11 +104,20 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		SourceVersion: src.Version,
 		ConfigSHA256:  sum,
 	}
-	if b, err := os.ReadFile(filepath.Join(outDir, "build.json")); err == nil && json.Unmarshal(b, res) == nil {
-		if _, err := os.Stat(res.Path); err == nil {
-			res.Cached = true
-			return res, nil
-		}
+	if cached(outDir, res) {
+		return res, nil
+	}
+	if err := os.MkdirAll(filepath.Join(o.CacheDir, "build"), 0o755); err != nil {
+		return nil, fmt.Errorf("kernel build dir: %w", err)
+	}
+	unlock, err := lock(filepath.Join(o.CacheDir, "build", o.Profile+".lock"))
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// Another nodeboot may have built it while this one waited.
+	if cached(outDir, res) {
+		return res, nil
 	}
 	start := time.Now()
 	tree, err := extract(ctx, src, o.CacheDir, o.Log)
@@ -161,6 +170,19 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
+// cached fills res from a finished build in outDir, if there is one.
+func cached(outDir string, res *Result) bool {
+	b, err := os.ReadFile(filepath.Join(outDir, "build.json"))
+	if err != nil || json.Unmarshal(b, res) != nil {
+		return false
+	}
+	if _, err := os.Stat(res.Path); err != nil {
+		return false
+	}
+	res.Cached = true
+	return true
+}
+
 // extract unpacks the source tarball once per version into the cache.
 func extract(ctx context.Context, src *Source, cacheDir string, log io.Writer) (string, error) {
 	base := filepath.Join(cacheDir, "src", src.Version)
@@ -184,9 +206,16 @@ func extract(ctx context.Context, src *Source, cacheDir string, log io.Writer) (
 	if _, err := os.Stat(filepath.Join(tmp, src.Package, "Makefile")); err != nil {
 		return "", fmt.Errorf("%s does not hold %s/Makefile: is it a kernel source tarball? Reinstall it with `apt-get install --reinstall %s`", src.Tarball, src.Package, src.Package)
 	}
-	os.RemoveAll(base) // a half-unpacked leftover
 	if err := os.Rename(tmp, base); err != nil {
-		return "", fmt.Errorf("kernel source cache: %w", err)
+		// The other profile's build unpacked the same version meanwhile.
+		if _, serr := os.Stat(filepath.Join(tree, "Makefile")); serr == nil {
+			return tree, nil
+		}
+		// A leftover without its Makefile is not a tree anyone uses.
+		os.RemoveAll(base)
+		if err := os.Rename(tmp, base); err != nil {
+			return "", fmt.Errorf("kernel source cache: %w", err)
+		}
 	}
 	return tree, nil
 }
