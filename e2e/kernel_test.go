@@ -92,7 +92,10 @@ func TestOwnKernel(t *testing.T) {
 		Kernel:   filepath.Join(out, "vmlinuz"),
 		Initrd:   filepath.Join(out, m.Initramfs.Name),
 		Cmdline:  m.Cmdline,
-		Memory:   "1G",
+		// More than the burst: a kernel without a memory cgroup would let
+		// it through and the node would go on only by luck; 1G would have
+		// the burst refused by overcommit before any limit is tested.
+		Memory:   "2G",
 		Forwards: fwd,
 		Console:  consoleLog(t),
 	})
@@ -190,6 +193,9 @@ func TestOwnKernel(t *testing.T) {
 		// while the group was runnable, which a busy loop always is), not
 		// over host wall time, which TCG on a loaded host stretches.
 		a := stat()
+		if _, ok := a["nr_periods"]; !ok {
+			t.Fatalf("busy's cpu.stat has no nr_periods: the kernel has no CFS bandwidth control\n%v", a)
+		}
 		var b map[string]int64
 		deadline := time.Now().Add(5 * time.Minute)
 		for {
