@@ -89,9 +89,9 @@ func TestOwnKernel(t *testing.T) {
 	}
 	url := func(guest int, p string) string { return fmt.Sprintf("http://127.0.0.1:%d%s", ports[guest], p) }
 	v, err := vm.Start(ctx, vm.Config{
-		Kernel:   filepath.Join(out, "vmlinuz"),
-		Initrd:   filepath.Join(out, m.Initramfs.Name),
-		Cmdline:  m.Cmdline,
+		Kernel:  filepath.Join(out, "vmlinuz"),
+		Initrd:  filepath.Join(out, m.Initramfs.Name),
+		Cmdline: m.Cmdline,
 		// More than the burst: a kernel without a memory cgroup would let
 		// it through and the node would go on only by luck; 1G would have
 		// the burst refused by overcommit before any limit is tested.
