@@ -116,8 +116,9 @@ bench: deps kernel-deps build
 
 # nodeboot's own kernel (`nodeboot kernel build`, --kernel nodeboot-vm|pc) is
 # built from Debian's linux-source with the kernel's build tools. Only the
-# long tests and the benchmark build it: the first build takes tens of
-# minutes on two cores (docs/performance.md), then it is cached.
+# long tests and the benchmark build it: the first build compiles about
+# 1,300 files (hours on a loaded 2-core machine, docs/performance.md), then
+# it is cached.
 KERNEL_NEED := linux-source:/usr/share/doc/linux-source flex:/usr/bin/flex bison:/usr/bin/bison \
                bc:/usr/bin/bc libelf-dev:/usr/include/gelf.h make:/usr/bin/make zstd:/usr/bin/zstd
 

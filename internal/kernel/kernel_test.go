@@ -87,6 +87,10 @@ func TestResolveNames(t *testing.T) {
 	if _, err := Resolve(context.Background(), NameVM, "arm64", io.Discard); err == nil || !strings.Contains(err.Error(), "amd64 only") {
 		t.Errorf("nodeboot-vm on arm64: err = %v", err)
 	}
+	k, err := Resolve(context.Background(), NameGokrazy, "amd64", io.Discard)
+	if err != nil || !strings.HasPrefix(k.Source, "module:github.com/gokrazy/kernel.amd64@") || k.Built != nil {
+		t.Errorf("gokrazy: %+v, %v", k, err)
+	}
 	// Anything else is a path, checked as one.
 	if _, err := Resolve(context.Background(), "nodeboot-arm", "amd64", io.Discard); err == nil || !strings.Contains(err.Error(), "nodeboot-arm") {
 		t.Errorf("unknown name: err = %v", err)
