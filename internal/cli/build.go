@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -23,11 +24,21 @@ type buildFlags struct {
 func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.config, "config", "", "nodeboot.json to use (default: the app dir's nodeboot.json, if any)")
 	fs.StringVar(&f.node, "node", "", "node to put in the image: a version (22, 22.21.1) fetched from the npm registry npm is configured for, or a path to a node binary (default: the host's node if it satisfies engines.node)")
-	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel to boot: gokrazy (the prebuilt kernel pinned in nodeboot's go.mod, the default), nodeboot-vm or nodeboot-pc (nodeboot's own, built from Debian's linux-source on first use: see `nodeboot kernel build`), or a bzImage's path")
+	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel to boot: gokrazy (the prebuilt kernel pinned in nodeboot's go.mod, the default), nodeboot-vm or nodeboot-pc (nodeboot's own, built from Debian's linux-source on first use: see `nodeboot kernel build`), or a bzImage's path; default $NODEBOOT_KERNEL if set")
 	fs.StringVar(&f.compression, "compression", "", "initramfs: none (default: boots fastest), zstd or gzip; --format disk: none stores the squashfs root uncompressed, anything else zlib (default)")
 	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
 	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM) or disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data)")
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
+}
+
+// kernelName is --kernel, else NODEBOOT_KERNEL: the environment lets a whole
+// test suite or CI job boot another kernel (NODEBOOT_KERNEL=nodeboot-vm
+// make test-long) without touching each command line.
+func (f *buildFlags) kernelName() string {
+	if f.kernel != "" {
+		return f.kernel
+	}
+	return os.Getenv("NODEBOOT_KERNEL")
 }
 
 // parseSize reads 2G, 512M, 1.5G, 4096K or a byte count.
@@ -67,7 +78,7 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 		OutDir:      outDir,
 		Arch:        f.arch,
 		Node:        f.node,
-		Kernel:      f.kernel,
+		Kernel:      f.kernelName(),
 		Compression: comp,
 		Log:         log,
 		Version:     version(),

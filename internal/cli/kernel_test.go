@@ -23,3 +23,15 @@ func TestKernelBuildBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestKernelFromEnvironment(t *testing.T) {
+	t.Setenv("NODEBOOT_KERNEL", "nodeboot-vm")
+	f := buildFlags{}
+	if got := f.kernelName(); got != "nodeboot-vm" {
+		t.Errorf("NODEBOOT_KERNEL: kernel %q", got)
+	}
+	f.kernel = "gokrazy"
+	if got := f.kernelName(); got != "gokrazy" {
+		t.Errorf("--kernel over NODEBOOT_KERNEL: kernel %q", got)
+	}
+}
