@@ -21,6 +21,8 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"network":{"mod":"dhcp"}}`,
 		`{"hostname":"a","hostname":"b"}`,
 		`{"env":{"PORT":1}}`,
+		`{"follow":{"ref":"127.0.0.1:5000/shop:stable","interval":"3s","insecure":true}}`,
+		`{"follow":{"ref":"web@sha256:00","interval":"5 m"}}`,
 		"\xef\xbb\xbf{}",
 		`[[[[[[]]]]]]`,
 		`{"a":`,
