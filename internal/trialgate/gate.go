@@ -109,9 +109,22 @@ func Run(cfg Config, tr Trial, names []string, apps map[string]App) Result {
 	deadline := start.Add(cfg.Healthy + cfg.Grace)
 	within := (cfg.Healthy + cfg.Grace).Round(time.Second)
 	since := make([]time.Time, len(names)) // zero: not healthy now
+	ever := make([]bool, len(names))
+	extended := false
 	lastErr := make([]string, len(names))
 	for {
 		now := cfg.Clock.Now()
+		if !extended && len(names) > 0 && allTrue(ever) {
+			// Every app answered once: the stability check gets its full
+			// window, twice over for one break, however long a slow
+			// machine took to get there (a loaded TCG guest took 125 s to
+			// start node, then lost the window to one probe's timeout).
+			extended = true
+			if d := now.Add(2 * cfg.Healthy); d.After(deadline) {
+				deadline = d
+				within = d.Sub(start).Round(time.Second)
+			}
+		}
 		all := true
 		for i, name := range names {
 			a := apps[name]
@@ -124,7 +137,7 @@ func Run(cfg Config, tr Trial, names []string, apps map[string]App) Result {
 			err := a.Healthy()
 			switch {
 			case err == nil && since[i].IsZero():
-				since[i] = now
+				since[i], ever[i] = now, true
 				note("app %s healthy", name)
 			case err != nil && !since[i].IsZero():
 				since[i] = time.Time{}
@@ -148,14 +161,30 @@ func Run(cfg Config, tr Trial, names []string, apps map[string]App) Result {
 		}
 		if now.After(deadline) {
 			for i, name := range names {
-				if since[i].IsZero() {
+				if !ever[i] {
 					return fail(fmt.Sprintf("app %s did not become healthy within %v: %s%s", name, within, lastErr[i], lastLine(apps[name])))
 				}
 			}
-			return fail(fmt.Sprintf("the apps were not healthy together for %v within %v", cfg.Healthy, within))
+			reason := fmt.Sprintf("the apps were not healthy together for %v within %v", cfg.Healthy, within)
+			for i, name := range names {
+				if since[i].IsZero() {
+					reason += fmt.Sprintf("; app %s is down: %s%s", name, lastErr[i], lastLine(apps[name]))
+					break
+				}
+			}
+			return fail(reason)
 		}
 		cfg.Clock.Sleep(cfg.Every)
 	}
+}
+
+func allTrue(b []bool) bool {
+	for _, x := range b {
+		if !x {
+			return false
+		}
+	}
+	return true
 }
 
 func lastLine(a App) string {

@@ -83,8 +83,14 @@ func TestGate(t *testing.T) {
 			commit: true, at: 70 * s},
 		{name: "never healthy fails at healthy + grace", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: -1}},
 			at: 151 * s, reason: "app web did not become healthy within 2m30s: port 8080: connection refused; its last line: listening"},
-		{name: "healthy too late fails", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: 140 * s}},
-			at: 151 * s, reason: "the apps were not healthy together for 30s within 2m30s"},
+		// Once every app answered, the window is twice healthySeconds from
+		// then: a slow start (a loaded machine) then one break commits.
+		{name: "a slow start, then a break, commits", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: 125 * s, sickFrom: 142 * s, sickFor: 3 * s}},
+			commit: true, at: 175 * s},
+		{name: "healthy late, then down, fails", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: 140 * s, sickFrom: 150 * s, sickFor: 100 * s}},
+			at: 202 * s, reason: "the apps were not healthy together for 30s within 3m21s; app web is down: port 8080: connection refused; its last line: listening"},
+		{name: "flapping fails", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: 5 * s, sickFrom: 25 * s, sickFor: 1000 * s}},
+			at: 151 * s, reason: "the apps were not healthy together for 30s within 2m30s; app web is down: port 8080: connection refused; its last line: listening"},
 		{name: "a crash loop fails at once", names: []string{"web"}, apps: map[string]*fakeApp{"web": {healthyAt: -1, restarts: func(e time.Duration) int { return int(e / (4 * s)) }}},
 			at: 20 * s, reason: "app web crash-loops: restarted 5 times (last exit: exit status 3); its last line: listening"},
 		{name: "an app not started fails", names: []string{"web", "worker"}, apps: map[string]*fakeApp{"web": {healthyAt: 0}},
