@@ -93,6 +93,9 @@ func validate(s *Spec) error {
 			return fmt.Errorf("sandbox spec: %s %q is not a clean absolute path", name, p)
 		}
 	}
+	if s.APIDir != "" && (!filepath.IsAbs(s.APIDir) || filepath.Clean(s.APIDir) != s.APIDir) {
+		return fmt.Errorf("sandbox spec: api dir %q is not a clean absolute path", s.APIDir)
+	}
 	if s.UID == 0 || s.GID == 0 {
 		return errors.New("sandbox spec: refusing to run an app as root")
 	}
@@ -123,6 +126,21 @@ func setupMounts(s *Spec) error {
 		return fmt.Errorf("cloning the state dir %s: %w", s.StateDir, err)
 	}
 	defer unix.Close(state)
+	type keptDir struct {
+		dir string
+		fd  int
+	}
+	kept := []keptDir{{s.CodeDir, code}, {s.StateDir, state}}
+	if s.APIDir != "" {
+		// The socket to PID 1 is the same inode in the clone, so a
+		// connect reaches PID 1's listener from this namespace.
+		api, err := unix.OpenTree(unix.AT_FDCWD, s.APIDir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err != nil {
+			return fmt.Errorf("cloning the app api dir %s: %w", s.APIDir, err)
+		}
+		defer unix.Close(api)
+		kept = append(kept, keptDir{s.APIDir, api})
+	}
 
 	const (
 		nosuid = unix.MS_NOSUID | unix.MS_NODEV
@@ -157,10 +175,7 @@ func setupMounts(s *Spec) error {
 			if err := tmpfs(c, strict, "0755"); err != nil {
 				return err
 			}
-			for _, keep := range []struct {
-				dir string
-				fd  int
-			}{{s.CodeDir, code}, {s.StateDir, state}} {
+			for _, keep := range kept {
 				if !within(keep.dir, c) {
 					continue
 				}
@@ -176,10 +191,7 @@ func setupMounts(s *Spec) error {
 	}
 	// A kept dir outside every confined dir becomes a mount of its own
 	// (its clone mounted over it), so its flags can be set below.
-	for _, keep := range []struct {
-		dir string
-		fd  int
-	}{{s.CodeDir, code}, {s.StateDir, state}} {
+	for _, keep := range kept {
 		confined := false
 		for _, c := range s.Confine {
 			confined = confined || within(keep.dir, c)
@@ -196,6 +208,11 @@ func setupMounts(s *Spec) error {
 		mountStep{"code dir read-only", func() error { return remount(s.CodeDir, unix.MS_RDONLY|nosuid) }},
 		mountStep{"state dir nosuid", func() error { return remount(s.StateDir, strict) }},
 	)
+	if s.APIDir != "" {
+		// Read-only: the app connects to its socket (which a read-only
+		// mount allows) but cannot fill PID 1's /run with files.
+		steps = append(steps, mountStep{"app api dir read-only", func() error { return remount(s.APIDir, unix.MS_RDONLY|strict) }})
+	}
 	for _, h := range s.Hide {
 		steps = append(steps, mountStep{"hide " + h, func() error {
 			if _, err := os.Stat(h); err != nil {

@@ -32,8 +32,12 @@ type Spec struct {
 	// Persist are dirs relative to CodeDir that stay writable (PID 1 has
 	// bind-mounted them from StateDir/persist before the start).
 	Persist []string `json:"persist,omitempty"`
+	// APIDir, when set, is the dir of the app's socket to PID 1
+	// (internal/appapi): kept visible, read-only, inside a confined dir.
+	APIDir string `json:"apiDir,omitempty"`
 	// Confine are dirs whose contents the app does not see, except for
-	// CodeDir and StateDir when they lie inside (/apps, /data).
+	// CodeDir, StateDir and APIDir when they lie inside (/apps, /data,
+	// /run/nodeboot/app).
 	Confine []string `json:"confine,omitempty"`
 	// Hide are dirs replaced by an empty read-only directory
 	// (/etc/nodeboot: the management credentials and the other apps' env).

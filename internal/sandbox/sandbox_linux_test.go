@@ -78,6 +78,17 @@ func probe() {
 		names = append(names, e.Name())
 	}
 	res["listApps"] = strings.Join(names, ",")
+	// The app's socket to PID 1: its own reachable, read-only; the
+	// others' dirs gone.
+	if c, err := net.Dial("unix", filepath.Join(base, "run/app/app/api.sock")); err == nil {
+		c.Close()
+		res["apiConnect"] = "ok"
+	} else {
+		res["apiConnect"] = err.Error()
+	}
+	_, err = os.Stat(filepath.Join(base, "run/app/other"))
+	res["apiOther"] = errStr(err)
+	res["apiWrite"] = errStr(write(filepath.Join(base, "run/app/app/new")))
 	procs, _ := filepath.Glob("/proc/[0-9]*")
 	res["procCount"] = fmt.Sprint(len(procs))
 	res["mount"] = errStr(unix.Mount("tmpfs", "/tmp", "tmpfs", 0, ""))
@@ -291,7 +302,7 @@ func TestSandbox(t *testing.T) {
 		unix.Unmount(filepath.Join(base, "apps/app/uploads"), unix.MNT_DETACH)
 		os.RemoveAll(base)
 	})
-	for _, d := range []string{"apps/app/uploads", "apps/other", "data/state/app/persist/uploads", "data/state/other", "hide/api"} {
+	for _, d := range []string{"apps/app/uploads", "apps/other", "data/state/app/persist/uploads", "data/state/other", "hide/api", "run/app/app", "run/app/other"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -302,9 +313,16 @@ func TestSandbox(t *testing.T) {
 		}
 	}
 	const uid = 1000
-	for _, d := range []string{"data/state/app", "data/state/app/persist", "data/state/app/persist/uploads"} {
+	for _, d := range []string{"data/state/app", "data/state/app/persist", "data/state/app/persist/uploads", "run/app/app"} {
 		os.Chown(filepath.Join(base, d), uid, uid)
 	}
+	// As PID 1 does (internal/appapi): the app's socket in its own dir.
+	apiSock, err := net.Listen("unix", filepath.Join(base, "run/app/app/api.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apiSock.Close()
+	os.Chown(filepath.Join(base, "run/app/app/api.sock"), uid, uid)
 	// As PID 1 does: the persist dir bound over the code dir.
 	if err := unix.Mount(filepath.Join(base, "data/state/app/persist/uploads"), filepath.Join(base, "apps/app/uploads"), "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
@@ -326,7 +344,8 @@ func TestSandbox(t *testing.T) {
 		CodeDir:  filepath.Join(base, "apps/app"),
 		StateDir: filepath.Join(base, "data/state/app"),
 		Persist:  []string{"uploads"},
-		Confine:  []string{filepath.Join(base, "apps"), filepath.Join(base, "data")},
+		Confine:  []string{filepath.Join(base, "apps"), filepath.Join(base, "data"), filepath.Join(base, "run/app")},
+		APIDir:   filepath.Join(base, "run/app/app"),
 		Hide:     []string{filepath.Join(base, "hide")},
 		Path:     probePath,
 		Dir:      filepath.Join(base, "apps/app"),
@@ -383,6 +402,9 @@ func TestSandbox(t *testing.T) {
 		"readKey":       {"ENOENT", "EACCES"},
 		"readOther":     {"ENOENT", "EACCES"},
 		"listApps":      {"app"},
+		"apiConnect":    {"ok"},
+		"apiOther":      {"ENOENT"},
+		"apiWrite":      {"EROFS"},
 		"procCount":     {"1"}, // the probe alone: the helper is hidden
 		"mount":         {"EPERM"},
 		"unshareUser":   {"EPERM"},
