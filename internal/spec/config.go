@@ -77,6 +77,13 @@ type AppConfig struct {
 	// HealthPath is an HTTP path a newly deployed version must answer 2xx
 	// on before the node switches to it; without it the port must accept.
 	HealthPath string `json:"healthPath,omitempty"`
+	// Health "ready" makes deploys and OS updates wait for the app's
+	// require('nodeboot').ready() instead of its port (docs/js.md); an
+	// app without a port, or with "network": "none", needs it.
+	Health string `json:"health,omitempty"`
+	// MaxLockSeconds bounds how long the app's lock() holds off a
+	// deploy, update or reboot; 0: the default, 60.
+	MaxLockSeconds int `json:"maxLockSeconds,omitempty"`
 	// Limits are the app's cgroup limits (sandbox_config.go).
 	Limits sandbox.Limits `json:"limits,omitzero"`
 	// Sandbox adjusts or turns off the app's sandbox.
@@ -87,12 +94,18 @@ type AppConfig struct {
 	AllowRemoteInspector bool `json:"allowRemoteInspector,omitempty"`
 }
 
+// HealthReady is "health": "ready".
+const HealthReady = "ready"
+
+// MaxLockSeconds bounds "maxLockSeconds": a day.
+const MaxLockSeconds = 86400
+
 // The keys each object of nodeboot.json accepts. The schema test checks that
 // docs/nodeboot.schema.json declares exactly these.
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "limits", "sandbox", "allowRemoteInspector"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "health", "maxLockSeconds", "limits", "sandbox", "allowRemoteInspector"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -548,6 +561,27 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 					}
 					a.HealthPath = s
 				}
+			case "health":
+				if s, ok := c.str(m.val, kp); ok {
+					switch s {
+					case HealthReady:
+						a.Health = s
+					case "port":
+					default:
+						c.fail(kp, `must be "ready" (the app calls require('nodeboot').ready()) or "port" (the default: its port accepts)`)
+					}
+				}
+			case "maxLockSeconds":
+				if m.val.kind != kindNumber {
+					c.wrongType(kp, "number", m.val)
+					break
+				}
+				n, err := strconv.Atoi(string(m.val.num))
+				if err != nil || n < 1 || n > MaxLockSeconds {
+					c.fail(kp, "must be a whole number of seconds from 1 to %d", MaxLockSeconds)
+					break
+				}
+				a.MaxLockSeconds = n
 			case "persist":
 				seen := map[string]bool{}
 				a.Persist = c.stringList(m.val, kp, func(s string) error {

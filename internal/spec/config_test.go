@@ -115,6 +115,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{"persist node_modules", `{"apps":[{"path":".","persist":["node_modules/x"]}]}`, []string{"apps[0].persist[0]", "node_modules is code"}},
 		{"persist twice", `{"apps":[{"path":".","persist":["db","./db"]}]}`, []string{"apps[0].persist[1]", "listed twice"}},
 		{"persist type", `{"apps":[{"path":".","persist":"db"}]}`, []string{"apps[0].persist: expected array"}},
+		{"health unknown", `{"apps":[{"path":".","health":"http"}]}`, []string{"apps[0].health", `must be "ready"`}},
+		{"maxLockSeconds zero", `{"apps":[{"path":".","maxLockSeconds":0}]}`, []string{"apps[0].maxLockSeconds", "from 1 to 86400"}},
+		{"maxLockSeconds fraction", `{"apps":[{"path":".","maxLockSeconds":1.5}]}`, []string{"apps[0].maxLockSeconds", "whole number"}},
+		{"maxLockSeconds type", `{"apps":[{"path":".","maxLockSeconds":"5"}]}`, []string{"apps[0].maxLockSeconds: expected number"}},
 		{"too deep", strings.Repeat("[", 100) + strings.Repeat("]", 100), []string{"nested deeper than"}},
 	}
 	for _, tc := range tests {

@@ -43,8 +43,10 @@ type App struct {
 	// Persist are cleaned dirs relative to SrcDir, bind-mounted from the
 	// app's state at boot (see AppConfig.Persist).
 	Persist []string
-	// HealthPath: see AppConfig.HealthPath.
-	HealthPath string
+	// HealthPath, Health, MaxLockSeconds: see AppConfig.
+	HealthPath     string
+	Health         string
+	MaxLockSeconds int
 	// Limits and Sandbox: see AppConfig.
 	Limits  sandbox.Limits
 	Sandbox SandboxConfig
@@ -245,8 +247,11 @@ func loadApp(dir string, ac AppConfig) (*App, error) {
 		Addons:     addons,
 		Persist:    persistPaths(ac.Persist),
 		HealthPath: ac.HealthPath,
-		Limits:     ac.Limits,
-		Sandbox:    ac.Sandbox,
+		Health:     ac.Health,
+		// The config's value; 0 reads as the default on the node.
+		MaxLockSeconds: ac.MaxLockSeconds,
+		Limits:         ac.Limits,
+		Sandbox:        ac.Sandbox,
 	}, nil
 }
 
@@ -286,20 +291,22 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		env["HOME"] = dataDir
 		env["NODEBOOT_DATA_DIR"] = dataDir
 		rt.Apps = append(rt.Apps, RuntimeApp{
-			Name:       a.Name,
-			Dir:        AppsDir + "/" + a.Name,
-			Entry:      a.Entry,
-			NodeArgs:   slices.Clone(a.NodeArgs),
-			Args:       slices.Clone(a.Args),
-			Env:        env,
-			Port:       a.Port,
-			UID:        FirstUID + i,
-			GID:        FirstUID + i,
-			DataDir:    dataDir,
-			Persist:    slices.Clone(a.Persist),
-			HealthPath: a.HealthPath,
-			Limits:     a.Limits,
-			Sandbox:    runtimeSandbox(a.Sandbox),
+			Name:           a.Name,
+			Dir:            AppsDir + "/" + a.Name,
+			Entry:          a.Entry,
+			NodeArgs:       slices.Clone(a.NodeArgs),
+			Args:           slices.Clone(a.Args),
+			Env:            env,
+			Port:           a.Port,
+			UID:            FirstUID + i,
+			GID:            FirstUID + i,
+			DataDir:        dataDir,
+			Persist:        slices.Clone(a.Persist),
+			HealthPath:     a.HealthPath,
+			Health:         a.Health,
+			MaxLockSeconds: a.MaxLockSeconds,
+			Limits:         a.Limits,
+			Sandbox:        runtimeSandbox(a.Sandbox),
 		})
 	}
 	return rt

@@ -65,6 +65,11 @@ type RuntimeApp struct {
 	// HealthPath, when set, is the HTTP path a new version must answer 2xx
 	// on before a deploy switches to it; otherwise its port must accept.
 	HealthPath string `json:"healthPath,omitempty"`
+	// Health "ready": the app's ready() call, not its port, is its
+	// health (internal/appapi).
+	Health string `json:"health,omitempty"`
+	// MaxLockSeconds bounds the app's lock(); 0: the default.
+	MaxLockSeconds int `json:"maxLockSeconds,omitempty"`
 	// Limits are the app's cgroup limits; Sandbox its sandbox settings
 	// (the zero value is the full sandbox). See internal/sandbox.
 	Limits  sandbox.Limits  `json:"limits,omitzero"`
@@ -153,6 +158,12 @@ func checkRuntimeApp(a RuntimeApp) error {
 	}
 	if a.UID < 0 || a.GID < 0 || int64(a.UID) > math.MaxUint32 || int64(a.GID) > math.MaxUint32 {
 		return fmt.Errorf("uid/gid %d/%d out of range", a.UID, a.GID)
+	}
+	if a.Health != "" && a.Health != HealthReady {
+		return fmt.Errorf("health %q is not %q", a.Health, HealthReady)
+	}
+	if a.MaxLockSeconds < 0 || a.MaxLockSeconds > MaxLockSeconds {
+		return fmt.Errorf("maxLockSeconds %d out of range", a.MaxLockSeconds)
 	}
 	for _, p := range a.Persist {
 		if c, err := PersistPath(p); err != nil || c != p {
