@@ -108,6 +108,10 @@ type Options struct {
 
 	Backoff Backoff
 	Starter Starter // nil: real processes (NewStarter(nil) on Linux)
+	// BeforeStop, when set, runs before the process gets SIGTERM, with
+	// "stop" or "restart": the app's onShutdown handlers drain in it
+	// (internal/appapi). It bounds its own time.
+	BeforeStop func(reason string)
 	// StopGrace is how long Run waits after TERM before KILL when its
 	// context is cancelled; default 10s. Stop takes its own grace.
 	StopGrace time.Duration
@@ -361,13 +365,13 @@ func (s *Service) runOnce(ctx context.Context) (uptime time.Duration, shutdown, 
 	case st = <-p.Exited():
 	case <-ctx.Done():
 		shutdown = true
-		st, stopErr = s.terminate(p, s.opts.StopGrace)
+		st, stopErr = s.terminate(p, s.opts.StopGrace, "stop")
 	case <-s.stopCh:
 		shutdown = true
-		st, stopErr = s.terminate(p, s.stopGrace())
+		st, stopErr = s.terminate(p, s.stopGrace(), "stop")
 	case <-s.restartCh:
 		restart = true
-		st, stopErr = s.terminate(p, s.opts.StopGrace)
+		st, stopErr = s.terminate(p, s.opts.StopGrace, "restart")
 	}
 	uptime = time.Since(started)
 	if st.Signal == syscall.SIGILL {
@@ -414,7 +418,18 @@ func (s *Service) drain(p Process, pumps *sync.WaitGroup) {
 
 // terminate sends TERM to the process group, then KILL once grace has passed,
 // and waits for the leader's exit status.
-func (s *Service) terminate(p Process, grace time.Duration) (ExitStatus, error) {
+func (s *Service) terminate(p Process, grace time.Duration, reason string) (ExitStatus, error) {
+	if s.opts.BeforeStop != nil {
+		done := make(chan struct{})
+		crash.Go(s.name+" before stop", func() { defer close(done); s.opts.BeforeStop(reason) })
+		select {
+		case <-done:
+		case st := <-p.Exited():
+			// It finished draining and exited by itself.
+			<-done
+			return st, nil
+		}
+	}
 	s.event("stopping pid %d (TERM, KILL after %s)", p.PID(), fmtDuration(grace))
 	if err := p.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, ErrNoProcess) {
 		s.event("%v", err)

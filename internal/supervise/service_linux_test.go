@@ -620,3 +620,39 @@ func TestKilledByIllegalInstruction(t *testing.T) {
 		t.Errorf("LastExit = %q, want killed by signal ILL and %q", st.LastExit, want)
 	}
 }
+
+// BeforeStop runs before TERM, with why the process stops; a process that
+// exits while it runs (it drained and left) is not signalled at all.
+func TestBeforeStop(t *testing.T) {
+	var console syncBuffer
+	var mu sync.Mutex
+	var calls []string
+	o := shService(t, "drain", `trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 0.1; done`, &console)
+	release := make(chan struct{})
+	o.BeforeStop = func(reason string) {
+		mu.Lock()
+		calls = append(calls, reason)
+		mu.Unlock()
+		<-release
+	}
+	s := New(o)
+	runService(t, s)
+	waitFor(t, "start", func() bool { return hasLine(s.Lines(0), "drain: up") })
+	pid := s.Status().PID
+	s.Restart()
+	waitFor(t, "BeforeStop", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) == 1 })
+	if hasLine(s.Lines(0), "drain: got TERM") {
+		t.Fatal("TERM sent before BeforeStop returned")
+	}
+	close(release)
+	waitFor(t, "the restart", func() bool { p := s.Status().PID; return p != 0 && p != pid })
+	if !hasLine(s.Lines(0), "drain: got TERM") {
+		t.Error("no TERM after BeforeStop")
+	}
+	s.Stop(5 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 || calls[0] != "restart" || calls[1] != "stop" {
+		t.Errorf("reasons %q, want restart, stop", calls)
+	}
+}
