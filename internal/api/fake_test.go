@@ -28,6 +28,7 @@ type fakeNode struct {
 	gate      chan struct{} // when set, Deploy waits for it to close
 	entered   chan struct{} // Deploy started
 	rollErr   error
+	secrets   fakeSecrets
 }
 
 type deployCall struct {

@@ -83,6 +83,37 @@ type AppStatus struct {
 	Port            int       `json:"port"`
 	Version         string    `json:"version"` // "image" or "sha256:<hex>"
 	PreviousVersion string    `json:"previousVersion"`
+	// What the app told its node through require('nodeboot') (docs/js.md).
+	// Ready: it called ready() (and Health "ready": deploys wait for it).
+	Health           string    `json:"health,omitempty"`
+	Ready            bool      `json:"ready,omitempty"`
+	WatchdogMs       int64     `json:"watchdogMs,omitempty"`
+	WatchdogRestarts int       `json:"watchdogRestarts,omitempty"`
+	Locks            []AppLock `json:"locks,omitempty"`
+	LastLockOverride string    `json:"lastLockOverride,omitempty"`
+}
+
+// AppLock is a lock() an app holds; Overridden once it outlived the app's
+// maxLockSeconds and a deploy, update or reboot went ahead anyway.
+type AppLock struct {
+	Reason     string    `json:"reason"`
+	Since      time.Time `json:"since"`
+	Overridden bool      `json:"overridden,omitempty"`
+}
+
+// MaxSecretBytes bounds one secret's value (PUT /v1/apps/{app}/secrets/{name}).
+const MaxSecretBytes = 64 << 10
+
+// SecretResult answers setting or removing a secret: never its value.
+type SecretResult struct {
+	App  string `json:"app"`
+	Name string `json:"name"`
+}
+
+// SecretList answers GET /v1/apps/{app}/secrets: the names only.
+type SecretList struct {
+	App   string   `json:"app"`
+	Names []string `json:"names"`
 }
 
 type appStatusJSON AppStatus // without the methods, to embed
