@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/nodeboot/nodeboot/internal/client"
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 func newStatus(stdout, stderr io.Writer) *cobra.Command {
@@ -84,7 +86,50 @@ func printStatus(w io.Writer, s *client.Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", a.Name, orDash(a.State), pid, a.Restarts, shortVersion(a.Version), orDash(a.LastExit))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return printAppAPI(w, s.Apps)
+}
+
+// printAppAPI says what the apps told the node through require('nodeboot'):
+// readiness, watchdogs and the restarts they caused, held locks.
+func printAppAPI(w io.Writer, apps []contract.AppStatus) error {
+	for _, a := range apps {
+		var parts []string
+		switch {
+		case a.Ready:
+			parts = append(parts, "ready")
+		case a.Health == "ready":
+			parts = append(parts, "not ready (deploys wait for ready())")
+		}
+		if a.WatchdogMs > 0 {
+			parts = append(parts, fmt.Sprintf("watchdog every %s", time.Duration(a.WatchdogMs)*time.Millisecond))
+		}
+		if a.WatchdogRestarts > 0 {
+			parts = append(parts, fmt.Sprintf("%d watchdog restart(s)", a.WatchdogRestarts))
+		}
+		if len(parts) > 0 {
+			if _, err := fmt.Fprintf(w, "%s: %s\n", a.Name, strings.Join(parts, ", ")); err != nil {
+				return err
+			}
+		}
+		for _, l := range a.Locks {
+			state := "held"
+			if l.Overridden {
+				state = "OVERRIDDEN (held past maxLockSeconds)"
+			}
+			if _, err := fmt.Fprintf(w, "%s: lock %q %s since %s\n", a.Name, l.Reason, state, l.Since.UTC().Format(time.RFC3339)); err != nil {
+				return err
+			}
+		}
+		if a.LastLockOverride != "" {
+			if _, err := fmt.Fprintf(w, "%s: last lock override: %s\n", a.Name, a.LastLockOverride); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func orDash(s string) string {
