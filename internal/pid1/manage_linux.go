@@ -70,6 +70,9 @@ type node struct {
 	// gate allows one deploy or rollback on the node at a time: each
 	// holds a bundle's worth of disk and a restart's worth of CPU.
 	gate *deploy.Gate
+	// appAPI serves require('nodeboot') (appapi_linux.go); nil before
+	// it starts.
+	appAPI *appAPI
 }
 
 // versionCommand is the argv (after node) and dir for app a running the
@@ -211,6 +214,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 		if !s.StartedAt.IsZero() {
 			as.StartedAt = s.StartedAt.UTC()
 		}
+		n.appAPI.status(&as, a.rt)
 		st.Apps = append(st.Apps, as)
 	}
 	return st, nil
@@ -318,8 +322,15 @@ func (n *node) Deploy(ctx context.Context, app, digest string, size int64, body 
 	if err != nil {
 		return api.DeployResult{}, err
 	}
+	// The app's lock() holds the deploy off (at most its maxLockSeconds).
+	if err := n.appAPI.waitLocks(ctx, []string{app}, "deploy of "+app); err != nil {
+		return api.DeployResult{}, err
+	}
 	n.log.Printf("app %s: receiving version %s (%d bytes)", app, short(digest), size)
 	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
+	if err == nil {
+		publishEvent("deploy", app, fmt.Sprintf("app %s now runs version %s", app, short(res.Version)))
+	}
 	return n.result(a, res, err)
 }
 
@@ -330,7 +341,13 @@ func (n *node) Rollback(ctx context.Context, app string) (api.DeployResult, erro
 	if err != nil {
 		return api.DeployResult{}, err
 	}
+	if err := n.appAPI.waitLocks(ctx, []string{app}, "rollback of "+app); err != nil {
+		return api.DeployResult{}, err
+	}
 	res, err := a.tx.Rollback(ctx)
+	if err == nil {
+		publishEvent("deploy", app, fmt.Sprintf("app %s rolled back to version %s", app, short(res.Version)))
+	}
 	return n.result(a, res, err)
 }
 
@@ -410,10 +427,15 @@ func (n *node) check(a spec.RuntimeApp, v *store.Version) error {
 	return nil
 }
 
-// probe checks an app once: its health path answers 2xx, or without one,
-// its port accepts a connection. An app without a port is healthy when it
+// probe checks an app once: with "health": "ready", it has called ready();
+// else its health path answers 2xx, or without one, its port accepts a
+// connection. An app without a port is healthy when it
 // stays up.
 func probe(ctx context.Context, a spec.RuntimeApp) error {
+	if a.Health == spec.HealthReady {
+		// The app says itself, through require('nodeboot').ready().
+		return readyCheck(a.Name)
+	}
 	if a.Port == 0 {
 		return nil
 	}

@@ -138,6 +138,8 @@ func run(log *boot.Logger) error {
 	// OS updates (update_linux.go): settled before the apps start.
 	osBoot := bootUpdate(log, rt, powerReq)
 	n := newNode(log, rt, powerReq)
+	// require('nodeboot'): every app's socket exists before it starts.
+	n.appAPI = startAppAPI(log, rt, n)
 	services := make([]*supervise.Service, 0, len(rt.Apps))
 	var listening sync.WaitGroup
 	for _, a := range rt.Apps {
@@ -146,6 +148,7 @@ func run(log *boot.Logger) error {
 			log.Printf("app %s not started: %v", a.Name, err)
 			continue
 		}
+		n.appAPI.wire(&o, a)
 		s := supervise.New(o)
 		// A version deployed through the API runs instead of the image's
 		// own, if it is complete (manage sets the command).
@@ -189,6 +192,9 @@ func run(log *boot.Logger) error {
 	case action = <-power:
 	case action = <-powerReq:
 	}
+	// The apps' lock()s hold a reboot or power-off off, each at most its
+	// maxLockSeconds.
+	_ = n.appAPI.waitLocks(context.Background(), n.names(), action.String())
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
@@ -310,6 +316,7 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 		return
 	}
 	log.Printf("%s: %s %s", contract.NetworkConfigured, ifname, strings.Join(st.Addrs(), " "))
+	publishEvent("network", "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(st.Addrs(), " ")))
 }
 
 // watchListening logs when an app's port accepts connections: the boot's
