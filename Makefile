@@ -101,6 +101,11 @@ fuzz:
 		done; \
 	done
 
+# npm-js packs the nodeboot JS module (js/nodeboot; docs/js.md) for npm,
+# into bin/npm/; `npm publish bin/npm/nodeboot-*.tgz` publishes it.
+npm-js:
+	mkdir -p bin/npm && cd js/nodeboot && npm pack --pack-destination $(CURDIR)/bin/npm
+
 # The benchmark also builds a Debian peer (debootstrap, mkfs.ext4) and loads
 # each guest with wrk.
 BENCH_NEED := debootstrap:/usr/sbin/debootstrap e2fsprogs:/usr/sbin/mkfs.ext4 wrk:/usr/bin/wrk

@@ -13,6 +13,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
 	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/js"
 )
 
 // assemble lays out the root tree:
@@ -21,6 +22,7 @@ import (
 //	/usr/bin/node            node, plus its libraries at their loader paths
 //	/etc/...                 generated: passwd, group, hosts, nsswitch.conf, ...
 //	/apps/<name>/...         each app's code
+//	/node_modules/nodeboot   the nodeboot JS module (js/nodeboot)
 //	/dev /proc /sys /run /tmp /data   mount points
 func assemble(t *image.Tree, proj *spec.Project, rt *spec.Runtime, node *noderuntime.Runtime, closure *elfdeps.Closure, initPath string) error {
 	for _, d := range []string{"/dev", "/proc", "/sys", "/run", "/data", "/usr/bin", "/apps"} {
@@ -46,6 +48,12 @@ func assemble(t *image.Tree, proj *spec.Project, rt *spec.Runtime, node *noderun
 		if err := t.AddData(name, []byte(data), 0o644); err != nil {
 			return err
 		}
+	}
+	// require('nodeboot') and import 'nodeboot' from any app without
+	// installing it: node's resolution (CommonJS and ESM alike) walks up
+	// from the app's dir to /node_modules.
+	if err := addJSModule(t); err != nil {
+		return err
 	}
 	// resolv.conf is written at run time (DHCP) to the writable /run.
 	if err := t.AddSymlink("/etc/resolv.conf", "../run/resolv.conf"); err != nil {
@@ -131,4 +139,24 @@ func etcFiles(rt *spec.Runtime) map[string]string {
 		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\nnetworks: files\nprotocols: files\nservices: files\n",
 		"/etc/os-release":    "NAME=nodeboot\nID=nodeboot\nPRETTY_NAME=\"nodeboot (" + rt.Hostname + ")\"\nHOME_URL=\"https://github.com/nodeboot/nodeboot\"\n",
 	}
+}
+
+// JSModuleDir is where the image keeps the nodeboot JS module.
+const JSModuleDir = "/node_modules/nodeboot"
+
+func addJSModule(t *image.Tree) error {
+	ents, err := fs.ReadDir(js.Module, "nodeboot")
+	if err != nil {
+		return fmt.Errorf("the nodeboot JS module: %w", err)
+	}
+	for _, e := range ents {
+		b, err := js.Module.ReadFile("nodeboot/" + e.Name())
+		if err != nil {
+			return fmt.Errorf("the nodeboot JS module: %w", err)
+		}
+		if err := t.AddData(JSModuleDir+"/"+e.Name(), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

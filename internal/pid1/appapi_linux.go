@@ -16,11 +16,6 @@ import (
 	"github.com/nodeboot/nodeboot/internal/supervise"
 )
 
-// JSModuleDir is where the image keeps the `nodeboot` JS module
-// (internal/build); apps get it on NODE_PATH, so require('nodeboot')
-// works without installing it.
-const JSModuleDir = "/usr/lib/node_modules"
-
 // appAPI is PID 1's side of require('nodeboot') (internal/appapi): one
 // socket per app, the apps' secrets, readiness for the health gates.
 type appAPI struct {
@@ -77,10 +72,9 @@ var readyCheck = func(app string) error {
 }
 
 // wire gives app a's service its socket: the path in its environment,
-// the module on NODE_PATH, the socket's dir in its sandbox, and its
-// onShutdown handlers before each stop.
+// the socket's dir in its sandbox, and its onShutdown handlers before each
+// stop. (The module is in the image's /node_modules, where node finds it.)
 func (a *appAPI) wire(o *supervise.Options, ra spec.RuntimeApp) {
-	o.Env = append(o.Env, "NODE_PATH="+JSModuleDir)
 	if !a.sockets[ra.Name] {
 		return
 	}

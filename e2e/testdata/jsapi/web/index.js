@@ -1,0 +1,61 @@
+// The e2e test's web app: require('nodeboot') from the image, no install.
+const http = require('node:http');
+const fs = require('node:fs');
+const nodeboot = require('nodeboot');
+
+let held = null;
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, 'http://x');
+  const reply = (code, body) => { res.writeHead(code); res.end(typeof body === 'string' ? body : JSON.stringify(body)); };
+  try {
+    switch (url.pathname) {
+      case '/':
+        return reply(200, 'web ' + fs.readFileSync(__dirname + '/version.txt', 'utf8').trim());
+      case '/service':
+        return reply(200, await nodeboot.service(url.searchParams.get('name')));
+      case '/secret':
+        // Another app's secret name: this app has none of that name.
+        try {
+          await nodeboot.secret(url.searchParams.get('name'));
+          return reply(200, 'read it');
+        } catch (e) {
+          return reply(200, e.code + ': ' + e.message);
+        }
+      case '/other-socket':
+        // The worker's socket is not in this app's view at all.
+        try {
+          fs.statSync('/run/nodeboot/app/worker');
+          return reply(200, 'visible');
+        } catch (e) {
+          return reply(200, e.code);
+        }
+      case '/lock':
+        held = await nodeboot.lock('e2e ' + url.searchParams.get('why'));
+        return reply(200, 'locked ' + held.maxSeconds);
+      case '/release':
+        await held.release();
+        return reply(200, 'released');
+      case '/slow':
+        // An in-flight request the deploy must not cut off.
+        await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms'))));
+        return reply(200, 'slow answer complete');
+      case '/hang':
+        reply(200, 'hanging');
+        setTimeout(() => { for (;;) {} }, 100);
+        return;
+      default:
+        return reply(404, 'no');
+    }
+  } catch (e) {
+    return reply(500, (e.code || '') + ': ' + e.message);
+  }
+});
+
+server.listen(Number(process.env.PORT), async () => {
+  await nodeboot.watchdog(1000);
+  await nodeboot.onShutdown((reason) => new Promise((resolve) => {
+    console.log('web draining for ' + reason);
+    server.close(() => { console.log('web drained'); resolve(); });
+  }), { timeoutMs: 30000 });
+  console.log('web up ' + (await nodeboot.info()).app.name);
+});
