@@ -57,27 +57,30 @@ func TestJSAPI(t *testing.T) {
 	}
 	webPort, _ := vm.FreePort()
 	apiPort, _ := vm.FreePort()
-	console := &syncBuf{}
 	v, err := vm.Start(ctx, vm.Config{
 		Kernel:   filepath.Join(out, "vmlinuz"),
 		Initrd:   filepath.Join(out, man.Initramfs.Name),
 		Cmdline:  man.Cmdline,
 		Memory:   "1G",
 		Forwards: []vm.Forward{{Host: webPort, Guest: 8080}, {Host: apiPort, Guest: cli.APIPort}},
-		Console:  teeWriter{consoleLog(t), console},
+		Console:  consoleLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(v.Kill)
-	wait := func(marker string) {
+	// waitFrom waits for marker after console offset from (a dead guest
+	// fails at once).
+	waitFrom := func(marker string, from int) {
 		t.Helper()
 		wctx, wcancel := context.WithTimeout(ctx, 4*time.Minute)
 		defer wcancel()
-		if _, err := v.WaitFor(wctx, marker, 0); err != nil {
+		if _, err := v.WaitFor(wctx, marker, from); err != nil {
 			t.Fatal(err)
 		}
 	}
+	wait := func(marker string) { t.Helper(); waitFrom(marker, 0) }
+	mark := func() int { return len(v.Console()) }
 	node := fmt.Sprintf("127.0.0.1:%d", apiPort)
 	web := fmt.Sprintf("http://127.0.0.1:%d", webPort)
 	wait("web: web up web")
@@ -130,6 +133,21 @@ func TestJSAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("worker deployed through its readiness", func(t *testing.T) {
+		from := mark()
+		o, err := nodeboot(ctx, proj, "deploy", node, filepath.Join(proj, "worker"), "--app", "worker")
+		if err != nil {
+			t.Fatalf("deploy of a worker without a port: %v\n%s", err, o)
+		}
+		// The new process was ready, and reads its secret again.
+		waitFrom("worker: worker ready as worker", from)
+		sum := sha256.Sum256([]byte(secret))
+		waitFrom("worker secret sha256 "+hex.EncodeToString(sum[:]), from)
+		if w := status().App("worker"); w == nil || !w.Ready || !strings.HasPrefix(w.Version, "sha256:") {
+			t.Errorf("worker after its deploy: %+v", w)
+		}
+	})
+
 	t.Run("service", func(t *testing.T) {
 		got := get(t, web+"/service?name=worker")
 		if !strings.Contains(got, `"name":"worker"`) || !strings.Contains(got, `"ready":true`) {
@@ -150,13 +168,15 @@ func TestJSAPI(t *testing.T) {
 		return done
 	}
 
+	var deployed int
 	t.Run("lock delays a deploy until release", func(t *testing.T) {
 		if got := get(t, web+"/lock?why=release"); got != "locked 5" {
 			t.Fatalf("lock: %q", got)
 		}
-		// maxLockSeconds is 5: released well before it.
+		// maxLockSeconds is 5: released before it.
+		deployed = mark()
 		done := deploy("v2")
-		wait("deploy of web waits for the lock")
+		waitFrom("deploy of web waits for the lock", deployed)
 		if a := status().App("web"); a == nil || len(a.Locks) != 1 || a.Locks[0].Reason != "e2e release" {
 			t.Errorf("status while locked: %+v", a)
 		}
@@ -174,13 +194,15 @@ func TestJSAPI(t *testing.T) {
 		if got := get(t, web+"/"); got != "web v2" {
 			t.Errorf("after the deploy: %q", got)
 		}
-		if strings.Contains(console.String(), `lock "e2e release" overridden`) {
+		if strings.Contains(v.Console(), `lock "e2e release" overridden`) {
 			t.Error("the released lock was overridden")
 		}
 	})
 
 	t.Run("an overridden lock and onShutdown", func(t *testing.T) {
-		wait("web: web up web")
+		// The new version has registered its onShutdown handler.
+		waitFrom("web: web up web", deployed)
+		deployed = mark()
 		if got := get(t, web+"/lock?why=forever"); got != "locked 5" {
 			t.Fatalf("lock: %q", got)
 		}
@@ -204,8 +226,8 @@ func TestJSAPI(t *testing.T) {
 		if got := <-slow; got != "slow answer complete" {
 			t.Errorf("in-flight request: %q", got)
 		}
-		wait(`app web: lock "e2e forever" overridden after maxLockSeconds`)
-		wait("web: web drained")
+		waitFrom(`app web: lock "e2e forever" overridden after maxLockSeconds`, deployed)
+		waitFrom("web: web drained", deployed)
 		if got := get(t, web+"/"); got != "web v3" {
 			t.Errorf("after the deploy: %q", got)
 		}
@@ -215,9 +237,11 @@ func TestJSAPI(t *testing.T) {
 	})
 
 	t.Run("watchdog", func(t *testing.T) {
+		waitFrom("web: web up web", deployed)
 		before := status().App("web")
+		from := mark()
 		get(t, web+"/hang")
-		wait("app web: watchdog: no keep-alive")
+		waitFrom("app web: watchdog: no keep-alive", from)
 		for i := 0; ; i++ {
 			a := status().App("web")
 			if a != nil && a.WatchdogRestarts == 1 && a.PID != 0 && a.PID != before.PID && a.State == "running" {
@@ -237,17 +261,9 @@ func TestJSAPI(t *testing.T) {
 	// The secret's value is in no log and no status.
 	st, _ := nodeboot(ctx, proj, "status", node, "--json")
 	logs, _ := nodeboot(ctx, proj, "logs", node, "worker")
-	for what, s := range map[string]string{"console": console.String(), "status": st, "logs": logs} {
+	for what, s := range map[string]string{"console": v.Console(), "status": st, "logs": logs} {
 		if strings.Contains(s, secret) {
 			t.Errorf("the secret's value is in the %s", what)
 		}
 	}
-}
-
-// teeWriter writes to both.
-type teeWriter struct{ a, b interface{ Write([]byte) (int, error) } }
-
-func (w teeWriter) Write(p []byte) (int, error) {
-	w.a.Write(p)
-	return w.b.Write(p)
 }

@@ -52,7 +52,7 @@ const server = http.createServer(async (req, res) => {
 });
 
 server.listen(Number(process.env.PORT), async () => {
-  await nodeboot.watchdog(1000);
+  await nodeboot.watchdog(3000);
   await nodeboot.onShutdown((reason) => new Promise((resolve) => {
     console.log('web draining for ' + reason);
     server.close(() => { console.log('web drained'); resolve(); });
