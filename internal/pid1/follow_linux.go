@@ -61,6 +61,10 @@ func (fn followNode) Deploy(ctx context.Context, app, digest string, body io.Rea
 	if err != nil {
 		return err
 	}
+	// The app's lock() holds it off as it does the owner's deploys.
+	if err := fn.n.appAPI.waitLocks(ctx, []string{app}, "deploy of "+app+" from the followed tag"); err != nil {
+		return err
+	}
 	fn.n.log.Printf("app %s: deploying version %s from the followed tag", app, short(digest))
 	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
 	if err != nil {
