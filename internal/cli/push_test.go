@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/oci"
+	"github.com/nodeboot/nodeboot/internal/ospayload"
 	"github.com/nodeboot/nodeboot/internal/testregistry"
 )
 
@@ -122,5 +125,51 @@ func TestIsReleaseRef(t *testing.T) {
 		if got := isReleaseRef(arg); got != want {
 			t.Errorf("isReleaseRef(%q) = %v, want %v", arg, got, want)
 		}
+	}
+}
+
+// TestPushOS publishes the OS update of a real disk image with the app
+// and reads both back from the oci: directory.
+func TestPushOS(t *testing.T) {
+	dir := pushProject(t)
+	tmp := t.TempDir()
+	kp, efi := filepath.Join(tmp, "bzImage"), filepath.Join(tmp, "systemd-bootx64.efi")
+	write(t, tmp, map[string]string{"bzImage": strings.Repeat("kernel", 200000), "systemd-bootx64.efi": strings.Repeat("efi", 1000), "node": strings.Repeat("node", 300000)})
+	tr := image.NewTree()
+	if err := tr.AddData("/init", []byte("#!/not/a/shell\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.AddFile("/usr/bin/node", filepath.Join(tmp, "node"), 0o755, 1200000); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(tmp, "disk.img")
+	if _, err := disk.Write(disk.Options{Path: img, Size: 768 * disk.MiB, Root: tr, Kernel: kp,
+		Cmdline: "console=ttyS0 panic=5", SystemdBoot: efi, Seed: "push-test", Title: "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	layout := "oci:" + filepath.Join(t.TempDir(), "usb")
+	if out, err := nodeboot(t, "push", dir, layout, "--os", "--image", img); err != nil || !strings.Contains(out, "OS update") {
+		t.Fatalf("push --os: %v\n%s", err, out)
+	}
+	cr, _ := creds.Load(dir)
+	ref, _ := oci.ParseRef(layout, false)
+	rel, err := oci.Open(ref, oci.Options{}).Release(context.Background(), "", []ed25519.PublicKey{cr.UpdateKey.Public().(ed25519.PublicKey)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rel.FetchOS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := ospayload.Verify(r, []ed25519.PublicKey{cr.UpdateKey.Public().(ed25519.PublicKey)}); err != nil {
+		t.Fatalf("the OS update read back from the directory: %v", err)
+	}
+	if len(rel.Record.Apps) != 1 || rel.Record.OS == nil || rel.Record.OS.Kernel.Size != 1200000 {
+		t.Fatalf("record: %d apps, OS %+v", len(rel.Record.Apps), rel.Record.OS)
 	}
 }
