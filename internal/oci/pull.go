@@ -212,8 +212,13 @@ func (r *Release) Fetch(ctx context.Context, b Blob) (string, error) {
 	}
 	hexd := strings.TrimPrefix(b.Digest, "sha256:")
 	final := filepath.Join(dir, hexd)
-	if st, err := os.Stat(final); err == nil && st.Size() == b.Size {
-		return final, nil
+	// A blob kept from before is hashed again: a damaged cache must cost
+	// a download, never a release refused as if the registry had lied.
+	if _, err := os.Stat(final); err == nil {
+		if verifyFile(final, b) == nil {
+			return final, nil
+		}
+		os.Remove(final)
 	}
 	part := final + ".partial"
 	f, err := os.OpenFile(part, os.O_RDWR|os.O_CREATE, 0o600)

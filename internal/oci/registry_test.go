@@ -324,3 +324,35 @@ func TestBadInput(t *testing.T) {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// TestDamagedCache: a cached blob damaged on the reader's disk is fetched
+// again, not taken for the registry's fault.
+func TestDamagedCache(t *testing.T) {
+	reg := testregistry.Start(t, testregistry.Options{})
+	key := testKey(1)
+	o := Options{Keychain: authn.NewMultiKeychain(), CacheDir: t.TempDir()}
+	ref := mustRef(t, reg.Host+"/fleet/shop:stable")
+	in := appInput(t, testApp(t, 100<<10))
+	if _, err := Push(ctx(t), ref, Publication{Apps: []AppInput{in}, Key: key}, o); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := Open(ref, o).Release(ctx(t), "", []ed25519.PublicKey{pub(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := rel.Record.Apps[0].Layers[0]
+	p, err := rel.Fetch(ctx(t), l.Blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	b[100] ^= 0xff
+	put(t, p, b)
+	var out bytes.Buffer
+	if _, err := rel.WriteBundle(ctx(t), "shop", &out); err != nil {
+		t.Fatalf("with a damaged cached layer: %v", err)
+	}
+	if !bytes.Equal(out.Bytes(), plainBundle(t, in)) {
+		t.Fatal("the bundle differs after the layer was fetched again")
+	}
+}
