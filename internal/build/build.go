@@ -31,6 +31,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/initbuild"
 	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
+	"github.com/nodeboot/nodeboot/internal/shell"
 	"github.com/nodeboot/nodeboot/internal/spec"
 )
 
@@ -174,6 +175,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	box, err := shellFor(proj, o.Arch, logf)
+	if err != nil {
+		return nil, err
+	}
 	relocateHidden(closure)
 	logf("%d shared libraries", len(closure.Files))
 
@@ -197,6 +202,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	tree := image.NewTree()
 	if err := assemble(tree, proj, runtimeCfg, rt, closure, initPath); err != nil {
+		return nil, err
+	}
+	if err := addShell(tree, box); err != nil {
 		return nil, err
 	}
 	if o.Format == FormatInitramfs {
@@ -250,6 +258,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		{Component: "node", License: "MIT (and the bundled licenses in node's LICENSE)"},
 		{Component: "glibc and other shared libraries", License: "see each library's package on the build host (LGPL-2.1+ for glibc)"},
 		{Component: "nodeboot-init", License: "Apache-2.0"},
+	}
+	if box != nil {
+		m.Shell = &Component{Name: "busybox", Version: box.Version, Source: "Debian package " + shell.Package + " (build host)", SHA256: box.SHA256, Size: fileSize(box.Path)}
+		m.Licenses = append(m.Licenses, License{Component: "busybox", License: shell.License})
 	}
 
 	if m.Kernel, err = describe(k.Path, "vmlinuz", k.Version, k.Source); err != nil {

@@ -32,6 +32,7 @@ type Manifest struct {
 	Init        Component     `json:"init"`
 	Node        Component     `json:"node"`
 	Libraries   []Component   `json:"libraries"`
+	Shell       *Component    `json:"shell,omitempty"` // busybox, when an app has "shell": true
 	Apps        []AppInfo     `json:"apps"`
 	Licenses    []License     `json:"licenses"`
 }

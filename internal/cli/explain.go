@@ -29,6 +29,11 @@ func explainApps(w io.Writer, appDir, configPath string) error {
 		if _, err := io.WriteString(w, sb.Explain()); err != nil {
 			return err
 		}
+		if a.Shell {
+			fmt.Fprintf(w, "  shell:      /bin/sh and busybox's utilities in /usr/bin (\"shell\": true): exec, execSync and spawn with shell: true work; what it runs keeps the app's uid, sandbox and limits, and can run any file it can read, not only node\n")
+		} else {
+			fmt.Fprintf(w, "  shell:      none: exec, execSync and spawn with shell: true fail with ENOENT (the app's log says why once); \"shell\": true gives it busybox\n")
+		}
 	}
 	return nil
 }

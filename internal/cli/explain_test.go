@@ -13,9 +13,11 @@ func TestBuildExplain(t *testing.T) {
 	files := map[string]string{
 		"a/package.json": `{"name":"a","main":"i.js"}`, "a/i.js": "",
 		"b/package.json": `{"name":"b","main":"i.js"}`, "b/i.js": "",
+		"c/package.json": `{"name":"c","main":"i.js"}`, "c/i.js": "",
 		"nodeboot.json": `{"apps":[
 			{"path":"./a","persist":["up"],"limits":{"memory":"128M","cpuMax":"50%","pids":64},"sandbox":{"network":"none","allowSyscalls":["ptrace"]}},
-			{"path":"./b","sandbox":{"enabled":false}}]}`,
+			{"path":"./b","sandbox":{"enabled":false}},
+			{"path":"./c","shell":true}]}`,
 	}
 	for name, body := range files {
 		p := filepath.Join(dir, name)
@@ -34,6 +36,8 @@ func TestBuildExplain(t *testing.T) {
 		"network: none (loopback only)", "memory 128 MiB", "cpuMax 50%", "pids 64",
 		"syscalls allowed by config: ptrace", "/etc/nodeboot",
 		"app b:", "sandbox off",
+		"shell:      none: exec, execSync and spawn with shell: true fail with ENOENT",
+		"app c:", "shell:      /bin/sh and busybox's utilities in /usr/bin",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("explain output lacks %q:\n%s", want, got)

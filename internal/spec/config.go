@@ -92,6 +92,10 @@ type AppConfig struct {
 	// in scripts.start or NODE_OPTIONS) listen on a non-loopback address:
 	// whoever reaches it runs code in the app (CheckInspector).
 	AllowRemoteInspector bool `json:"allowRemoteInspector,omitempty"`
+	// Shell gives the app /bin/sh and the common utilities (busybox) in
+	// its own view of the files, so exec, execSync and spawn with
+	// shell: true work as on Debian (internal/shell). Off by default.
+	Shell bool `json:"shell,omitempty"`
 }
 
 // HealthReady is "health": "ready".
@@ -105,7 +109,7 @@ const MaxLockSeconds = 86400
 var (
 	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
-	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "health", "maxLockSeconds", "limits", "sandbox", "allowRemoteInspector"}
+	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "health", "maxLockSeconds", "limits", "sandbox", "allowRemoteInspector", "shell"}
 )
 
 // reservedEnv are variables nodeboot sets itself; letting the config set them
@@ -544,6 +548,12 @@ func (c *configChecker) apps(v *jval, p jsonPath) []AppConfig {
 				if a.Port == contract.APIPort {
 					c.fail(kp, "%d is the port of the node's management API: choose another, e.g. 8080", a.Port)
 				}
+			case "shell":
+				if m.val.kind != kindBool {
+					c.wrongType(kp, "boolean", m.val)
+					break
+				}
+				a.Shell = m.val.boolean
 			case "allowRemoteInspector":
 				if m.val.kind != kindBool {
 					c.wrongType(kp, "boolean", m.val)

@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/nodeboot/nodeboot/internal/sandbox"
+	"github.com/nodeboot/nodeboot/internal/shell"
 )
 
 // Where apps live in the image, and who they run as.
@@ -50,6 +52,8 @@ type App struct {
 	// Limits and Sandbox: see AppConfig.
 	Limits  sandbox.Limits
 	Sandbox SandboxConfig
+	// Shell: see AppConfig.Shell.
+	Shell   bool
 	Env     map[string]string // the app's own env from nodeboot.json
 	Port    int
 	Engines string // package.json engines.node, for checking the node version
@@ -252,6 +256,7 @@ func loadApp(dir string, ac AppConfig) (*App, error) {
 		MaxLockSeconds: ac.MaxLockSeconds,
 		Limits:         ac.Limits,
 		Sandbox:        ac.Sandbox,
+		Shell:          ac.Shell,
 	}, nil
 }
 
@@ -290,6 +295,11 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		env["PORT"] = strconv.Itoa(a.Port)
 		env["HOME"] = dataDir
 		env["NODEBOOT_DATA_DIR"] = dataDir
+		if !a.Shell {
+			// Says why exec() fails, once (internal/shell, noshell.js);
+			// the app's own options follow, so they still win.
+			env["NODE_OPTIONS"] = strings.TrimSpace(shell.PreloadOption + " " + env["NODE_OPTIONS"])
+		}
 		rt.Apps = append(rt.Apps, RuntimeApp{
 			Name:           a.Name,
 			Dir:            AppsDir + "/" + a.Name,
@@ -307,6 +317,7 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 			MaxLockSeconds: a.MaxLockSeconds,
 			Limits:         a.Limits,
 			Sandbox:        runtimeSandbox(a.Sandbox),
+			Shell:          a.Shell,
 		})
 	}
 	return rt

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -361,19 +362,22 @@ func TestRuntime(t *testing.T) {
 		{
 			Name: "web", Dir: "/apps/web", Entry: "server.js", Port: 8081, UID: 1000, GID: 1000, DataDir: "/data/state/web",
 			Env: map[string]string{"LOG": "info", "SHARED": "node", "NODE_ENV": "production", "PORT": "8081",
-				"HOME": "/data/state/web", "NODEBOOT_DATA_DIR": "/data/state/web"},
+				"HOME": "/data/state/web", "NODEBOOT_DATA_DIR": "/data/state/web",
+				"NODE_OPTIONS": "--require=/usr/lib/nodeboot/noshell.js"},
 		},
 		{
 			Name: "api", Dir: "/apps/api", Entry: "index.js", Port: 8080, UID: 1001, GID: 1001, DataDir: "/data/state/api",
 			NodeArgs: []string{"--enable-source-maps"}, Args: []string{"--verbose"},
 			Env: map[string]string{"LOG": "info", "SHARED": "api", "NODE_ENV": "staging", "PORT": "8080",
-				"HOME": "/data/state/api", "NODEBOOT_DATA_DIR": "/data/state/api"},
+				"HOME": "/data/state/api", "NODEBOOT_DATA_DIR": "/data/state/api",
+				"NODE_OPTIONS": "--require=/usr/lib/nodeboot/noshell.js"},
 		},
 		{
 			Name: "worker", Dir: "/apps/worker", Entry: "run.js", Port: 8082, UID: 1002, GID: 1002, DataDir: "/data/state/worker",
 			Args: []string{},
 			Env: map[string]string{"LOG": "info", "SHARED": "node", "NODE_ENV": "production", "PORT": "8082",
-				"HOME": "/data/state/worker", "NODEBOOT_DATA_DIR": "/data/state/worker"},
+				"HOME": "/data/state/worker", "NODEBOOT_DATA_DIR": "/data/state/worker",
+				"NODE_OPTIONS": "--require=/usr/lib/nodeboot/noshell.js"},
 		},
 	}
 	if !reflect.DeepEqual(rt.Apps, want) {
@@ -415,5 +419,43 @@ func TestRuntimeDefaults(t *testing.T) {
 	a := rt.Apps[0]
 	if a.Env["NODE_ENV"] != "development" || a.Env["PORT"] != "8080" || a.UID != FirstUID || a.Dir != "/apps/hello" {
 		t.Errorf("app: %+v", a)
+	}
+}
+
+// TestShellOptIn: "shell": true gives the app busybox's dir and no preload;
+// without it the dir is covered and the preload comes before the app's own
+// NODE_OPTIONS.
+func TestShellOptIn(t *testing.T) {
+	dir := project(t, map[string]string{
+		"nodeboot.json": `{"apps": [
+			{"name": "sh", "path": "./a", "shell": true},
+			{"name": "plain", "path": "./b", "env": {"NODE_OPTIONS": "--max-old-space-size=64"}}
+		]}`,
+		"a/package.json": `{"name":"a","main":"i.js"}`, "a/i.js": "",
+		"b/package.json": `{"name":"b","main":"i.js"}`, "b/i.js": "",
+	})
+	p, err := Load(dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := p.Runtime("/usr/bin/node")
+	sh, plain := rt.Apps[0], rt.Apps[1]
+	if !sh.Shell || plain.Shell {
+		t.Errorf("Shell: %v %v", sh.Shell, plain.Shell)
+	}
+	if _, ok := sh.Env["NODE_OPTIONS"]; ok {
+		t.Errorf("the shell app got NODE_OPTIONS %q", sh.Env["NODE_OPTIONS"])
+	}
+	if got := plain.Env["NODE_OPTIONS"]; got != "--require=/usr/lib/nodeboot/noshell.js --max-old-space-size=64" {
+		t.Errorf("NODE_OPTIONS = %q", got)
+	}
+	if slices.Contains(sh.SandboxSpec().Confine, "/usr/lib/nodeboot/shell") {
+		t.Errorf("the shell app's busybox is covered: %v", sh.SandboxSpec().Confine)
+	}
+	if !slices.Contains(plain.SandboxSpec().Confine, "/usr/lib/nodeboot/shell") {
+		t.Errorf("busybox is not covered for an app without the opt-in: %v", plain.SandboxSpec().Confine)
+	}
+	if _, err := ParseConfig([]byte(`{"apps": [{"path": ".", "shell": "yes"}]}`), "nodeboot.json"); err == nil || !strings.Contains(err.Error(), "apps[0].shell") {
+		t.Errorf("a non-boolean shell: %v", err)
 	}
 }

@@ -74,6 +74,9 @@ type RuntimeApp struct {
 	// (the zero value is the full sandbox). See internal/sandbox.
 	Limits  sandbox.Limits  `json:"limits,omitzero"`
 	Sandbox sandbox.Options `json:"sandbox,omitzero"`
+	// Shell: the app sees the image's busybox (internal/shell); others
+	// have its directory covered.
+	Shell bool `json:"shell,omitempty"`
 }
 
 // Network is the node's network configuration.

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nodeboot/nodeboot/internal/sandbox"
+	"github.com/nodeboot/nodeboot/internal/shell"
 )
 
 // SandboxConfig is an app's "sandbox" object.
@@ -227,6 +228,12 @@ func (a *RuntimeApp) SandboxSpec() *sandbox.Spec {
 	if a.Sandbox.Disabled {
 		return nil
 	}
+	confine := slices.Clone(sandboxConfine)
+	if !a.Shell {
+		// Its /bin/sh and /usr/bin applets then dangle: ENOENT, as
+		// without any shell in the image.
+		confine = append(confine, shell.Dir)
+	}
 	return &sandbox.Spec{
 		App:           a.Name,
 		UID:           uint32(a.UID),
@@ -234,7 +241,7 @@ func (a *RuntimeApp) SandboxSpec() *sandbox.Spec {
 		CodeDir:       a.Dir,
 		StateDir:      a.DataDir,
 		Persist:       slices.Clone(a.Persist),
-		Confine:       slices.Clone(sandboxConfine),
+		Confine:       confine,
 		Hide:          slices.Clone(sandboxHide),
 		NetworkNone:   a.Sandbox.NetworkNone,
 		AllowSyscalls: slices.Clone(a.Sandbox.AllowSyscalls),
