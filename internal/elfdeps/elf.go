@@ -17,6 +17,7 @@ type header struct {
 	data    elf.Data
 	machine elf.Machine
 	typ     elf.Type
+	osabi   elf.OSABI // EI_OSABI: a FreeBSD prebuild says so here
 }
 
 // sameArch is the loader's acceptance test: a library of another class,
@@ -52,7 +53,7 @@ func readHeader(r io.ReaderAt) (header, error) {
 	if string(b[:4]) != elf.ELFMAG {
 		return header{}, fmt.Errorf("%w: bad magic %q", errNotELF, b[:4])
 	}
-	h := header{class: elf.Class(b[elf.EI_CLASS]), data: elf.Data(b[elf.EI_DATA])}
+	h := header{class: elf.Class(b[elf.EI_CLASS]), data: elf.Data(b[elf.EI_DATA]), osabi: elf.OSABI(b[elf.EI_OSABI])}
 	if h.class != elf.ELFCLASS32 && h.class != elf.ELFCLASS64 {
 		return header{}, fmt.Errorf("%w: unknown class %v", errNotELF, h.class)
 	}

@@ -68,6 +68,9 @@ func SelectNative(dir string, rels []string, arch string) ([]Native, []Skipped, 
 		}
 		var other string
 		switch {
+		case info.osabi != elf.ELFOSABI_NONE && info.osabi != elf.ELFOSABI_LINUX:
+			// argon2 ships a FreeBSD x86-64 prebuild beside the Linux ones.
+			other = a + " " + strings.ToLower(strings.TrimPrefix(info.osabi.String(), "ELFOSABI_"))
 		case a != arch:
 			other = a
 		case slices.ContainsFunc(info.needed, func(n string) bool { return strings.HasPrefix(n, muslPrefix) }):

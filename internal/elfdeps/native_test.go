@@ -47,6 +47,12 @@ func TestSelectNative(t *testing.T) {
 	multi := filepath.Join(nm, "@scope/multi/prebuilds")
 	sharedLib(t, filepath.Join(multi, "linux-x64/multi.glibc.node"), addonSrc, "multi.node", true)
 	withMachine(t, filepath.Join(multi, "linux-x64/multi.glibc.node"), filepath.Join(multi, "linux-arm64/multi.glibc.node"), 183) // EM_AARCH64
+	freebsd, err := os.ReadFile(filepath.Join(multi, "linux-x64/multi.glibc.node"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	freebsd[7] = 9 // EI_OSABI: FreeBSD, as argon2's freebsd-x64 prebuild
+	writeText(t, filepath.Join(multi, "freebsd-x64/multi.glibc.node"), string(freebsd))
 	musl := filepath.Join(dir, "musl")
 	sharedLib(t, filepath.Join(musl, "libc.musl-x86_64.so.1"), "int x;\n", "libc.musl-x86_64.so.1", true)
 	sharedLib(t, filepath.Join(multi, "linux-x64/multi.musl.node"), addonSrc, "multi.node", true, "-L"+musl, "-Wl,--no-as-needed", "-l:libc.musl-x86_64.so.1")
@@ -97,6 +103,7 @@ func TestSelectNative(t *testing.T) {
 		"docs/example.node":                                                "not an ELF file",
 		"node_modules/@scope/multi/prebuilds/linux-arm64/multi.glibc.node": "built for arm64",
 		"node_modules/@scope/multi/prebuilds/linux-x64/multi.musl.node":    "built for amd64 musl",
+		"node_modules/@scope/multi/prebuilds/freebsd-x64/multi.glibc.node": "built for amd64 freebsd",
 		"node_modules/@img/libvips/lib/libvips.so":                         "not an ELF file",
 	} {
 		if !strings.Contains(why[rel], w) {
