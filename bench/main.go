@@ -116,6 +116,7 @@ type options struct {
 	out      string
 	memory   string
 	accel    string
+	cpu      string
 	timeout  time.Duration
 	quiet    time.Duration
 	verbose  bool
@@ -141,6 +142,7 @@ func main() {
 	flag.StringVar(&o.systems, "systems", defaultSystems, "comma-separated systems to boot: "+systemNames())
 	flag.StringVar(&o.memory, "memory", "512M", "guest RAM for the timed boots, QEMU -m syntax")
 	flag.StringVar(&o.accel, "accel", "auto", "accelerator: auto, kvm or tcg")
+	flag.StringVar(&o.cpu, "cpu", "", "QEMU -cpu model under TCG (default: what nodeboot run gives, "+vm.TCGCPU+")")
 	flag.StringVar(&o.node, "node", "", "node for every system, as nodeboot's --node (default: what nodeboot picks)")
 	flag.BoolVar(&o.minRAM, "min-ram", true, "find each system's smallest RAM that still answers (one boot per step)")
 	flag.IntVar(&o.ramFrom, "min-ram-from", 64, "smallest RAM (MiB) the bisection tries")
@@ -391,6 +393,7 @@ func bootOnce(ctx context.Context, o options, s *System, seq int, mem string, ti
 	defer cancel()
 	cfg := s.VMConfig(mem)
 	cfg.Accel = o.accel
+	cfg.CPU = o.cpu
 	cfg.Forwards = []vm.Forward{{Host: port, Guest: appPort}}
 	if o.verbose {
 		cfg.Console = os.Stderr

@@ -16,7 +16,7 @@ func TestArgs(t *testing.T) {
 	args := strings.Join(Args(Config{Kernel: "k", Initrd: "i", Cmdline: "console=ttyS0", Memory: "256M", CPUs: 2,
 		Forwards: []Forward{{Host: 1234, Guest: 8080}, {Host: 1235, Guest: 9000}}}, "tcg", "/q.sock"), " ")
 	for _, want := range []string{
-		"-kernel k", "-initrd i", "-append console=ttyS0", "-m 256M", "-smp 2", "-accel tcg -cpu qemu64,pdpe1gb=on",
+		"-kernel k", "-initrd i", "-append console=ttyS0", "-m 256M", "-smp 2", "-accel tcg -cpu max",
 		"hostfwd=tcp:127.0.0.1:1234-:8080,hostfwd=tcp:127.0.0.1:1235-:9000",
 		"virtio-net-pci", "virtio-rng-pci", "-qmp unix:/q.sock,server=on,wait=off", "-serial stdio",
 	} {
