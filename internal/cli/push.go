@@ -154,7 +154,7 @@ func pushJSON(r *oci.Pushed) pushResult {
 func updateKey(dir string) (ed25519.PrivateKey, []ospayload.Endorsement, error) {
 	proj, err := creds.FindProject(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: releases are signed with the project's .nodeboot/update.key; run nodeboot build once to create it", err)
+		return nil, nil, fmt.Errorf("%w (its update.key signs releases)", err)
 	}
 	cr, err := creds.Load(proj)
 	if err != nil {
