@@ -90,7 +90,7 @@ func TestUpdate(t *testing.T) {
 	}
 	setJS("one", true)
 	// A shorter health gate than the default 30 s: each good trial and
-	// the never-healthy one's deadline (healthySeconds + 120 s) cost less.
+	// the never-healthy one's deadline (healthySeconds + 300 s) cost less.
 	cfg := `{ "hostname": "counter", "apps": [{ "path": ".", "persist": ["./db"] }], "update": { "healthySeconds": 10 } }`
 	if err := os.WriteFile(filepath.Join(proj, "nodeboot.json"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -402,7 +402,7 @@ func rewriteRoot(t *testing.T, img string, p disk.Partition, edit func(dir strin
 func waitServing(t *testing.T, b *diskBoot) {
 	t.Helper()
 	c := &http.Client{Timeout: 10 * time.Second}
-	deadline := time.Now().Add(6 * time.Minute)
+	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", b.port))
 		if err == nil {
@@ -420,7 +420,7 @@ func waitServing(t *testing.T, b *diskBoot) {
 		case <-time.After(2 * time.Second):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the app did not answer within 6 min\n%s", b.v.Tail(40))
+			t.Fatalf("the app did not answer within 10 min\n%s", b.v.Tail(40))
 		}
 	}
 }
