@@ -292,11 +292,16 @@ func runUpdatesOnly(ctx context.Context, e *env, o options) error {
 	if o.out == "" {
 		return fmt.Errorf("-updates-only needs -o, the report whose OS update section it replaces")
 	}
-	doc, err := os.ReadFile(o.out)
-	if err != nil {
+	if _, err := os.Stat(o.out); err != nil {
 		return err
 	}
 	runs, err := measureUpdates(ctx, e, o)
+	if err != nil {
+		return err
+	}
+	// Read only now: the report may have changed during the minutes the
+	// updates took.
+	doc, err := os.ReadFile(o.out)
 	if err != nil {
 		return err
 	}
