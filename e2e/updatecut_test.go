@@ -262,9 +262,13 @@ func (n *cutNode) serving(ids map[string]string) string {
 	if ids[c.Image] == "" || st.Node.ImageVersion != ids[c.Image] || bs == nil || bs.Image == nil || bs.Image.ID != ids[c.Image] {
 		t.Fatalf("the app of image %q serves on a node running image %s (slot %+v): not one complete version", c.Image, st.Node.ImageVersion, bs)
 	}
-	for _, bad := range []string{"Kernel panic", contract.Degraded} {
-		if strings.Contains(n.b.v.Console(), bad) {
-			t.Fatalf("%q on the console after a power cut:\n%s", bad, n.b.v.Tail(40))
+	for _, bad := range []string{"Kernel panic - not syncing", contract.Degraded} {
+		con := n.b.v.Console()
+		if i := strings.Index(con, bad); i >= 0 {
+			// Keep the whole console: the test's temporary files go.
+			keep := filepath.Join(os.TempDir(), fmt.Sprintf("nodeboot-updatecut-%d.log", time.Now().UnixNano()))
+			os.WriteFile(keep, []byte(con), 0o644)
+			t.Fatalf("%q on the console after a power cut (whole console in %s):\n%s", bad, keep, con[max(0, i-3000):min(len(con), i+1500)])
 		}
 	}
 	return c.Image
