@@ -90,10 +90,11 @@ type appState struct {
 
 // conn is one app connection. Fields below mu are guarded by Server.mu.
 type conn struct {
-	c    net.Conn
-	app  *appState
-	out  chan []byte
-	done chan struct{} // closed when the connection ends
+	c     net.Conn
+	app   *appState
+	since time.Time // when it connected
+	out   chan []byte
+	done  chan struct{} // closed when the connection ends
 
 	ready      bool
 	interval   time.Duration
@@ -187,7 +188,7 @@ func (s *Server) handle(nc net.Conn, socketApp string) {
 		refuse(nc, CodeNotAnApp, why)
 		return
 	}
-	c := &conn{c: nc, app: st, out: make(chan []byte, 64), done: make(chan struct{})}
+	c := &conn{c: nc, app: st, since: s.now(), out: make(chan []byte, 64), done: make(chan struct{})}
 	st.conns[c] = struct{}{}
 	s.mu.Unlock()
 
@@ -418,9 +419,11 @@ func (s *Server) do(c *conn, r Request) (any, *Error) {
 	return nil, &Error{CodeBadRequest, fmt.Sprintf("unknown op %q", r.Op)}
 }
 
-func (s *Server) readyLocked(a *appState) bool {
+func (s *Server) readyLocked(a *appState) bool { return s.readySinceLocked(a, time.Time{}) }
+
+func (s *Server) readySinceLocked(a *appState, t time.Time) bool {
 	for c := range a.conns {
-		if c.ready {
+		if c.ready && !c.since.Before(t) {
 			return true
 		}
 	}
@@ -431,14 +434,20 @@ func (s *Server) readyLocked(a *appState) bool {
 // "ready": nil once a connection of its running process has called
 // ready() (readiness ends with the connection, so a new process starts
 // unready).
-func (s *Server) Ready(app string) error {
+func (s *Server) Ready(app string) error { return s.ReadySince(app, time.Time{}) }
+
+// ReadySince is Ready counting only connections made at or after t, the
+// start of the app's current process: a connection of the process a
+// deploy just stopped, whose end the server may not have read yet, does
+// not make the new one ready.
+func (s *Server) ReadySince(app string, t time.Time) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	a, ok := s.apps[app]
 	if !ok {
 		return fmt.Errorf("no app %q", app)
 	}
-	if !s.readyLocked(a) {
+	if !s.readySinceLocked(a, t) {
 		return fmt.Errorf("app %s has not called ready() yet", app)
 	}
 	return nil

@@ -191,6 +191,10 @@ func TestReadyEndsWithConnection(t *testing.T) {
 	if !srv.Status("web").Ready {
 		t.Error("status: not ready")
 	}
+	// A process started after that connection was made is not ready.
+	if err := srv.ReadySince("web", time.Now().Add(time.Hour)); err == nil {
+		t.Error("an older connection's ready() counted for a later process")
+	}
 	c.c.Close()
 	waitFor(t, "readiness to end with the connection", func() bool { return srv.Ready("web") != nil })
 }

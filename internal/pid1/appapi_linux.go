@@ -56,7 +56,13 @@ func startAppAPI(log *boot.Logger, rt *spec.Runtime, n *node) *appAPI {
 		})
 	}
 	goSafe("app watchdogs", func() { a.srv.RunWatchdogs(context.Background(), 250*time.Millisecond) })
-	readyCheck = a.srv.Ready
+	readyCheck = func(app string) error {
+		var started time.Time
+		if ma, err := n.app(app); err == nil {
+			started = ma.svc.Status().StartedAt
+		}
+		return a.srv.ReadySince(app, started)
+	}
 	publishEvent = a.publish
 	return a
 }
