@@ -78,6 +78,9 @@ check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	@# The CLI also runs on macOS: it must compile for darwin (its
+	@# packages' tests import Linux-only ones, so vet runs on linux only).
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/nodeboot
 
 test: deps check fuzz
 	NODEBOOT_E2E=1 $(GO) test -timeout 60m ./...

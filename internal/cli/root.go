@@ -156,6 +156,7 @@ No shell, no package manager, no SSH.
 		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr),
 		newKernel(stdout, stderr), newFleet(stdout, stderr), newPush(stdout, stderr), newPromote(stdout, stderr))
 	root.AddCommand(newSecret(stdout, stderr))
+	root.AddCommand(newInit(stdout, stderr), newDoctor(stdout, stderr), newCache(stdout, stderr))
 	for _, c := range root.Commands() {
 		if c.Args != nil {
 			check := c.Args

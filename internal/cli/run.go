@@ -23,6 +23,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/kernel"
+	"github.com/nodeboot/nodeboot/internal/usercache"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -95,6 +96,25 @@ func buildDirFor(appDir string) (string, error) {
 	return filepath.Join(cache, "nodeboot", "run", hex.EncodeToString(sum[:8])), nil
 }
 
+// lockRunImage marks the cache dir `run APP_DIR` builds into as in use; a
+// disk image or a build dir given as is is not the cache's.
+func lockRunImage(dir string) (func(), error) {
+	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() {
+		return func() {}, nil
+	}
+	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err == nil {
+		return func() {}, nil
+	}
+	out, err := buildDirFor(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return nil, fmt.Errorf("run cache: %w", err)
+	}
+	return usercache.LockRun(out)
+}
+
 func parseForward(s string) (vm.Forward, error) {
 	h, g, ok := strings.Cut(s, ":")
 	hp, err1 := strconv.Atoi(h)
@@ -125,6 +145,13 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		return err
 	}
 
+	// The image run builds in the user cache stays in use until QEMU
+	// exits: `nodeboot cache prune` skips it meanwhile.
+	if release, err := lockRunImage(dir); err != nil {
+		return err
+	} else {
+		defer release()
+	}
 	img, m, err := prepareImage(ctx, dir, bf, rf.persist, stderr)
 	if err != nil {
 		return err

@@ -321,3 +321,19 @@ func removeAll(dir string) error {
 	})
 	return os.RemoveAll(dir)
 }
+
+// ProxyURLs lists the proxies the fetcher would ask, in order ("direct"
+// and "off" left out), for `nodeboot doctor`.
+func (f *Fetcher) ProxyURLs() ([]string, error) {
+	list, err := f.proxyList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range list {
+		if p.url != "direct" && p.url != "off" {
+			out = append(out, redact(p.url))
+		}
+	}
+	return out, nil
+}

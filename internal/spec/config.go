@@ -107,7 +107,7 @@ const MaxLockSeconds = 86400
 // The keys each object of nodeboot.json accepts. The schema test checks that
 // docs/nodeboot.schema.json declares exactly these.
 var (
-	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow"}
+	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow", "$comment"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
 	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "health", "maxLockSeconds", "limits", "sandbox", "allowRemoteInspector", "shell"}
 )
@@ -289,6 +289,14 @@ func (c *configChecker) config(v *jval) *Config {
 		switch m.key {
 		case "$schema":
 			c.str(m.val, p) // editors use it; nodeboot does not
+		case "$comment":
+			// JSON has no comments: `nodeboot init` explains the file
+			// here. A string or a list of strings, ignored.
+			if m.val.kind == kindArray {
+				c.stringList(m.val, p, nil)
+			} else {
+				c.str(m.val, p)
+			}
 		case "hostname":
 			if s, ok := c.str(m.val, p); ok {
 				if err := checkHostname(s); err != nil {

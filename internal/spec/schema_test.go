@@ -73,6 +73,10 @@ func TestSchemaAgreesWithValidator(t *testing.T) {
 	}{
 		{"empty", `{}`, true, false},
 		{"schema key", `{"$schema": "./nodeboot.schema.json"}`, true, false},
+		{"comment string", `{"$comment": "why"}`, true, false},
+		{"comment list", `{"$comment": ["one", "two"]}`, true, false},
+		{"comment not text", `{"$comment": 1}`, false, false},
+		{"comment list not text", `{"$comment": ["one", 2]}`, false, false},
 		{"full", `{"hostname":"edge-1.lan","node":"22.11.0","env":{"A":"1","NODE_ENV":"x"},
 			"network":{"mode":"static","address":"10.1.2.3/16","gateway":"10.1.0.1","dns":["1.1.1.1","::1"],"ntp":["pool.ntp.org","10.0.0.1","fd00::1"]},
 			"cmdline":"quiet","apps":[{"name":"api","path":"./api","env":{"B":"2"},"args":["--x",""],"port":3000},{"path":"w","port":8081.0}]}`, true, false},
