@@ -18,7 +18,9 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # for the native-addon test, iproute2 for the network tests, and the
 # independent readers the image-writer tests compare against; dmsetup for
 # the store's I/O-error tests; chromium for the status page's browser test;
-# busybox-static for the shell of apps with "shell": true.
+# busybox-static for the shell of apps with "shell": true; g++, make and
+# python3 for the compatibility suite's better-sqlite3, which npm compiles
+# (node-gyp) when no prebuilt binary can be fetched.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
@@ -31,7 +33,10 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         e2fsprogs:/usr/sbin/e2fsck \
         dmsetup:/usr/sbin/dmsetup \
         chromium:/usr/bin/chromium \
-        busybox-static:/bin/busybox
+        busybox-static:/bin/busybox \
+        g++:/usr/bin/g++ \
+        make:/usr/bin/make \
+        python3:/usr/bin/python3
 
 .PHONY: all build init-binaries release npm demo test test-long fuzz deps kernel-deps check bench clean
 

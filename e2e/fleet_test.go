@@ -50,9 +50,8 @@ func TestFleetDeploy(t *testing.T) {
 		}
 		return img
 	}
-	// no_timer_check: see TestFollow.
-	good := build(`{"cmdline": "no_timer_check"}`)
-	bad := build(`{"cmdline": "no_timer_check", "env": {"FAIL_NEW": "1"}}`)
+	good := build(`{}`)
+	bad := build(`{"env": {"FAIL_NEW": "1"}}`)
 	os.Remove(filepath.Join(proj, "nodeboot.json"))
 
 	type fnode struct {

@@ -65,10 +65,7 @@ func TestFollow(t *testing.T) {
 	write("package.json", `{"name":"shop","version":"1.0.0","main":"server.js"}`)
 	write("server.js", followServer(false))
 	write("version.txt", "v1")
-	// no_timer_check: with two guests on a loaded TCG host the kernel's
-	// IO-APIC timer check can fail and panic the boot (seen here at a
-	// load of 33 on 2 cores); it is only a check, and VMs commonly skip it.
-	write("nodeboot.json", fmt.Sprintf(`{"cmdline": "no_timer_check", "follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
+	write("nodeboot.json", fmt.Sprintf(`{"follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
 	// The build host's Docker config holds the registry's credentials
 	// under the name the nodes use.
 	dc := t.TempDir()
@@ -259,7 +256,7 @@ func TestFollowOS(t *testing.T) {
 	write("package.json", `{"name":"shop","version":"1.0.0","main":"server.js"}`)
 	write("server.js", followServer(false))
 	write("version.txt", "os1")
-	write("nodeboot.json", fmt.Sprintf(`{"cmdline": "no_timer_check", "update": {"healthySeconds": 5}, "follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
+	write("nodeboot.json", fmt.Sprintf(`{"update": {"healthySeconds": 5}, "follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
 	build := func(name string) (string, string) {

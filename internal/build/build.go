@@ -523,7 +523,16 @@ func Cmdline(extra string) string {
 	// name Landlock, which the app sandbox uses as its second wall; this
 	// is the usual default order with landlock first. LSMs the kernel
 	// lacks are skipped.
-	c := "console=ttyS0,115200 panic=10 oops=panic lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
+	//
+	// no_timer_check: the kernel's early check that the PIT interrupt
+	// reaches the IO-APIC counts ticks against a busy loop, and on a
+	// loaded host an emulated (TCG) CPU falls behind and the kernel
+	// panics with "IO-APIC + timer doesn't work". KVM guests skip the
+	// check by themselves; VM cloud images set it on the command line
+	// for the same reason. On PCs it only skips the fallbacks for boards
+	// whose timer interrupt is miswired, which current firmware does not
+	// have.
+	c := "console=ttyS0,115200 panic=10 oops=panic no_timer_check lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
 	if extra = strings.TrimSpace(extra); extra != "" {
 		c += " " + extra
 	}
