@@ -56,6 +56,14 @@ init-binaries:
 build: init-binaries
 	$(GO) build -tags nodeboot_embed -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/nodeboot
 
+# npm packs the launcher package and one package per platform (npm/pack.js)
+# into dist/npm/*.tgz; nothing is published.
+NPM_VERSION ?= 0.0.0-dev
+NPM_OUT     ?= dist/npm
+npm: release
+	rm -rf $(NPM_OUT)
+	node npm/pack.js $(NPM_VERSION) dist/bin $(NPM_OUT)
+
 # release cross-compiles the self-contained CLI (inits embedded, no source
 # path stamped) for every platform the npm package ships.
 RELEASE_PLATFORMS := linux/amd64 linux/arm64 darwin/arm64 darwin/amd64
