@@ -14,7 +14,8 @@ LDFLAGS := $(RELEASE_LDFLAGS) \
            -X github.com/nodeboot/nodeboot/internal/initbuild.SourceDir=$(CURDIR)
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need, each checked by a file it
-# installs: QEMU and OVMF to boot images, systemd-boot for disk images, gcc
+# installs: QEMU and OVMF to boot images, systemd-boot for disk images,
+# qemu-img for the VM and cloud formats, gcc
 # for the native-addon test, iproute2 for the network tests, and the
 # independent readers the image-writer tests compare against; dmsetup for
 # the store's I/O-error tests; chromium for the status page's browser test;
@@ -22,6 +23,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # python3 for the compatibility suite's better-sqlite3, which npm compiles
 # (node-gyp) when no prebuilt binary can be fetched.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
+        qemu-utils:/usr/bin/qemu-img \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
         gcc:/usr/bin/gcc \

@@ -26,6 +26,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/diskformat"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/initbuild"
@@ -43,7 +44,9 @@ type Options struct {
 	AppDir     string
 	ConfigPath string // --config; "" = <AppDir>/nodeboot.json if present
 	// Format is FormatInitramfs (default: OutDir receives kernel, initramfs
-	// and manifest) or FormatDisk (Output is the image file).
+	// and manifest), FormatDisk (Output is the image file) or one of the
+	// VM and cloud formats converted from the disk image (diskformat:
+	// qcow2, vmdk, vhd, gce; Output is the converted file).
 	Format   string
 	OutDir   string
 	Output   string // disk image path (FormatDisk)
@@ -66,6 +69,24 @@ const (
 	FormatInitramfs = "initramfs"
 	FormatDisk      = "disk"
 )
+
+// IsDisk tells whether format makes a disk image: the raw GPT image or one
+// converted from it.
+func IsDisk(format string) bool {
+	_, ok := diskformat.Parse(format)
+	return format == FormatDisk || ok
+}
+
+// DefaultOutput is the output path of a format when -o is not given.
+func DefaultOutput(format string) string {
+	if f, ok := diskformat.Parse(format); ok {
+		return filepath.Join("out", "disk"+f.Ext())
+	}
+	if format == FormatDisk {
+		return filepath.Join("out", "disk.img")
+	}
+	return "out"
+}
 
 // Result is what a build produced.
 type Result struct {
@@ -93,7 +114,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if o.Arch == "" {
 		o.Arch = "amd64"
 	}
-	if o.Compression == "" && o.Format != FormatDisk {
+	if o.Compression == "" && !IsDisk(o.Format) {
 		// An uncompressed initramfs boots fastest: under TCG the kernel
 		// unpacks zstd in 4.8 s and plain cpio in 1.9 s (docs/performance.md);
 		// the archive is then 2.4 times bigger.
@@ -111,18 +132,32 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		if o.OutDir == "" {
 			return nil, errors.New("no output directory: pass -o DIR")
 		}
-	case FormatDisk:
+	default:
+		if !IsDisk(o.Format) {
+			return nil, fmt.Errorf("unknown format %q: use initramfs, disk, qcow2, vmdk, vhd or gce", o.Format)
+		}
 		if o.Output == "" {
 			return nil, errors.New("no output file for the disk image: pass -o app.img")
 		}
 		o.OutDir = filepath.Dir(o.Output)
-	default:
-		return nil, fmt.Errorf("unknown format %q: use initramfs or disk", o.Format)
+		if f, ok := diskformat.Parse(o.Format); ok {
+			// Refused now, not after minutes of building.
+			if o.DiskSize != 0 {
+				if err := diskformat.Check(f, o.DiskSize); err != nil {
+					return nil, err
+				}
+			}
+			if f != diskformat.GCE {
+				if _, err := diskformat.FindQEMUImg(); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	// out is what this build replaces: the output directory, or the disk
 	// image file.
 	out := o.OutDir
-	if o.Format == FormatDisk {
+	if IsDisk(o.Format) {
 		out = o.Output
 	}
 	out, err := filepath.Abs(out)
@@ -268,7 +303,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	m.KernelBuild = k.Built
-	if o.Format == FormatDisk {
+	if IsDisk(o.Format) {
+		// The image version is that of the disk image: a qcow2 of it
+		// holds the same bytes. The manifest names the real format once
+		// the file is written.
 		m.Format = FormatDisk
 		runtimeCfg.DataPartition = disk.LabelData
 		// A PC has a screen: kernel messages go there too. The serial
@@ -331,7 +369,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := tree.AddData(spec.RuntimePath, append(rtJSON, '\n'), 0o644); err != nil {
 		return nil, err
 	}
-	if o.Format == FormatDisk {
+	if IsDisk(o.Format) {
 		return writeDisk(ctx, o, out, m, tree, k, logf)
 	}
 	res, err := writeInitramfs(ctx, o, out, m, tree, k, logf)
@@ -447,12 +485,28 @@ func writeDisk(ctx context.Context, o Options, out string, m *Manifest, tree *im
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if m.Disk, err = describe(tmp, filepath.Base(o.Output), "", "gpt"); err != nil {
+	final := tmp
+	if f, ok := diskformat.Parse(o.Format); ok {
+		// Converted beside out, from the raw image, which then goes.
+		cf, err := os.CreateTemp(filepath.Dir(out), spec.TempPrefix+"*"+f.Ext())
+		if err != nil {
+			return nil, fmt.Errorf("output directory %s: %w (choose another with -o)", filepath.Dir(out), err)
+		}
+		final = cf.Name()
+		cf.Close()
+		defer os.Remove(final)
+		logf("converting the disk image to %s", f)
+		if err := diskformat.Convert(ctx, f, tmp, final, mtime()); err != nil {
+			return nil, err
+		}
+		m.Format = string(f)
+	}
+	if m.Disk, err = describe(final, filepath.Base(o.Output), "", m.Format); err != nil {
 		return nil, err
 	}
 	m.Disk.Uncompressed = layout.RootFSSize
 	m.Cmdline = layout.SlotA.Cmdline
-	if err := os.Rename(tmp, out); err != nil {
+	if err := os.Rename(final, out); err != nil {
 		return nil, fmt.Errorf("putting the new image at %s: %w", out, err)
 	}
 	if err := writeManifest(res.ManifestPath, m); err != nil {
@@ -463,8 +517,9 @@ func writeDisk(ctx context.Context, o Options, out string, m *Manifest, tree *im
 }
 
 // DiskManifestPath is where a disk image's manifest lives: app.img →
-// app.manifest.json.
+// app.manifest.json (app.tar.gz → app.manifest.json too).
 func DiskManifestPath(img string) string {
+	img = strings.TrimSuffix(img, ".tar.gz")
 	return strings.TrimSuffix(img, filepath.Ext(img)) + ".manifest.json"
 }
 
@@ -550,11 +605,14 @@ func checkOutput(out, format string) error {
 		return fmt.Errorf("output directory %s cannot be created: %w (choose another with -o)", out, err)
 	case st.Mode()&(fs.ModeDevice|fs.ModeCharDevice) != 0:
 		return fmt.Errorf("-o %s is a device: build writes an image file; to put an image on a disk or stick, build one (nodeboot build --format disk -o app.img) and then run: nodeboot write app.img %s", out, out)
-	case format == FormatDisk && st.IsDir():
-		return fmt.Errorf("%s is a directory: a disk image is one file, e.g. -o %s", out, filepath.Join(out, "app.img"))
-	case format == FormatDisk && !st.Mode().IsRegular():
+	case IsDisk(format) && st.IsDir():
+		if _, err := os.Stat(filepath.Join(out, "manifest.json")); err == nil && format != FormatDisk {
+			return fmt.Errorf("%s holds an initramfs build: --format %s is converted from a disk image, which the build makes itself; name the image file, e.g. -o %s", out, format, filepath.Join(out, "app"+diskExt(format)))
+		}
+		return fmt.Errorf("%s is a directory: a disk image is one file, e.g. -o %s", out, filepath.Join(out, "app"+diskExt(format)))
+	case IsDisk(format) && !st.Mode().IsRegular():
 		return fmt.Errorf("-o %s is not a regular file: choose a file name for the disk image", out)
-	case format != FormatDisk && !st.IsDir():
+	case !IsDisk(format) && !st.IsDir():
 		return fmt.Errorf("-o %s is a file: the initramfs build writes a directory (vmlinuz, initramfs, manifest.json); choose a directory, or --format disk for one image file", out)
 	}
 	// The output is written beside out, then renamed into place.
@@ -669,6 +727,11 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+func diskExt(format string) string {
+	f, _ := diskformat.Parse(format)
+	return f.Ext()
 }
 
 // rootCompression maps --compression to the disk root's squashfs

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -27,7 +26,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel to boot: gokrazy (the prebuilt kernel pinned in nodeboot's go.mod, the default), nodeboot-vm or nodeboot-pc (nodeboot's own, built from Debian's linux-source on first use: see `nodeboot kernel build`), or a bzImage's path; default $NODEBOOT_KERNEL if set")
 	fs.StringVar(&f.compression, "compression", "", "initramfs: none (default: boots fastest), zstd or gzip; --format disk: none stores the squashfs root uncompressed, anything else zlib (default)")
 	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
-	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM) or disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data)")
+	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM), disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data), or that disk image as qcow2 (libvirt, Proxmox), vmdk (VMware, AWS), vhd (Azure: fixed, whole MiB) or gce (disk.raw in a .tar.gz)")
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
 }
 
@@ -83,7 +82,7 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 		Log:         log,
 		Version:     version(),
 	}
-	if f.format == build.FormatDisk {
+	if build.IsDisk(f.format) {
 		o.Output, o.OutDir = outDir, ""
 		if o.DiskSize, err = parseSize(f.size); err != nil {
 			return o, err
@@ -114,7 +113,15 @@ node formats on first boot and mounts at /data. Its manifest is written beside
 it (app.img → app.manifest.json). Write it to a USB stick or disk with
 'nodeboot write'.
 
-The same inputs always give byte-identical output.`,
+--format qcow2, vmdk, vhd or gce converts that disk image for a VM host or
+cloud (default -o out/disk.qcow2, .vmdk, .vhd, .tar.gz): qcow2 for libvirt
+and Proxmox, a streamOptimized vmdk for VMware and AWS, a fixed vhd whose
+size is a whole number of MiB for Azure, and disk.raw in a gzipped tar for
+GCE (--size a whole number of GiB). qcow2, vmdk and vhd need qemu-img
+(Debian: qemu-utils). The README shows each cloud's import command.
+
+The same inputs always give byte-identical output (vmdk and vhd aside:
+qemu-img stamps their headers with a random id and the time).`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dir := "."
@@ -125,10 +132,7 @@ The same inputs always give byte-identical output.`,
 				return explainApps(stdout, dir, bf.config)
 			}
 			if out == "" {
-				out = "out"
-				if bf.format == build.FormatDisk {
-					out = filepath.Join("out", "disk.img")
-				}
+				out = build.DefaultOutput(bf.format)
 			}
 			o, err := bf.options(dir, out, stderr)
 			if err != nil {

@@ -54,6 +54,10 @@ func TestBadInput(t *testing.T) {
 	if err := os.WriteFile(notKernel, []byte("this is not a kernel\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	initramfsBuild := t.TempDir()
+	if err := os.WriteFile(filepath.Join(initramfsBuild, "manifest.json"), []byte("{}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	aFile := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(aFile, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -141,7 +145,28 @@ func TestBadInput(t *testing.T) {
 			name:  "unknown format",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--format", "floppy"},
-			want:  []string{"floppy", "initramfs or disk"},
+			want:  []string{"floppy", "initramfs, disk, qcow2, vmdk, vhd or gce"},
+		},
+		{
+			name:  "--format vhd into an initramfs build",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "vhd"},
+			out:   initramfsBuild,
+			want:  []string{"holds an initramfs build", "converted from a disk image", "app.vhd"},
+		},
+		{
+			name:  "--format vhd of a size Azure refuses",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "vhd", "--size", "1000000K"},
+			out:   filepath.Join(t.TempDir(), "a.vhd"),
+			want:  []string{"whole number of MiB", "--size 977M"},
+		},
+		{
+			name:  "--format gce of a size GCE refuses",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--format", "gce", "--size", "1500M"},
+			out:   filepath.Join(t.TempDir(), "a.tar.gz"),
+			want:  []string{"whole number of GiB", "--size 2G"},
 		},
 		{
 			name:  "bad compression",
@@ -167,6 +192,13 @@ func TestBadInput(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not mention %q", err, w)
 				}
+			}
+			if out == initramfsBuild {
+				// The build it refused to replace is as it was.
+				if b, err := os.ReadFile(filepath.Join(out, "manifest.json")); err != nil || string(b) != "{}\n" {
+					t.Errorf("the initramfs build was touched: %q, %v", b, err)
+				}
+				return
 			}
 			assertNoImage(t, out)
 			if st, err := os.Stat(out); err == nil && !st.IsDir() {
@@ -294,6 +326,26 @@ func TestRunBadBoot(t *testing.T) {
 	_, err = nodeboot(t, "run", img, "--boot", "direct")
 	if err == nil || !strings.Contains(err.Error(), "--boot direct") || !strings.Contains(err.Error(), "junk.img") {
 		t.Errorf("--boot direct of junk: %v", err)
+	}
+}
+
+// TestRunCloudFormat: run boots initramfs and disk builds; a cloud format
+// is for build, and a GCE archive must be unpacked first.
+func TestRunCloudFormat(t *testing.T) {
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("no QEMU: run checks it first")
+	}
+	_, err := nodeboot(t, "run", t.TempDir(), "--format", "vhd")
+	if err == nil || !strings.Contains(err.Error(), "--format vhd is for nodeboot build") || !strings.Contains(err.Error(), "nodeboot run app.vhd") {
+		t.Errorf("run --format vhd: %v", err)
+	}
+	gce := filepath.Join(t.TempDir(), "disk.tar.gz")
+	if err := os.WriteFile(gce, []byte{0x1f, 0x8b, 8, 0, 0, 0, 0, 0}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = nodeboot(t, "run", gce)
+	if err == nil || !strings.Contains(err.Error(), "GCE archive") || !strings.Contains(err.Error(), "tar -xzf") {
+		t.Errorf("run of a GCE archive: %v", err)
 	}
 }
 

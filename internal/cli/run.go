@@ -22,6 +22,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/diskformat"
 	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/usercache"
 	"github.com/nodeboot/nodeboot/internal/vm"
@@ -47,8 +48,8 @@ func newRun(stdout, stderr io.Writer) *cobra.Command {
 
 APP_DIR (default: the current directory) is built first into the user cache
 dir; a BUILD_DIR from 'nodeboot build' is booted as it is, and so is a disk
-image (IMAGE.img, from 'nodeboot build --format disk'), through UEFI firmware
-(OVMF). A disk image's writes go to a throwaway overlay unless --persist is
+image (IMAGE.img, from 'nodeboot build --format disk', or its qcow2, vmdk or
+vhd conversion), through UEFI firmware (OVMF). A disk image's writes go to a throwaway overlay unless --persist is
 given. With --format disk an APP_DIR is built as a disk image. Each app's port is
 forwarded from a free port on 127.0.0.1; once the first app answers HTTP,
 'ready: http://127.0.0.1:PORT/' is printed. Ctrl-C presses the guest's power
@@ -211,17 +212,18 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 	vmCtx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	v, err := vm.Start(vmCtx, vm.Config{
-		Kernel:   img.kernel,
-		Initrd:   img.initrd,
-		Cmdline:  img.cmdline(m),
-		Disk:     img.disk,
-		Persist:  rf.persist,
-		Memory:   rf.memory,
-		CPUs:     rf.cpus,
-		Arch:     m.Arch,
-		Accel:    rf.accel,
-		Forwards: forwards,
-		Console:  console,
+		Kernel:     img.kernel,
+		Initrd:     img.initrd,
+		Cmdline:    img.cmdline(m),
+		Disk:       img.disk,
+		DiskFormat: img.diskFormat,
+		Persist:    rf.persist,
+		Memory:     rf.memory,
+		CPUs:       rf.cpus,
+		Arch:       m.Arch,
+		Accel:      rf.accel,
+		Forwards:   forwards,
+		Console:    console,
 	})
 	if err != nil {
 		return err
@@ -284,7 +286,7 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 
 // bootable is what QEMU boots: a kernel + initramfs, a disk image through
 // firmware, or a disk image with the kernel of its boot entry (direct).
-type bootable struct{ kernel, initrd, disk, directCmdline string }
+type bootable struct{ kernel, initrd, disk, diskFormat, directCmdline string }
 
 func (b bootable) cmdline(m *build.Manifest) string {
 	if b.directCmdline != "" {
@@ -299,6 +301,12 @@ func (b bootable) cmdline(m *build.Manifest) string {
 func (b *bootable) chooseBoot(rf runFlags, m *build.Manifest, tmp string, stderr io.Writer) error {
 	mem, memErr := memoryMiB(rf.memory)
 	if rf.boot == "uefi" && (memErr != nil || mem >= 256) {
+		return nil
+	}
+	if b.diskFormat != "" && b.diskFormat != "raw" {
+		if rf.boot == "direct" {
+			return fmt.Errorf("--boot direct reads the boot entry from a raw disk image, and %s is %s: boot it through UEFI (drop --boot), or build --format disk", b.disk, b.diskFormat)
+		}
 		return nil
 	}
 	bt, err := disk.ReadBoot(b.disk)
@@ -350,14 +358,24 @@ func memoryMiB(s string) (int, error) {
 // prepareImage turns run's argument into something to boot, building an
 // app dir first.
 func prepareImage(ctx context.Context, dir string, bf buildFlags, persist bool, stderr io.Writer) (bootable, *build.Manifest, error) {
+	if _, ok := diskformat.Parse(bf.format); ok {
+		return bootable{}, nil, fmt.Errorf("--format %s is for nodeboot build (an image to import elsewhere); run boots --format initramfs or disk, or an image file: nodeboot build --format %s -o app%s, then nodeboot run app%[3]s", bf.format, bf.format, diskformat.Format(bf.format).Ext())
+	}
 	if st, err := os.Stat(dir); err == nil && st.Mode().IsRegular() {
+		f, err := diskformat.Detect(dir)
+		if err != nil {
+			return bootable{}, nil, err
+		}
+		if f == diskformat.GCE {
+			return bootable{}, nil, fmt.Errorf("%s is a GCE archive (disk.raw in a tar.gz), which QEMU cannot boot: extract it (tar -xzf %s) and run disk.raw", dir, dir)
+		}
 		// A disk image; its manifest (ports, hostname) if it is beside it.
 		m, err := build.ReadManifestFile(build.DiskManifestPath(dir))
 		if err != nil {
 			m = &build.Manifest{Format: build.FormatDisk, Arch: bf.arch, Apps: []build.AppInfo{{Name: "app", Port: 8080}}}
 			fmt.Fprintf(stderr, "no %s beside the image: forwarding port 8080 only\n", build.DiskManifestPath(dir))
 		}
-		return bootable{disk: dir}, m, nil
+		return bootable{disk: dir, diskFormat: f.QEMUName()}, m, nil
 	}
 	buildDir := dir
 	if _, err := os.Stat(filepath.Join(dir, "manifest.json")); err != nil {

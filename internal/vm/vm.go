@@ -52,6 +52,9 @@ type Config struct {
 	// throwaway copy-on-write overlay and the image stays as it was.
 	Disk    string
 	Persist bool
+	// DiskFormat is QEMU's name of Disk's format: "" or "raw", or qcow2,
+	// vmdk, vpc for an image converted by `build --format`.
+	DiskFormat string
 	// Firmware is the UEFI firmware for Disk; "" finds OVMF.
 	Firmware string
 
@@ -209,13 +212,17 @@ func Args(cfg Config, accel, qmpPath string) []string {
 		"-device", dev("rng"),
 	}
 	if cfg.Disk != "" {
-		drive := "file=" + cfg.Disk + ",format=raw,if=virtio,cache=unsafe"
+		format := cfg.DiskFormat
+		if format == "" {
+			format = "raw"
+		}
+		drive := "file=" + cfg.Disk + ",format=" + format + ",if=virtio,cache=unsafe"
 		if !cfg.Persist {
 			drive += ",snapshot=on"
 		} else {
 			// Writes reach the image file in order; a killed QEMU then is
 			// a power cut, not a lost write cache.
-			drive = "file=" + cfg.Disk + ",format=raw,if=virtio,cache=writethrough"
+			drive = "file=" + cfg.Disk + ",format=" + format + ",if=virtio,cache=writethrough"
 		}
 		args = append(args, "-drive", drive)
 		if cfg.Kernel == "" {
