@@ -56,6 +56,15 @@ func TestCloudQCOW2(t *testing.T) {
 	if m.Format != "qcow2" || m.Disk.Name != "counter.qcow2" {
 		t.Errorf("manifest: format %q, disk %q; want qcow2, counter.qcow2", m.Format, m.Disk.Name)
 	}
+	mraw, err := build.ReadManifestFile(build.DiskManifestPath(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ImageVersion != mraw.ImageVersion {
+		a, _ := json.MarshalIndent(mraw, "", " ")
+		b, _ := json.MarshalIndent(m, "", " ")
+		t.Fatalf("the two builds of one app have different image versions:\n%s\n%s", a, b)
+	}
 
 	if out, err := exec.Command("qemu-img", "check", qcow).CombinedOutput(); err != nil {
 		t.Errorf("qemu-img check: %v\n%s", err, out)
