@@ -15,7 +15,8 @@ LDFLAGS := $(RELEASE_LDFLAGS) \
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Debian packages the tests and the demo need, each checked by a file it
 # installs: QEMU and OVMF to boot images, systemd-boot for disk images,
-# qemu-img for the VM and cloud formats, gcc
+# qemu-img for the VM and cloud formats, QEMU's arm64 emulator and UEFI
+# firmware for arm64 images, gcc
 # for the native-addon test, iproute2 for the network tests, and the
 # independent readers the image-writer tests compare against; dmsetup for
 # the store's I/O-error tests; chromium for the status page's browser test;
@@ -24,6 +25,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # (node-gyp) when no prebuilt binary can be fetched.
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         qemu-utils:/usr/bin/qemu-img \
+        qemu-system-arm:/usr/bin/qemu-system-aarch64 \
+        qemu-efi-aarch64:/usr/share/qemu-efi-aarch64/QEMU_EFI.fd \
         ovmf:/usr/share/ovmf/OVMF.fd \
         systemd-boot-efi:/usr/lib/systemd/boot/efi/systemd-bootx64.efi \
         gcc:/usr/bin/gcc \

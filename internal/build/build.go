@@ -25,6 +25,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/debian"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/diskformat"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
@@ -34,6 +35,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
 	"github.com/nodeboot/nodeboot/internal/shell"
 	"github.com/nodeboot/nodeboot/internal/spec"
+	"github.com/nodeboot/nodeboot/internal/target"
 )
 
 // NodePath is where node lives in every image.
@@ -62,6 +64,8 @@ type Options struct {
 	Log         io.Writer // progress lines
 	// Version of nodeboot itself, recorded in the manifest.
 	Version string
+
+	systemdBoot string // set by Build for writeDisk
 }
 
 // Image formats.
@@ -111,9 +115,12 @@ func mtime() time.Time {
 
 // Build runs the whole pipeline.
 func Build(ctx context.Context, o Options) (*Result, error) {
-	if o.Arch == "" {
-		o.Arch = "amd64"
+	var debPkgs []string
+	tgt, err := target.Lookup(o.Arch)
+	if err != nil {
+		return nil, err
 	}
+	o.Arch = tgt.Name
 	if o.Compression == "" && !IsDisk(o.Format) {
 		// An uncompressed initramfs boots fastest: under TCG the kernel
 		// unpacks zstd in 4.8 s and plain cpio in 1.9 s (docs/performance.md);
@@ -160,7 +167,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if IsDisk(o.Format) {
 		out = o.Output
 	}
-	out, err := filepath.Abs(out)
+	out, err = filepath.Abs(out)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +213,26 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	// The library closure: node and every native file of every app that
 	// node on the target could load (internal/elfdeps.SelectNative).
-	closure, err := nativeClosure(proj, rt.Path, o.Arch, logf)
+	// The C library and node's other libraries: the host's when it runs
+	// the target's binaries, else the target's Debian packages, fetched
+	// and verified (never the host's files of another arch).
+	var deb *debian.Archive
+	sysroot := ""
+	if !tgt.Native() {
+		if deb, err = debian.HostArchive(); err != nil {
+			return nil, fmt.Errorf("an %s image needs %s's C library from Debian: %w", tgt.Name, tgt.Name, err)
+		}
+		deb.Log = logw
+		var pkgs []*debian.Package
+		if sysroot, pkgs, err = deb.Sysroot(ctx, tgt.DebianArch, tgt.Libraries...); err != nil {
+			return nil, err
+		}
+		for _, p := range pkgs {
+			debPkgs = append(debPkgs, p.Name+" "+p.Version)
+		}
+		logf("%s libraries from Debian %s: %s", tgt.Name, deb.Suite, strings.Join(debPkgs, ", "))
+	}
+	closure, err := nativeClosure(proj, rt.Path, o.Arch, sysroot, logf)
 	if err != nil {
 		return nil, err
 	}
@@ -260,7 +286,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		Arch:     o.Arch,
 		Format:   "initramfs",
 		Hostname: runtimeCfg.Hostname,
-		Cmdline:  Cmdline(proj.Config.Cmdline),
+		Cmdline:  CmdlineFor(tgt, proj.Config.Cmdline),
 	}
 	// noderuntime hashed node already (it checks cached downloads that
 	// way); hashing 100 MB again would only slow every build.
@@ -370,6 +396,22 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	if IsDisk(o.Format) {
+		if tgt.Native() || tgt.Name == "amd64" && fileExists(disk.DefaultSystemdBoot) {
+			o.systemdBoot = "" // the host's systemd-boot-efi
+		} else {
+			// systemd-boot for the target, from Debian like its libraries.
+			if deb == nil {
+				if deb, err = debian.HostArchive(); err != nil {
+					return nil, fmt.Errorf("an %s disk image needs systemd-boot for %s from Debian: %w", tgt.Name, tgt.Name, err)
+				}
+				deb.Log = logw
+			}
+			root, _, err := deb.Sysroot(ctx, tgt.DebianArch, "systemd-boot-efi")
+			if err != nil {
+				return nil, err
+			}
+			o.systemdBoot = filepath.Join(root, filepath.FromSlash(tgt.SystemdBootFile))
+		}
 		return writeDisk(ctx, o, out, m, tree, k, logf)
 	}
 	res, err := writeInitramfs(ctx, o, out, m, tree, k, logf)
@@ -462,15 +504,17 @@ func writeDisk(ctx context.Context, o Options, out string, m *Manifest, tree *im
 	// The disk writer cannot be interrupted; a cancelled build throws its
 	// result away instead of renaming it into place.
 	layout, err := disk.Write(disk.Options{
-		Path:     tmp,
-		Size:     o.DiskSize,
-		RootSize: o.RootSize,
-		Root:     tree,
-		Kernel:   k.Path,
-		Cmdline:  m.Cmdline,
-		Title:    "nodeboot " + m.Hostname,
-		MTime:    mtime(),
-		Seed:     m.ImageVersion,
+		Path:        tmp,
+		Size:        o.DiskSize,
+		RootSize:    o.RootSize,
+		Root:        tree,
+		Kernel:      k.Path,
+		Cmdline:     m.Cmdline,
+		Title:       "nodeboot " + m.Hostname,
+		Arch:        o.Arch,
+		SystemdBoot: o.systemdBoot,
+		MTime:       mtime(),
+		Seed:        m.ImageVersion,
 		// The root is zlib (the only squashfs compressor the default
 		// kernel has) unless --compression none asks for none at all.
 		RootCompression: rootCompression(o.Compression),
@@ -574,6 +618,13 @@ func relocateHidden(c *elfdeps.Closure) {
 // serial port (where `nodeboot run` and the tests read it), and a panic
 // reboots after 10 s instead of hanging a headless box forever.
 func Cmdline(extra string) string {
+	t, _ := target.Lookup("amd64")
+	return CmdlineFor(t, extra)
+}
+
+// CmdlineFor is Cmdline for the target t, whose serial console may have
+// another name (ttyAMA0 on arm64's virt machine).
+func CmdlineFor(t target.Arch, extra string) string {
 	// lsm=: the kernel's built-in default list (CONFIG_LSM) need not
 	// name Landlock, which the app sandbox uses as its second wall; this
 	// is the usual default order with landlock first. LSMs the kernel
@@ -587,7 +638,7 @@ func Cmdline(extra string) string {
 	// for the same reason. On PCs it only skips the fallbacks for boards
 	// whose timer interrupt is miswired, which current firmware does not
 	// have.
-	c := "console=ttyS0,115200 panic=10 oops=panic no_timer_check lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
+	c := "console=" + t.Console + ",115200 panic=10 oops=panic no_timer_check lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
 	if extra = strings.TrimSpace(extra); extra != "" {
 		c += " " + extra
 	}
@@ -741,4 +792,9 @@ func rootCompression(c image.Compression) string {
 		return "none"
 	}
 	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

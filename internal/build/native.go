@@ -17,7 +17,7 @@ import (
 // inside an app dir are the app's own files and stay there (the loader
 // finds them through $ORIGIN on the node as on the host); only the others
 // are returned for the image's system dirs.
-func nativeClosure(proj *spec.Project, nodePath, arch string, logf func(string, ...any)) (*elfdeps.Closure, error) {
+func nativeClosure(proj *spec.Project, nodePath, arch, sysroot string, logf func(string, ...any)) (*elfdeps.Closure, error) {
 	bins := []string{nodePath}
 	for _, a := range proj.Apps {
 		var rels []string
@@ -38,7 +38,9 @@ func nativeClosure(proj *spec.Project, nodePath, arch string, logf func(string, 
 			bins = append(bins, filepath.Join(a.SrcDir, filepath.FromSlash(n.Rel)))
 		}
 	}
-	closure, err := elfdeps.Resolve(bins, elfdeps.Options{})
+	// sysroot: the target's Debian packages, as the image's loader will
+	// see them ("" = the host, which runs the target's binaries).
+	closure, err := elfdeps.Resolve(bins, elfdeps.Options{Root: sysroot})
 	if err != nil {
 		var miss *elfdeps.MissingLibraryError
 		if errors.As(err, &miss) {

@@ -64,7 +64,7 @@ func TestNativeClosure(t *testing.T) {
 	proj := &spec.Project{Apps: []spec.App{*app}}
 	var log strings.Builder
 	logf := func(f string, a ...any) { log.WriteString(strings.TrimSpace(strings.ReplaceAll(f, "%", "")) + "\n") }
-	c, err := nativeClosure(proj, node, "amd64", logf)
+	c, err := nativeClosure(proj, node, "amd64", "", logf)
 	if err != nil {
 		t.Fatalf("nativeClosure: %v", err)
 	}
@@ -92,7 +92,7 @@ func TestNativeClosure(t *testing.T) {
 			t.Fatal(err)
 		}
 		app.Files, app.Addons = files, addons
-		_, err = nativeClosure(&spec.Project{Apps: []spec.App{*app}}, node, "amd64", func(string, ...any) {})
+		_, err = nativeClosure(&spec.Project{Apps: []spec.App{*app}}, node, "amd64", "", func(string, ...any) {})
 		for _, want := range []string{"app img: package @img/sharp-linux-x64 (node_modules/@img/sharp-linux-x64/lib/sharp-linux-x64.node)", "shared library libvips-cpp.so.42", "not found"} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("err = %v, want %q", err, want)
@@ -108,7 +108,7 @@ func TestNativeClosure(t *testing.T) {
 			}
 		}
 		app.Files = kept
-		_, err := nativeClosure(&spec.Project{Apps: []spec.App{*app}}, node, "amd64", func(string, ...any) {})
+		_, err := nativeClosure(&spec.Project{Apps: []spec.App{*app}}, node, "amd64", "", func(string, ...any) {})
 		if err == nil || !strings.Contains(err.Error(), "leaves out of the image") || !strings.Contains(err.Error(), "libvips-cpp.so.42") {
 			t.Errorf("err = %v, want the ignored library named", err)
 		}

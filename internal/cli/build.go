@@ -12,6 +12,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/image"
+	arches "github.com/nodeboot/nodeboot/internal/target"
 )
 
 // buildFlags are shared by build and run.
@@ -25,7 +26,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.node, "node", "", "node to put in the image: a version (22, 22.21.1) fetched from the npm registry npm is configured for, or a path to a node binary (default: the host's node if it satisfies engines.node)")
 	fs.StringVar(&f.kernel, "kernel", "", "Linux kernel to boot: gokrazy (the prebuilt kernel pinned in nodeboot's go.mod, the default), nodeboot-vm or nodeboot-pc (nodeboot's own, built from Debian's linux-source on first use: see `nodeboot kernel build`), or a bzImage's path; default $NODEBOOT_KERNEL if set")
 	fs.StringVar(&f.compression, "compression", "", "initramfs: none (default: boots fastest), zstd or gzip; --format disk: none stores the squashfs root uncompressed, anything else zlib (default)")
-	fs.StringVar(&f.arch, "arch", "amd64", "target architecture")
+	fs.StringVar(&f.arch, "arch", arches.Host(), "target architecture: amd64 or arm64 (for arm64 the C library comes from Debian's arm64 packages, node from the npm registry)")
 	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM), disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data), or that disk image as qcow2 (libvirt, Proxmox), vmdk (VMware, AWS), vhd (Azure: fixed, whole MiB) or gce (disk.raw in a .tar.gz)")
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
 }

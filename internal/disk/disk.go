@@ -13,6 +13,7 @@
 package disk
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/target"
 )
 
 const (
@@ -93,8 +95,12 @@ type Options struct {
 	Cmdline string
 	// Title of slot A's boot entry ("nodeboot" if empty).
 	Title string
-	// SystemdBoot is systemd-bootx64.efi (DefaultSystemdBoot if empty).
+	// SystemdBoot is systemd-boot's EFI binary for Arch
+	// (DefaultSystemdBoot if empty, which is amd64's).
 	SystemdBoot string
+	// Arch is the target architecture ("" = amd64): the boot loader's
+	// file name on the ESP and the root partitions' type.
+	Arch string
 	// ESPSize is the EFI system partition's size (DefaultESPSize if 0).
 	ESPSize int64
 	// RootSize is each root slot's size. If 0: twice the root file system,
@@ -176,6 +182,10 @@ func Write(o Options) (*Layout, error) {
 	}
 	if o.ESPSize == 0 {
 		o.ESPSize = DefaultESPSize
+	}
+	tgt, err := target.Lookup(cmp.Or(o.Arch, "amd64"))
+	if err != nil {
+		return nil, err
 	}
 	if o.SystemdBoot == "" {
 		o.SystemdBoot = DefaultSystemdBoot
@@ -262,8 +272,8 @@ func Write(o Options) (*Layout, error) {
 	}
 	lastUsable := o.Size - gptTail // end of the last usable sector
 	l.ESP = Partition{1, LabelESP, TypeESP, seedGUID(seed, "esp"), espOff, o.ESPSize}
-	l.RootA = Partition{2, LabelRootA, TypeRootX86_64, seedGUID(seed, "root-a"), rootAOff, rootSize}
-	l.RootB = Partition{3, LabelRootB, TypeRootX86_64, seedGUID(seed, "root-b"), rootAOff + rootSize, rootSize}
+	l.RootA = Partition{2, LabelRootA, tgt.RootType, seedGUID(seed, "root-a"), rootAOff, rootSize}
+	l.RootB = Partition{3, LabelRootB, tgt.RootType, seedGUID(seed, "root-b"), rootAOff + rootSize, rootSize}
 	dataOff := l.RootB.Offset + rootSize
 	l.Data = Partition{4, LabelData, TypeLinuxData, seedGUID(seed, "data"), dataOff, lastUsable - dataOff}
 
@@ -271,7 +281,7 @@ func Write(o Options) (*Layout, error) {
 	entryPath, entry := BootEntry("a", l.SlotA, BootTries)
 	l.EntryPath = entryPath
 	files := []fatFile{
-		{Path: "/EFI/BOOT/BOOTX64.EFI", Src: o.SystemdBoot},
+		{Path: tgt.EFIBootFile, Src: o.SystemdBoot},
 		{Path: "/loader/loader.conf", Data: LoaderConf()},
 		{Path: entryPath, Data: entry},
 		{Path: KernelPath("a"), Src: o.Kernel},

@@ -21,9 +21,11 @@ import (
 	// Importing it keeps its version pinned in go.mod and the h1: hash of
 	// its content in go.sum, which Default checks the download against.
 	_ "github.com/gokrazy/kernel.amd64"
+	_ "github.com/gokrazy/kernel.arm64"
 
 	nodeboot "github.com/nodeboot/nodeboot"
 	"github.com/nodeboot/nodeboot/internal/goproxy"
+	"github.com/nodeboot/nodeboot/internal/target"
 )
 
 // Kernel is a kernel file and where it came from.
@@ -37,11 +39,11 @@ type Kernel struct {
 
 // ModulePath returns the Go module that provides the default kernel of arch.
 func ModulePath(arch string) (string, error) {
-	switch arch {
-	case "amd64":
-		return "github.com/gokrazy/kernel.amd64", nil
+	t, err := target.Lookup(arch)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("no default kernel for %s yet: pass --kernel PATH", arch)
+	return t.KernelModule, nil
 }
 
 // Default fetches the pinned kernel module over the Go module proxy (no go

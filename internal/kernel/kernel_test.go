@@ -56,8 +56,12 @@ func TestCheckRejects(t *testing.T) {
 			t.Errorf("Check(%s, %s) = %v, want %q", filepath.Base(c.path), c.arch, err, c.want)
 		}
 	}
-	if _, err := Default("arm64"); err == nil || !strings.Contains(err.Error(), "--kernel") {
-		t.Errorf("Default(arm64) = %v", err)
+	if _, err := Default("mips"); err == nil || !strings.Contains(err.Error(), "amd64 or arm64") {
+		t.Errorf("Default(mips) = %v", err)
+	}
+	// The pinned arm64 kernel is an arm64 Image.
+	if k, err := Default("arm64"); err != nil || Check(k.Path, "arm64") != nil || !strings.Contains(k.Source, "kernel.arm64") {
+		t.Errorf("Default(arm64) = %+v, %v", k, err)
 	}
 }
 

@@ -7,6 +7,7 @@ package vm
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,11 +17,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/nodeboot/nodeboot/internal/target"
 )
 
 // Forward is a host TCP port forwarded to a guest port.
@@ -97,6 +101,28 @@ var firmwarePaths = []string{
 	"/usr/share/edk2/ovmf/OVMF.fd",     // older Fedora
 	"/usr/share/edk2-ovmf/x64/OVMF.fd", // Arch
 	"/usr/share/qemu/ovmf-x86_64.bin",  // openSUSE
+}
+
+// sameArch tells whether KVM can run arch's guests here.
+func sameArch(arch string) bool {
+	return cmp.Or(arch, "amd64") == runtime.GOARCH
+}
+
+// FindFirmwareFor returns the UEFI firmware for arch's disk images.
+func FindFirmwareFor(arch string) (string, error) {
+	t, err := target.Lookup(cmp.Or(arch, "amd64"))
+	if err != nil {
+		return "", err
+	}
+	if t.Name == "amd64" {
+		return FindFirmware()
+	}
+	for _, p := range t.Firmware {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("no UEFI firmware for %s found in %s: install it (Debian/Ubuntu: `sudo apt-get install %s`), or run `make deps`", t.Name, strings.Join(t.Firmware, ", "), t.FirmwarePackage)
 }
 
 // FindFirmware returns the UEFI firmware QEMU boots disk images with.
@@ -192,6 +218,12 @@ func Args(cfg Config, accel, qmpPath string) []string {
 	if machine == "" {
 		machine = MachinePC
 	}
+	arm := cfg.Arch == "arm64"
+	if arm {
+		// arm64 has one machine here: virt (PCI, so the same virtio
+		// devices; a PL011 UART as ttyAMA0; UEFI from qemu-efi-aarch64).
+		machine = "virt"
+	}
 	// microvm has no PCI bus: its virtio devices sit on virtio-mmio, which
 	// QEMU describes to the kernel (ACPI tables, or virtio_mmio.device= on
 	// the command line it appends).
@@ -250,6 +282,9 @@ func Args(cfg Config, accel, qmpPath string) []string {
 	}
 	if accel == "kvm" {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else if arm {
+		t, _ := target.Lookup("arm64")
+		args = append(args, "-accel", "tcg", "-cpu", t.QEMUCPU)
 	} else {
 		// "max" has the 1 GiB pages most x86-64 CPUs since about 2010
 		// have; qemu64 needs pdpe1gb=on for them. Without them OVMF
@@ -287,6 +322,9 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	}
 	switch cfg.Machine {
 	case "", MachinePC:
+		if cfg.Arch == "arm64" && cfg.Machine != "" {
+			return nil, fmt.Errorf("arm64 VMs run on QEMU's virt machine, not %s", cfg.Machine)
+		}
 	case MachineMicroVM:
 		if cfg.Disk != "" {
 			return nil, errors.New("the microvm machine has no UEFI firmware: boot a disk image with the pc machine, or an initramfs image with microvm")
@@ -295,7 +333,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		return nil, fmt.Errorf("unknown machine type %q: use %s or %s", cfg.Machine, MachinePC, MachineMicroVM)
 	}
 	if cfg.Disk != "" && cfg.Kernel == "" && cfg.Firmware == "" {
-		fw, err := FindFirmware()
+		fw, err := FindFirmwareFor(cfg.Arch)
 		if err != nil {
 			return nil, err
 		}
@@ -305,7 +343,7 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 	switch accel {
 	case "", "auto":
 		accel = "tcg"
-		if KVMUsable() && !kvmKnownBroken() {
+		if KVMUsable() && !kvmKnownBroken() && sameArch(cfg.Arch) {
 			accel = "kvm"
 		}
 	case "kvm", "tcg":
