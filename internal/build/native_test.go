@@ -114,3 +114,14 @@ func TestNativeClosure(t *testing.T) {
 		}
 	})
 }
+
+// TestX86AddonInArm64Build: an app whose only addon is an x86-64 build,
+// in an arm64 image, is refused naming the package and how to install
+// its arm64 prebuild.
+func TestX86AddonInArm64Build(t *testing.T) {
+	app, node := sharpLike(t)
+	_, err := nativeClosure(&spec.Project{Apps: []spec.App{*app}}, node, "arm64", "", func(string, ...any) {})
+	if err == nil || !strings.Contains(err.Error(), "@img/sharp-linux-x64") || !strings.Contains(err.Error(), "npm install --os=linux --cpu=arm64") {
+		t.Errorf("err = %v", err)
+	}
+}

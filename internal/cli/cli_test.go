@@ -148,6 +148,12 @@ func TestBadInput(t *testing.T) {
 			want:  []string{"floppy", "initramfs, disk, qcow2, vmdk, vhd or gce"},
 		},
 		{
+			name:  "--arch mips",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--arch", "mips"},
+			want:  []string{"--arch mips", "amd64 or arm64"},
+		},
+		{
 			name:  "--format vhd into an initramfs build",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--format", "vhd"},
