@@ -637,8 +637,11 @@ func CmdlineFor(t target.Arch, extra string) string {
 	// check by themselves; VM cloud images set it on the command line
 	// for the same reason. On PCs it only skips the fallbacks for boards
 	// whose timer interrupt is miswired, which current firmware does not
-	// have.
-	c := "console=" + t.Console + ",115200 panic=10 oops=panic no_timer_check lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
+	// have. The check (and the parameter) exist on x86 only.
+	c := "console=" + t.Console + ",115200 panic=10 oops=panic lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
+	if t.Name == "amd64" {
+		c += " no_timer_check"
+	}
 	if extra = strings.TrimSpace(extra); extra != "" {
 		c += " " + extra
 	}
