@@ -101,7 +101,7 @@ check:
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/nodeboot
 
 test: deps check fuzz
-	NODEBOOT_E2E=1 $(GO) test -timeout 60m ./...
+	NODEBOOT_E2E=1 $(GO) test -timeout 80m ./...
 
 # test-long runs the series too long for `make test` (many power cuts per
 # scenario, soak cycles): the same tests, with NODEBOOT_LONG=1 asking each for

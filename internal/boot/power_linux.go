@@ -129,12 +129,16 @@ func readPowerKey(f *os.File, ch chan<- Action, log func(string, ...any)) {
 }
 
 // Halt ends the system: sync, unmount what can be unmounted, then power off
-// or reboot. It does not return.
-func Halt(a Action, log func(string, ...any)) {
+// or reboot. It does not return. flush waits for the console: log lines are
+// written asynchronously (a slow serial port never blocks PID 1), and
+// without it the last lines, "system halted" among them, are lost to the
+// reboot.
+func Halt(a Action, log func(string, ...any), flush func()) {
 	unix.Sync()
 	unmountAll(log)
 	unix.Sync()
 	log("system halted: %v", a)
+	flush()
 	cmd := unix.LINUX_REBOOT_CMD_POWER_OFF
 	if a == Reboot {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART

@@ -53,7 +53,7 @@ func crashSequence(log *boot.Logger) *crash.Sequence {
 		Sync:    unix.Sync,
 		Delay:   fatalDelay,
 		Sleep:   time.Sleep,
-		Reboot:  func() { boot.Halt(boot.Reboot, log.Printf) },
+		Reboot:  func() { boot.Halt(boot.Reboot, log.Printf, func() { log.Flush(5 * time.Second) }) },
 	}
 }
 

@@ -198,7 +198,7 @@ func run(log *boot.Logger) error {
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
-	boot.Halt(action, log.Printf)
+	boot.Halt(action, log.Printf, func() { log.Flush(5 * time.Second) })
 	return nil
 }
 
