@@ -2,7 +2,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,16 +191,8 @@ func Assemble(w io.Writer, meta Meta, mtime time.Time, layers []io.Reader) error
 	hdr := func(name string, typ byte, mode int64) *tar.Header {
 		return &tar.Header{Name: name, Typeflag: typ, Mode: mode, ModTime: mtime, Format: tar.FormatPAX}
 	}
-	h := hdr(MetaName, tar.TypeReg, 0o644)
-	h.Size = int64(len(mdata))
-	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	if _, err := io.Copy(tw, bytes.NewReader(mdata)); err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	if err := tw.WriteHeader(hdr(AppDir+"/", tar.TypeDir, 0o755)); err != nil {
-		return fmt.Errorf("bundle: %w", err)
+	if err := writeHead(tw, hdr, mdata); err != nil {
+		return err
 	}
 	entryFound := false
 	for {

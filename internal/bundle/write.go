@@ -101,16 +101,8 @@ func Write(w io.Writer, meta Meta, files []File) error {
 	hdr := func(name string, typ byte, mode int64) *tar.Header {
 		return &tar.Header{Name: name, Typeflag: typ, Mode: mode, ModTime: mt, Format: tar.FormatPAX}
 	}
-	h := hdr(MetaName, tar.TypeReg, 0o644)
-	h.Size = int64(len(mdata))
-	if err := tw.WriteHeader(h); err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	if _, err := io.Copy(tw, bytes.NewReader(mdata)); err != nil {
-		return fmt.Errorf("bundle: %w", err)
-	}
-	if err := tw.WriteHeader(hdr(AppDir+"/", tar.TypeDir, 0o755)); err != nil {
-		return fmt.Errorf("bundle: %w", err)
+	if err := writeHead(tw, hdr, mdata); err != nil {
+		return err
 	}
 	for _, f := range files {
 		if err := writeFile(tw, hdr, f); err != nil {
@@ -181,4 +173,22 @@ func mtime() time.Time {
 		}
 	}
 	return time.Unix(0, 0)
+}
+
+// writeHead writes what every bundle starts with, the metadata and the app
+// directory: Write and Assemble share it, so a bundle rebuilt from layers
+// has Write's exact bytes.
+func writeHead(tw *tar.Writer, hdr func(string, byte, int64) *tar.Header, mdata []byte) error {
+	h := hdr(MetaName, tar.TypeReg, 0o644)
+	h.Size = int64(len(mdata))
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if _, err := io.Copy(tw, bytes.NewReader(mdata)); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	if err := tw.WriteHeader(hdr(AppDir+"/", tar.TypeDir, 0o755)); err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	return nil
 }
