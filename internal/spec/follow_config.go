@@ -2,6 +2,10 @@ package spec
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,10 +45,45 @@ func ParseFollowRef(ref string) (name.Tag, error) {
 		return name.Tag{}, fmt.Errorf("%q names a digest, which never changes: follow a tag, e.g. \"registry.example.com/shop/web:stable\"", ref)
 	}
 	t, err := name.NewTag(ref, name.StrictValidation)
+	if err == nil {
+		err = checkRefParts(ref, t)
+	}
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("%q is not a registry/repository:tag reference (%v); write it in full, e.g. \"registry.example.com/shop/web:stable\" or \"127.0.0.1:5000/web:stable\"", ref, err)
 	}
 	return t, nil
+}
+
+// tagRE is the OCI distribution spec's tag grammar, stricter than the
+// parser's (which lets a tag start with '.' or '-').
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// checkRefParts refuses what the reference parser lets through but a
+// registry would not serve: a registry that is not host[:port] (the parser
+// would otherwise fall back to Docker Hub, which a node must not guess) and
+// a tag outside the spec's grammar.
+func checkRefParts(ref string, t name.Tag) error {
+	reg, _, ok := strings.Cut(ref, "/")
+	if !ok || reg != t.RegistryStr() {
+		return fmt.Errorf("the registry is not written out")
+	}
+	host, port := reg, ""
+	if h, p, err := net.SplitHostPort(reg); err == nil {
+		host, port = h, p
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("registry port %q is not a number from 1 to 65535", port)
+		}
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if _, err := netip.ParseAddr(host); err != nil && checkHostname(host) != nil {
+		return fmt.Errorf("registry %q is not a host name or address", host)
+	}
+	if !tagRE.MatchString(t.TagStr()) {
+		return fmt.Errorf("tag %q must start with a letter, digit or '_' and hold at most 128 of letters, digits, '_', '.', '-'", t.TagStr())
+	}
+	return nil
 }
 
 // ParseFollowInterval reads an interval ("" is the default).

@@ -52,3 +52,16 @@ func TestFollowInRuntime(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFollowRefParts(t *testing.T) {
+	for _, ok := range []string{"r.example/web:stable", "127.0.0.1:5000/web:v1", "localhost:5000/a/b:_x", "[::1]:5000/web:1.0"} {
+		if _, err := ParseFollowRef(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{":/0:.0", "r.example/web:.x", "r.example/web:-x", "shop/web:stable", "r.example:0/web:a", "r.example:99999/web:a", "-r.example/web:a"} {
+		if _, err := ParseFollowRef(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
