@@ -117,8 +117,8 @@ fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
 		for fn in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 			echo "fuzz $$pkg $$fn"; \
-			TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg >/dev/null \
-				|| { TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg; exit 1; }; \
+			TMPDIR=/dev/shm $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s $$pkg >/dev/shm/nodeboot-fuzz.log 2>&1 \
+				|| { cat /dev/shm/nodeboot-fuzz.log; exit 1; }; \
 		done; \
 	done
 
