@@ -43,8 +43,10 @@ func followServer(crash bool) string {
 }
 
 // TestFollow boots two nodes from disk images that follow :stable of a real
-// registry behind htpasswd (the pull credentials come from the build
-// host's Docker config into the image), and pushes: v2 reaches both; a
+// registry behind htpasswd (the image carries no credentials: the nodes
+// report the registry's refusal until `nodeboot registry login` gives
+// them the owner's Docker config's, after a wrong password is refused),
+// and pushes: v2 reaches both; a
 // crashing v3 leaves both on v2 with the reason in status; a v4 signed by
 // another project's key is ignored with the error in status; while the
 // registry is down both keep serving and say so, and catch up once it is
@@ -66,14 +68,17 @@ func TestFollow(t *testing.T) {
 	write("server.js", followServer(false))
 	write("version.txt", "v1")
 	write("nodeboot.json", fmt.Sprintf(`{"follow": {"ref": "%s/shop:stable", "interval": "%v", "insecure": true}}`, guestHost, followInterval))
-	// The build host's Docker config holds the registry's credentials
-	// under the name the nodes use.
-	dc := t.TempDir()
-	auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + reg.Password))
-	if err := os.WriteFile(filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, guestHost, auth)), 0o600); err != nil {
-		t.Fatal(err)
+	// The owner's Docker config holds the registry's pull credentials
+	// under the name the nodes use; the build must not bake them in.
+	dockerConfig := func(pw string) string {
+		dc := t.TempDir()
+		auth := base64.StdEncoding.EncodeToString([]byte(reg.User + ":" + pw))
+		if err := os.WriteFile(filepath.Join(dc, "config.json"), []byte(fmt.Sprintf(`{"auths": {%q: {"auth": %q}}}`, guestHost, auth)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return dc
 	}
-	t.Setenv("DOCKER_CONFIG", dc)
+	t.Setenv("DOCKER_CONFIG", dockerConfig(reg.Password))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -82,8 +87,8 @@ func TestFollow(t *testing.T) {
 	if err := cli.Run(ctx, []string{"build", proj, "--format", "disk", "--size", "1G", "-o", img}, &log, &log); err != nil {
 		t.Fatalf("build: %v\n%s", err, log.String())
 	}
-	if !strings.Contains(log.String(), "the image carries pull credentials for "+guestHost) {
-		t.Errorf("the build did not say it baked in pull credentials:\n%s", log.String())
+	if !strings.Contains(log.String(), "nodeboot registry login NODE") {
+		t.Errorf("the build did not say how to give the nodes pull credentials:\n%s", log.String())
 	}
 	owner, err := creds.Load(proj)
 	if err != nil {
@@ -163,6 +168,26 @@ func TestFollow(t *testing.T) {
 	// Generous: an interval with its jitter, then a deploy under TCG.
 	limit := followInterval*6/5 + 3*time.Minute
 
+	// No credentials yet: the registry refuses the nodes, which say so
+	// and what to do.
+	waitAll("both say the registry refuses them", limit, func(f *contract.FollowStatus, serves string) bool {
+		return strings.Contains(f.LastError, "refused the credentials") && strings.Contains(f.LastError, "nodeboot registry login") && !f.PullCredentials && serves == "v1"
+	})
+	for i, n := range nodes {
+		addr := fmt.Sprintf("127.0.0.1:%d", n.apiPort)
+		// A wrong password: refused by the registry the node asks, not kept.
+		t.Setenv("DOCKER_CONFIG", dockerConfig("wrong-"+reg.Password))
+		out, err := nodeboot(ctx, proj, "registry", "login", addr)
+		if err == nil || !strings.Contains(err.Error(), "refused these credentials") || !strings.Contains(err.Error(), guestHost) {
+			t.Fatalf("node %d: login with a wrong password: %v\n%s", i, err, out)
+		}
+		t.Setenv("DOCKER_CONFIG", dockerConfig(reg.Password))
+		out, err = nodeboot(ctx, proj, "registry", "login", addr)
+		if err != nil || !strings.Contains(out, "pull credentials for "+guestHost+" set") || !strings.Contains(out, "accepted") {
+			t.Fatalf("node %d: registry login: %v\n%s", i, err, out)
+		}
+	}
+
 	v2 := push("v2", false, owner.UpdateKey)
 	waitAll("both serve v2", limit, func(f *contract.FollowStatus, serves string) bool {
 		return f.Applied == v2 && serves == "v2" && f.LastError == ""
@@ -192,10 +217,16 @@ func TestFollow(t *testing.T) {
 		return f.Applied == v5 && serves == "v5" && f.LastError == ""
 	})
 
-	// The status verb says what the node follows.
+	// The status verb says what the node follows, and that it holds
+	// credentials, never what they are; nor does its console.
 	out, err := nodeboot(ctx, proj, "status", fmt.Sprintf("127.0.0.1:%d", nodes[0].apiPort))
-	if err != nil || !strings.Contains(out, "follows "+guestHost+"/shop:stable: up to date") {
+	if err != nil || !strings.Contains(out, "follows "+guestHost+"/shop:stable: up to date") || !strings.Contains(out, "has pull credentials") {
 		t.Errorf("status: %v\n%s", err, out)
+	}
+	for i, n := range nodes {
+		if c := n.b.v.Console(); strings.Contains(out+c, reg.Password) || !strings.Contains(c, "pull credentials for "+guestHost+" set") {
+			t.Errorf("node %d: the console or status shows the password, or the console does not say the credentials were set", i)
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type fakeNode struct {
 	entered   chan struct{} // Deploy started
 	rollErr   error
 	secrets   fakeSecrets
+	pull      fakePull
 }
 
 type deployCall struct {

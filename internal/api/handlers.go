@@ -32,6 +32,8 @@ func (s *Server) register() {
 		{Route: Route{Method: "PUT", Pattern: "/v1/apps/{app}/secrets/{name}"}, h: s.setSecret},
 		{Route: Route{Method: "GET", Pattern: "/v1/apps/{app}/secrets"}, h: s.listSecrets},
 		{Route: Route{Method: "DELETE", Pattern: "/v1/apps/{app}/secrets/{name}"}, h: s.removeSecret},
+		{Route: Route{Method: "PUT", Pattern: contract.PathFollowAuth}, h: s.setFollowAuth},
+		{Route: Route{Method: "DELETE", Pattern: contract.PathFollowAuth}, h: s.removeFollowAuth},
 		{Route: Route{Method: "PUT", Pattern: contract.PathUpdate}, h: s.updateOS},
 		{Route: Route{Method: "POST", Pattern: contract.PathUpdateOffset}, h: s.updateOffset},
 		{Route: Route{Method: "POST", Pattern: "/v1/reboot"}, h: s.power("reboot")},

@@ -20,10 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/renameio/v2"
 
-	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/debian"
 	"github.com/nodeboot/nodeboot/internal/disk"
@@ -356,15 +354,10 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	credFiles := cr.ImageFiles()
 	if f := runtimeCfg.Follow; f != nil {
-		// The followed registry's pull credentials (follow.go).
-		auth, reg, err := followAuth(f, authn.DefaultKeychain)
-		if err != nil {
-			return nil, err
-		}
-		if auth != nil {
-			credFiles[contract.FollowAuth] = auth
-			logf("the image carries pull credentials for %s from the Docker config (root-only on the node; use a pull-only token: docs/follow.md)", reg)
-		}
+		// Pull credentials are never baked in: the OS update of this
+		// image may be pushed to a registry or copied to a stick, and
+		// rotating them must not need a new image (docs/follow.md).
+		logf("the node follows %s; for a registry that needs credentials give them to each node once it runs: nodeboot registry login NODE (docs/follow.md)", f.Ref)
 	}
 	generated := sha256.New()
 	for _, p := range slices.Sorted(maps.Keys(credFiles)) {
@@ -377,7 +370,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	generated.Write(rtDigest)
 	for p, data := range credFiles {
 		mode := fs.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") || p == contract.FollowAuth {
+		if strings.HasSuffix(p, ".key") {
 			mode = 0o400 // root only; apps never see it
 		}
 		if err := tree.AddData(p, data, mode); err != nil {

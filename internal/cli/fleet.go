@@ -241,6 +241,9 @@ func printFollow(w io.Writer, f *contract.FollowStatus) {
 	if f.Behind() {
 		fmt.Fprintf(w, ", the tag names %s", shortVersion(f.Target))
 	}
+	if f.PullCredentials {
+		fmt.Fprint(w, "; has pull credentials")
+	}
 	fmt.Fprintln(w)
 	if !f.WaveOpens.IsZero() {
 		fmt.Fprintf(w, "  its wave opens at %s\n", f.WaveOpens.UTC().Format(time.RFC3339))

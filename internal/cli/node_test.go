@@ -19,6 +19,7 @@ import (
 
 	"github.com/nodeboot/nodeboot/internal/bundle"
 	"github.com/nodeboot/nodeboot/internal/client"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 )
 
@@ -34,6 +35,10 @@ type testNode struct {
 	meta      bundle.Meta // of the last bundle accepted
 	files     []string    // its app files
 	actions   []string
+	// pull is the body of the last PUT /v1/follow/auth it kept.
+	pull string
+	// changes are the requests that would change the node (not GETs).
+	changes []string
 }
 
 func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -43,6 +48,9 @@ func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if r.Method != http.MethodGet {
+		n.changes = append(n.changes, r.Method+" "+r.URL.Path)
+	}
 	app, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v1/apps/"), "/")
 	if strings.HasPrefix(r.URL.Path, "/v1/apps/") && n.status.App(app) == nil {
 		apiError(w, http.StatusNotFound, "no app "+app)
@@ -51,6 +59,8 @@ func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/v1/status":
 		json.NewEncoder(w).Encode(n.status)
+	case r.URL.Path == contract.PathFollowAuth:
+		n.followAuth(w, r)
 	case r.URL.Path == "/v1/reboot" || r.URL.Path == "/v1/poweroff":
 		a := strings.TrimPrefix(r.URL.Path, "/v1/")
 		n.actions = append(n.actions, a)

@@ -10,6 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggrandom "github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/image"
@@ -171,5 +177,68 @@ func TestPushOS(t *testing.T) {
 	}
 	if len(rel.Record.Apps) != 1 || rel.Record.OS == nil || rel.Record.OS.Kernel.Size != 1200000 {
 		t.Fatalf("record: %d apps, OS %+v", len(rel.Record.Apps), rel.Record.OS)
+	}
+}
+
+// TestReleaseBadInput: `deploy NODE REF` and `update NODE REF` with a REF
+// that cannot be used (a bad one, an unknown registry, wrong credentials, a
+// plain container image under the tag) end in an error that says what is
+// wrong, and nothing reaches the node.
+func TestReleaseBadInput(t *testing.T) {
+	dir, n := project(t, `{"name":"shop","main":"app.js"}`)
+	n.status.Apps[0].Name = "shop"
+	n.status.OS = &contract.OSStatus{Slots: []contract.SlotStatus{{Name: "a", State: "good", Booted: true}, {Name: "b", State: "empty"}}}
+	reg := testregistry.Start(t, testregistry.Options{Auth: true})
+	// A plain container image where a release is expected.
+	img, err := ggrandom.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgRef, _ := name.ParseReference(reg.Host + "/fleet/web:stable")
+	if err := remote.Write(imgRef, img, remote.WithAuth(&authn.Basic{Username: reg.User, Password: reg.Password})); err != nil {
+		t.Fatal(err)
+	}
+	good := reg.DockerConfig("", "")
+	wrong := reg.DockerConfig(reg.User, "wrong")
+	// A release of the apps alone, which `update` cannot use.
+	t.Setenv("DOCKER_CONFIG", good)
+	if out, err := nodeboot(t, "push", dir, reg.Host+"/fleet/shop:apps"); err != nil {
+		t.Fatalf("push: %v\n%s", err, out)
+	}
+	n.mu.Lock()
+	n.changes = nil
+	n.mu.Unlock()
+	for _, verb := range []string{"deploy", "update"} {
+		for _, c := range []struct {
+			what, ref, dockerConfig string
+			want                    []string
+		}{
+			{"bad REF", reg.Host + "/fleet/shop:-x", good, []string{"bad reference", `tag "-x"`}},
+			{"unknown registry", "registry.nodeboot-test.invalid/fleet/shop:stable", good, []string{"cannot reach the registry", "registry.nodeboot-test.invalid"}},
+			{"wrong credentials", reg.Host + "/fleet/web:stable", wrong, []string{"refused the credentials", "docker login " + reg.Host}},
+			{"no credentials", reg.Host + "/fleet/web:stable", t.TempDir(), []string{"refused the credentials", "docker login " + reg.Host}},
+			{"container image", reg.Host + "/fleet/web:stable", good, []string{"container image", "nodeboot push"}},
+			{"a release without an OS update", reg.Host + "/fleet/shop:apps", good, []string{"no OS update", "push --os"}},
+		} {
+			if verb == "deploy" && c.what == "a release without an OS update" {
+				continue
+			}
+			t.Setenv("DOCKER_CONFIG", c.dockerConfig)
+			out, err := nodeboot(t, verb, "pi", c.ref, "--project", dir)
+			if err == nil {
+				t.Errorf("%s %s: no error\n%s", verb, c.what, out)
+				continue
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s with %s: %v\nwant it to say %q", verb, c.what, err, w)
+				}
+			}
+			n.mu.Lock()
+			if len(n.changes) > 0 {
+				t.Errorf("%s with %s reached the node: %v", verb, c.what, n.changes)
+			}
+			n.mu.Unlock()
+		}
 	}
 }

@@ -155,7 +155,7 @@ No shell, no package manager, no SSH.
 	root.AddCommand(newStatus(stdout, stderr), newLogs(stdout, stderr), newDeploy(stdout, stderr), newRollback(stdout, stderr),
 		newRestart(stdout, stderr), newReboot(stdout, stderr), newPoweroff(stdout, stderr), newUpdate(stdout, stderr),
 		newKernel(stdout, stderr), newFleet(stdout, stderr), newPush(stdout, stderr), newPromote(stdout, stderr))
-	root.AddCommand(newSecret(stdout, stderr))
+	root.AddCommand(newSecret(stdout, stderr), newRegistry(stdout, stderr))
 	root.AddCommand(newInit(stdout, stderr), newDoctor(stdout, stderr), newCache(stdout, stderr))
 	for _, c := range root.Commands() {
 		if c.Args != nil {

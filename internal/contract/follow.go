@@ -24,13 +24,49 @@ type FollowStatus struct {
 	NextCheck time.Time `json:"nextCheck,omitzero"`
 	WaveOpens time.Time `json:"waveOpens,omitzero"`
 	Seed      float64   `json:"seed"`
+	// PullCredentials: the node holds credentials for the registry
+	// (FollowAuthFile); never what they are.
+	PullCredentials bool `json:"pullCredentials,omitempty"`
 }
 
 // Behind reports whether the node does not run what its tag names.
 func (f *FollowStatus) Behind() bool { return f.Target != "" && f.Target != f.Applied }
 
-// FollowAuth is where an image keeps the pull credentials of the registry
-// it follows (an authn.AuthConfig as JSON, root-only, hidden from the
-// apps' sandboxes like the rest of /etc/nodeboot): written at build time
-// from the build host's Docker config, read by PID 1 alone.
-const FollowAuth = "/etc/nodeboot/follow/auth.json"
+// FollowAuthFile is where a node keeps the pull credentials of the
+// registry it follows (RegistryCredentials as JSON, mode 0400, root's): on
+// /data, never in the image, so that an OS update pushed to a registry or
+// copied to a stick carries none, and rotating them needs no new image.
+// Set with PUT PathFollowAuth (`nodeboot registry login`); read by PID 1
+// alone (root's file in a root-only directory; an app's sandbox reaches
+// only its own code and state directories anyway).
+const FollowAuthFile = "/data/follow/auth.json"
+
+// PathFollowAuth: PUT sets the followed registry's pull credentials
+// (body: RegistryCredentials), DELETE removes them.
+const PathFollowAuth = "/v1/follow/auth"
+
+// MaxRegistryCredentialsBytes bounds PUT PathFollowAuth's body.
+const MaxRegistryCredentialsBytes = 16 << 10
+
+// RegistryCredentials are a registry's pull credentials as a Docker config
+// holds them: a user name and password (or token), or an identity token.
+type RegistryCredentials struct {
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	IdentityToken string `json:"identitytoken,omitempty"`
+	RegistryToken string `json:"registrytoken,omitempty"`
+}
+
+// Empty reports whether c holds no credential at all.
+func (c RegistryCredentials) Empty() bool { return c == RegistryCredentials{} }
+
+// FollowAuthResult answers PUT and DELETE PathFollowAuth; it never carries
+// the credentials.
+type FollowAuthResult struct {
+	Registry string `json:"registry"`
+	// Checked: the registry accepted the credentials when the node tried
+	// them; false when it could not be reached (Note says why). Credentials
+	// the registry refuses are not stored (422).
+	Checked bool   `json:"checked"`
+	Note    string `json:"note,omitempty"`
+}

@@ -187,14 +187,14 @@ func explain(err error, ref Ref, doing string) error {
 		reg := ref.Name.Context().RegistryStr()
 		switch te.StatusCode {
 		case http.StatusUnauthorized, http.StatusForbidden:
-			return fmt.Errorf("%w: %s %s: %v; log in with `docker login %s` (nodeboot uses the Docker config's credentials and helpers), or check the node's pull credentials", ErrAuth, doing, ref, err, reg)
+			return fmt.Errorf("%w: %s %s: %v; log in with `docker login %s` (nodeboot uses the Docker config's credentials and helpers); a node that follows it takes them from `nodeboot registry login NODE`", ErrAuth, doing, ref, err, reg)
 		case http.StatusNotFound:
 			return fmt.Errorf("%w: %s %s: %v; check the repository and tag (nodeboot push creates them)", ErrNotFound, doing, ref, err)
 		}
 		for _, d := range te.Errors {
 			switch d.Code {
 			case transport.UnauthorizedErrorCode, transport.DeniedErrorCode:
-				return fmt.Errorf("%w: %s %s: %v; log in with `docker login %s`", ErrAuth, doing, ref, err, reg)
+				return fmt.Errorf("%w: %s %s: %v; log in with `docker login %s` (a node that follows it: `nodeboot registry login NODE`)", ErrAuth, doing, ref, err, reg)
 			case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode, transport.BlobUnknownErrorCode:
 				return fmt.Errorf("%w: %s %s: %v", ErrNotFound, doing, ref, err)
 			}

@@ -372,7 +372,7 @@ type OSPayload struct {
 func (r *Release) FetchOS(ctx context.Context) (*OSPayload, error) {
 	o := r.Record.OS
 	if o == nil {
-		return nil, fmt.Errorf("release %s holds no OS update", r.src.Ref)
+		return nil, fmt.Errorf("release %s holds no OS update: publish one with `nodeboot push --os` (the apps of a release go with `nodeboot deploy`)", r.src.Ref)
 	}
 	man, err := r.Fetch(ctx, o.Manifest)
 	if err != nil {

@@ -2,14 +2,21 @@ package pid1
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
+	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
+	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/bundle"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/follow"
 	"github.com/nodeboot/nodeboot/internal/follow/ocisource"
+	"github.com/nodeboot/nodeboot/internal/oci"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/update"
 )
@@ -28,9 +35,11 @@ const followState = "/data/follow/state.json"
 const followCache = "/data/follow/cache"
 
 // follower is this boot's follower; nil when the node follows nothing.
+// cfg is what it follows, for the pull credentials' check.
 var follower struct {
 	sync.Mutex
-	f *follow.Follower
+	f   *follow.Follower
+	cfg spec.FollowConfig
 }
 
 func currentFollower() *follow.Follower {
@@ -133,7 +142,7 @@ func startFollow(n *node, rt *spec.Runtime, src follow.Source) {
 		Log:      n.log.Printf,
 	})
 	follower.Lock()
-	follower.f = f
+	follower.f, follower.cfg = f, *rt.Follow
 	follower.Unlock()
 	n.log.Printf("following %s every %v (seed %.4f)", rt.Follow.Ref, interval, f.Status().Seed)
 	goSafe("follow", func() { f.Run(context.Background()) })
@@ -149,24 +158,87 @@ func followStatus() *contract.FollowStatus {
 	return &contract.FollowStatus{
 		Ref: s.Ref, State: s.State, LastCheck: s.LastCheck, Target: s.Target, Applied: s.Applied,
 		Version: s.Version, LastError: s.LastError, Failures: s.Failures, NextCheck: s.NextCheck,
-		WaveOpens: s.WaveOpens, Seed: s.Seed,
+		WaveOpens: s.WaveOpens, Seed: s.Seed, PullCredentials: ocisource.HasAuth(contract.FollowAuthFile),
 	}
 }
 
-// startFollowing reads the image's keys and pull credentials and starts
-// the follower of rt.Follow.
+// startFollowing reads the image's keys and starts the follower of
+// rt.Follow. The pull credentials are read from /data at each request
+// (ocisource.FileAuth), so `nodeboot registry login` takes effect at the
+// next check without a restart.
 func startFollowing(n *node, rt *spec.Runtime) {
-	auth, err := ocisource.ReadAuth(contract.FollowAuth)
-	if err != nil {
-		n.log.Printf("follow: pull credentials: %v (following without them)", err)
-	}
 	src, err := ocisource.New(ocisource.Config{
 		Ref: rt.Follow.Ref, Insecure: rt.Follow.Insecure,
-		Keys: trustedKeys(n.log), Auth: auth, CacheDir: followCache,
+		Keys: trustedKeys(n.log), Auth: ocisource.FileAuth(contract.FollowAuthFile), CacheDir: followCache,
 	})
 	if err != nil {
 		n.log.Printf("follow off: %v", err)
 		return
 	}
 	startFollow(n, rt, src)
+}
+
+// pullCheckTimeout bounds the registry round trip of a login: the owner
+// waits for it.
+const pullCheckTimeout = 30 * time.Second
+
+// SetPullCredentials implements api.FollowAuthNode: it resolves the
+// followed tag with c first, and stores c only if the registry did not
+// refuse them, so a typo never replaces working credentials. A registry
+// that cannot be reached does not hold the owner up: c is stored, and the
+// answer says they are unchecked.
+func (n *node) SetPullCredentials(ctx context.Context, c contract.RegistryCredentials) (*contract.FollowAuthResult, error) {
+	cfg, ok := followedConfig()
+	if !ok {
+		return nil, fmt.Errorf("%w: pull credentials are for the registry of nodeboot.json's \"follow\"; this node's image has none", api.ErrNotFollowing)
+	}
+	ref, err := oci.ParseRef(cfg.Ref, cfg.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	reg := ref.Name.Context().RegistryStr()
+	res := &contract.FollowAuthResult{Registry: reg}
+	cctx, cancel := context.WithTimeout(ctx, pullCheckTimeout)
+	defer cancel()
+	_, err = oci.Open(ref, oci.Options{Insecure: cfg.Insecure, Auth: authn.FromConfig(ocisource.AuthConfig(c)), UserAgent: "nodeboot-node"}).Resolve(cctx)
+	switch {
+	case err == nil || errors.Is(err, oci.ErrNotFound):
+		// Not found past the login: the credentials are good, the tag
+		// is just not pushed yet.
+		res.Checked = true
+	case errors.Is(err, oci.ErrAuth):
+		return nil, fmt.Errorf("%w: %s answered %v; nothing was stored, the node keeps the credentials it had: check the user name and token (a pull-only token of that registry)", api.ErrCredentialsRefused, reg, err)
+	default:
+		res.Note = fmt.Sprintf("stored without a check: %v", err)
+	}
+	if err := ocisource.WriteAuth(contract.FollowAuthFile, c); err != nil {
+		return nil, fmt.Errorf("storing the pull credentials on /data: %w", err)
+	}
+	// Never the credentials themselves, not even the user name.
+	n.log.Printf("follow: pull credentials for %s set (checked with the registry: %v)", reg, res.Checked)
+	return res, nil
+}
+
+// RemovePullCredentials implements api.FollowAuthNode.
+func (n *node) RemovePullCredentials(ctx context.Context) (*contract.FollowAuthResult, error) {
+	cfg, ok := followedConfig()
+	if !ok {
+		return nil, fmt.Errorf("%w: it keeps no pull credentials", api.ErrNotFollowing)
+	}
+	ref, err := oci.ParseRef(cfg.Ref, cfg.Insecure)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(contract.FollowAuthFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing the pull credentials: %w", err)
+	}
+	reg := ref.Name.Context().RegistryStr()
+	n.log.Printf("follow: pull credentials for %s removed", reg)
+	return &contract.FollowAuthResult{Registry: reg}, nil
+}
+
+func followedConfig() (spec.FollowConfig, bool) {
+	follower.Lock()
+	defer follower.Unlock()
+	return follower.cfg, follower.f != nil
 }

@@ -16,7 +16,9 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/follow"
 	"github.com/nodeboot/nodeboot/internal/oci"
@@ -61,21 +63,64 @@ func New(cfg Config) (*Source, error) {
 	return &Source{cfg: cfg, src: oci.Open(ref, o)}, nil
 }
 
-// ReadAuth reads pull credentials as the build wrote them
-// (contract.FollowAuth); none when the file does not exist.
-func ReadAuth(path string) (authn.Authenticator, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+// FileAuth is the pull credentials kept in the file at path
+// (contract.FollowAuthFile, written by WriteAuth), read at each request:
+// credentials set or removed while the node runs count from the next
+// check on. No file: anonymous.
+type FileAuth string
+
+// Authorization implements authn.Authenticator.
+func (p FileAuth) Authorization() (*authn.AuthConfig, error) {
+	c, err := ReadAuth(string(p))
 	if err != nil {
 		return nil, err
 	}
-	var a authn.AuthConfig
-	if err := json.Unmarshal(b, &a); err != nil {
-		return nil, fmt.Errorf("%s: %v; rebuild the image", path, err)
+	a := AuthConfig(c)
+	return &a, nil
+}
+
+// AuthConfig is c as go-containerregistry takes it.
+func AuthConfig(c contract.RegistryCredentials) authn.AuthConfig {
+	return authn.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken}
+}
+
+// ReadAuth reads the credentials WriteAuth kept at path; none (and no
+// error) when there is no file.
+func ReadAuth(path string) (contract.RegistryCredentials, error) {
+	var c contract.RegistryCredentials
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return c, nil
 	}
-	return authn.FromConfig(a), nil
+	if err != nil {
+		return c, fmt.Errorf("the pull credentials: %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		// Never quote the file: it holds a password.
+		return c, fmt.Errorf("the pull credentials in %s are damaged; set them again with `nodeboot registry login`", path)
+	}
+	return c, nil
+}
+
+// HasAuth says whether path holds pull credentials (for status: never
+// what they are).
+func HasAuth(path string) bool {
+	c, err := ReadAuth(path)
+	return err == nil && !c.Empty()
+}
+
+// WriteAuth keeps c at path, root's and readable by root alone, in a
+// directory only root may enter, replaced atomically so that a power cut
+// leaves the old credentials or the new, never half of them.
+func WriteAuth(path string, c contract.RegistryCredentials) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return renameio.WriteFile(path, b, 0o400)
 }
 
 // Resolve implements follow.Source.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -18,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/follow"
 	"github.com/nodeboot/nodeboot/internal/oci"
 	"github.com/nodeboot/nodeboot/internal/spec"
@@ -105,6 +105,8 @@ type world struct {
 	node *node
 	f    *follow.Follower
 	push oci.Options
+	// authFile is the node's pull credentials (FileAuth).
+	authFile string
 }
 
 func newWorld(t *testing.T, auth bool) *world {
@@ -121,12 +123,10 @@ func newWorld(t *testing.T, auth bool) *world {
 	var nodeAuth authn.Authenticator
 	if auth {
 		w.push.Auth = &authn.Basic{Username: reg.User, Password: reg.Password}
-		// The node's credentials as the build writes them.
-		p := filepath.Join(t.TempDir(), "auth.json")
-		os.WriteFile(p, []byte(fmt.Sprintf(`{"username":%q,"password":%q}`, reg.User, reg.Password)), 0o400)
-		if nodeAuth, err = ReadAuth(p); err != nil {
-			t.Fatal(err)
-		}
+		// The node's credentials as `nodeboot registry login` keeps
+		// them; none yet.
+		w.authFile = filepath.Join(t.TempDir(), "follow", "auth.json")
+		nodeAuth = FileAuth(w.authFile)
 	}
 	src, err := New(Config{Ref: reg.Host + "/shop:stable", Keys: []ed25519.PublicKey{key(1).Public().(ed25519.PublicKey)}, Auth: nodeAuth, CacheDir: t.TempDir()})
 	if err != nil {
@@ -189,10 +189,53 @@ func TestFollowARealRegistry(t *testing.T) {
 	}
 }
 
+// TestFollowWithPullCredentials: on an htpasswd registry a node without
+// credentials, or with wrong ones, applies nothing and says which registry
+// refused it and what to do; credentials set while it runs count from the
+// next check.
 func TestFollowWithPullCredentials(t *testing.T) {
 	w := newWorld(t, true)
 	v2 := w.publish("v2", key(1), nil)
-	if st := w.check(); st.Applied != v2 || w.node.serves() != "v2" {
-		t.Fatalf("htpasswd registry: %+v", st)
+	for _, c := range []struct {
+		what  string
+		creds *contract.RegistryCredentials
+	}{
+		{"no credentials", nil},
+		{"a wrong password", &contract.RegistryCredentials{Username: w.reg.User, Password: "wrong"}},
+	} {
+		if c.creds != nil {
+			if err := WriteAuth(w.authFile, *c.creds); err != nil {
+				t.Fatal(err)
+			}
+		}
+		st := w.check()
+		if st.State != follow.StateOffline || st.Applied != "" || w.node.serves() != "" ||
+			!strings.Contains(st.LastError, "refused the credentials") || !strings.Contains(st.LastError, w.reg.Host) || !strings.Contains(st.LastError, "nodeboot registry login") {
+			t.Errorf("%s: %+v, node serves %q", c.what, st, w.node.serves())
+		}
+		if strings.Contains(st.LastError, "wrong") {
+			t.Errorf("%s: the status quotes the password: %s", c.what, st.LastError)
+		}
+	}
+	if err := WriteAuth(w.authFile, contract.RegistryCredentials{Username: w.reg.User, Password: w.reg.Password}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(w.authFile); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Errorf("the credentials' file: %v %v, want mode 0400", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Dir(w.authFile)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the credentials' directory: %v %v, want mode 0700", fi.Mode(), err)
+	}
+	if !HasAuth(w.authFile) {
+		t.Error("HasAuth says no credentials")
+	}
+	if st := w.check(); st.Applied != v2 || w.node.serves() != "v2" || st.LastError != "" {
+		t.Fatalf("with the right credentials: %+v, node serves %q", st, w.node.serves())
+	}
+	// A damaged file is an error that does not quote it.
+	os.Remove(w.authFile)
+	os.WriteFile(w.authFile, []byte(`{"password":"hunter2`), 0o400)
+	if _, err := ReadAuth(w.authFile); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "registry login") {
+		t.Errorf("damaged credentials: %v", err)
 	}
 }
