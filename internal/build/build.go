@@ -54,8 +54,11 @@ type Options struct {
 	// RootSize is each root slot's size (FormatDisk); 0 = the disk
 	// writer's default. `run --persist` passes the persisted disk's, so
 	// a rebuilt image keeps its layout and so its data partition.
-	RootSize    int64
-	Arch        string // "" = amd64
+	RootSize int64
+	Arch     string // "" = amd64
+	// Target is "" (a UEFI PC or VM) or TargetPi: a Raspberry Pi SD card
+	// image (arm64, Format must be FormatDisk).
+	Target      string
 	Node        string // --node: version spec or path; overrides nodeboot.json "node"
 	Kernel      string // --kernel: a name (kernel.Name*) or a bzImage's path; "" = the pinned module kernel
 	Compression image.Compression
@@ -65,6 +68,9 @@ type Options struct {
 
 	systemdBoot string // set by Build for writeDisk
 }
+
+// TargetPi is --target pi: the Raspberry Pi 3B+, 4, 5, Zero 2 W and CM4.
+const TargetPi = "pi"
 
 // Image formats.
 const (
@@ -114,6 +120,22 @@ func mtime() time.Time {
 // Build runs the whole pipeline.
 func Build(ctx context.Context, o Options) (*Result, error) {
 	var debPkgs []string
+	switch o.Target {
+	case "":
+	case TargetPi:
+		if o.Arch != "" && o.Arch != "arm64" {
+			return nil, fmt.Errorf("--target pi --arch %s: a Raspberry Pi image is arm64 (every listed Pi runs a 64-bit kernel); drop --arch or pass --arch arm64", o.Arch)
+		}
+		o.Arch = "arm64"
+		if o.Format != FormatDisk {
+			return nil, fmt.Errorf("--target pi --format %s: a Raspberry Pi boots from an SD card image; use --format disk (the default with --target pi)", o.Format)
+		}
+		if o.Kernel != "" && o.Kernel != kernel.NameGokrazy {
+			return nil, fmt.Errorf("--target pi --kernel %s: a Raspberry Pi image boots the pinned Pi kernel (%s) with its device trees; drop --kernel", o.Kernel, kernel.PiKernelModule)
+		}
+	default:
+		return nil, fmt.Errorf("--target %s: nodeboot knows the target pi only (none for UEFI PCs and VMs)", o.Target)
+	}
 	tgt, err := target.Lookup(o.Arch)
 	if err != nil {
 		return nil, err
@@ -203,8 +225,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	logf("node %s (%s)", rt.Version, rt.Source)
 
-	k, err := kernel.Resolve(ctx, o.Kernel, o.Arch, logw)
-	if err != nil {
+	var k *kernel.Kernel
+	var pi *kernel.Pi
+	if o.Target == TargetPi {
+		if pi, err = kernel.PiContext(ctx, func(format string, a ...any) { fmt.Fprintf(logw, format+"\n", a...) }); err != nil {
+			return nil, err
+		}
+		k = pi.Kernel
+	} else if k, err = kernel.Resolve(ctx, o.Kernel, o.Arch, logw); err != nil {
 		return nil, err
 	}
 	logf("kernel %s (%s)", k.Version, k.Source)
@@ -327,6 +355,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	m.KernelBuild = k.Built
+	firmware := ""
 	if IsDisk(o.Format) {
 		// The image version is that of the disk image: a qcow2 of it
 		// holds the same bytes. The manifest names the real format once
@@ -337,6 +366,13 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		// port stays last, so it is /dev/console, where the init logs and
 		// where `nodeboot run` and the tests read.
 		m.Cmdline = "console=tty0 " + m.Cmdline
+	}
+	if pi != nil {
+		// cmdline.txt gets the Pi's consoles (piboot.Cmdline).
+		m.Target = TargetPi
+		m.Cmdline = KernelParams(tgt, proj.Config.Cmdline)
+		m.Firmware = &Component{Name: "raspberrypi-firmware", Source: pi.FirmwareSrc}
+		firmware = pi.FirmwareSrc
 	}
 
 	// The management API's credentials: created once per project, in
@@ -379,7 +415,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 
 	// Inputs are final: the image version is the digest of everything in it.
-	m.ImageVersion = m.inputDigest(hex.EncodeToString(generated.Sum(nil)))
+	m.ImageVersion = m.inputDigest(hex.EncodeToString(generated.Sum(nil)) + firmware)
 	runtimeCfg.ImageVersion = m.ImageVersion
 	rtJSON, err := json.MarshalIndent(runtimeCfg, "", "  ")
 	if err != nil {
@@ -387,6 +423,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	}
 	if err := tree.AddData(spec.RuntimePath, append(rtJSON, '\n'), 0o644); err != nil {
 		return nil, err
+	}
+	if pi != nil {
+		return writePi(ctx, o, out, m, tree, pi, logf)
 	}
 	if IsDisk(o.Format) {
 		if tgt.Native() || tgt.Name == "amd64" && fileExists(disk.DefaultSystemdBoot) {
@@ -631,7 +670,13 @@ func CmdlineFor(t target.Arch, extra string) string {
 	// for the same reason. On PCs it only skips the fallbacks for boards
 	// whose timer interrupt is miswired, which current firmware does not
 	// have. The check (and the parameter) exist on x86 only.
-	c := "console=" + t.Console + ",115200 panic=10 oops=panic lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
+	return "console=" + t.Console + ",115200 " + KernelParams(t, extra)
+}
+
+// KernelParams is CmdlineFor without the console, for a target that names
+// its consoles itself (the Pi's cmdline.txt).
+func KernelParams(t target.Arch, extra string) string {
+	c := "panic=10 oops=panic lsm=landlock,lockdown,yama,loadpin,safesetid,integrity,bpf"
 	if t.Name == "amd64" {
 		c += " no_timer_check"
 	}

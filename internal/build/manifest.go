@@ -16,14 +16,18 @@ import (
 // Manifest is manifest.json: every input of the image with its version and
 // digest, and the sizes, so an image can be audited and rebuilt.
 type Manifest struct {
-	Nodeboot     string    `json:"nodeboot"`
-	ImageVersion string    `json:"imageVersion"`
-	Arch         string    `json:"arch"`
-	Format       string    `json:"format"`
-	Compression  string    `json:"compression"`
-	Hostname     string    `json:"hostname"`
-	Cmdline      string    `json:"cmdline"`
-	Kernel       Component `json:"kernel"`
+	Nodeboot     string `json:"nodeboot"`
+	ImageVersion string `json:"imageVersion"`
+	Arch         string `json:"arch"`
+	// Target is the machine family when it is not a UEFI PC or VM: "pi".
+	Target string `json:"target,omitempty"`
+	// Firmware is the Raspberry Pi GPU firmware module (--target pi).
+	Firmware    *Component `json:"firmware,omitempty"`
+	Format      string     `json:"format"`
+	Compression string     `json:"compression"`
+	Hostname    string     `json:"hostname"`
+	Cmdline     string     `json:"cmdline"`
+	Kernel      Component  `json:"kernel"`
 	// KernelBuild records the source package version and config hash of
 	// a kernel nodeboot built (--kernel nodeboot-vm|pc).
 	KernelBuild *kernel.Built `json:"kernelBuild,omitempty"`

@@ -18,7 +18,8 @@ import (
 // buildFlags are shared by build and run.
 type buildFlags struct {
 	config, node, kernel, compression, arch string
-	format, size                            string
+	format, size, target                    string
+	flags                                   *pflag.FlagSet
 }
 
 func (f *buildFlags) register(fs *pflag.FlagSet) {
@@ -29,6 +30,8 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.arch, "arch", arches.Host(), "target architecture: amd64 or arm64 (for arm64 the C library comes from Debian's arm64 packages, node from the npm registry)")
 	fs.StringVar(&f.format, "format", "initramfs", "image format: initramfs (kernel + initramfs, runs in RAM), disk (a GPT disk image for UEFI PCs and VMs, with a persistent /data), or that disk image as qcow2 (libvirt, Proxmox), vmdk (VMware, AWS), vhd (Azure: fixed, whole MiB) or gce (disk.raw in a .tar.gz)")
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
+	fs.StringVar(&f.target, "target", "", "machine family: pi for a Raspberry Pi 3B+, 4, 5, Zero 2 W or CM4 SD card image (arm64, --format disk; write it with nodeboot write); default: a UEFI PC or VM")
+	f.flags = fs
 }
 
 // kernelName is --kernel, else NODEBOOT_KERNEL: the environment lets a whole
@@ -71,19 +74,31 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 	if err != nil {
 		return build.Options{}, err
 	}
+	arch, format := f.arch, f.format
+	if f.target == build.TargetPi && f.flags != nil {
+		// --target pi implies arm64 and a disk image; only an --arch or
+		// --format the user gave is checked against it.
+		if !f.flags.Changed("arch") {
+			arch = ""
+		}
+		if !f.flags.Changed("format") {
+			format = build.FormatDisk
+		}
+	}
 	o := build.Options{
+		Target:      f.target,
 		AppDir:      appDir,
 		ConfigPath:  f.config,
-		Format:      f.format,
+		Format:      format,
 		OutDir:      outDir,
-		Arch:        f.arch,
+		Arch:        arch,
 		Node:        f.node,
 		Kernel:      f.kernelName(),
 		Compression: comp,
 		Log:         log,
 		Version:     version(),
 	}
-	if build.IsDisk(f.format) {
+	if build.IsDisk(format) {
 		o.Output, o.OutDir = outDir, ""
 		if o.DiskSize, err = parseSize(f.size); err != nil {
 			return o, err
@@ -134,6 +149,9 @@ qemu-img stamps their headers with a random id and the time).`,
 			}
 			if out == "" {
 				out = build.DefaultOutput(bf.format)
+				if bf.target == build.TargetPi && !cmd.Flags().Changed("format") {
+					out = build.DefaultOutput(build.FormatDisk)
+				}
 			}
 			o, err := bf.options(dir, out, stderr)
 			if err != nil {

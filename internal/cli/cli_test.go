@@ -154,6 +154,27 @@ func TestBadInput(t *testing.T) {
 			want:  []string{"--arch mips", "amd64 or arm64"},
 		},
 		{
+			name:  "--target pi --arch amd64",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--target", "pi", "--arch", "amd64"},
+			out:   filepath.Join(t.TempDir(), "pi.img"),
+			want:  []string{"--target pi --arch amd64", "arm64", "drop --arch"},
+		},
+		{
+			name:  "--target pi --format qcow2",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--target", "pi", "--format", "qcow2"},
+			out:   filepath.Join(t.TempDir(), "pi.qcow2"),
+			want:  []string{"--target pi --format qcow2", "--format disk"},
+		},
+		{
+			name:  "--target rpi",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--target", "rpi"},
+			out:   filepath.Join(t.TempDir(), "pi.img"),
+			want:  []string{"--target rpi", "pi only"},
+		},
+		{
 			name:  "--format vhd into an initramfs build",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--format", "vhd"},

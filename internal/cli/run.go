@@ -358,6 +358,9 @@ func memoryMiB(s string) (int, error) {
 // prepareImage turns run's argument into something to boot, building an
 // app dir first.
 func prepareImage(ctx context.Context, dir string, bf buildFlags, persist bool, stderr io.Writer) (bootable, *build.Manifest, error) {
+	if bf.target != "" {
+		return bootable{}, nil, fmt.Errorf("--target %s: run boots UEFI images under QEMU, and QEMU emulates no Raspberry Pi 4 or 5 firmware; build the SD card image (nodeboot build --target pi -o pi.img) and write it with nodeboot write pi.img /dev/sdX", bf.target)
+	}
 	if _, ok := diskformat.Parse(bf.format); ok {
 		return bootable{}, nil, fmt.Errorf("--format %s is for nodeboot build (an image to import elsewhere); run boots --format initramfs or disk, or an image file: nodeboot build --format %s -o app%s, then nodeboot run app%[3]s", bf.format, bf.format, diskformat.Format(bf.format).Ext())
 	}

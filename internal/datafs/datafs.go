@@ -144,3 +144,76 @@ func FindByLabel(sysRoot, devRoot, label string) (string, error) {
 	}
 	return "", fmt.Errorf("no partition named %q", label)
 }
+
+// CmdlineParam names the data partition on the kernel command line of a
+// disk whose partition table has no names (the Raspberry Pi's MBR):
+// nodeboot.data=PARTUUID=<signature>-<number>.
+const CmdlineParam = "nodeboot.data"
+
+// PartUUIDFromCmdline returns the PARTUUID the command line's
+// nodeboot.data= names, or "" if it names none.
+func PartUUIDFromCmdline(cmdline string) string {
+	for _, f := range strings.Fields(cmdline) {
+		if v, ok := strings.CutPrefix(f, CmdlineParam+"=PARTUUID="); ok {
+			return strings.ToLower(v)
+		}
+	}
+	return ""
+}
+
+// FindByPartUUID returns the device node of the MBR partition whose
+// PARTUUID is uuid ("ssssssss-nn": the disk's signature in hex and the
+// partition's number), looking through sysfs under sysRoot for partitions
+// and reading each disk's signature from its device node under devRoot:
+// the kernel exports an MBR partition's PARTUUID to udev, which a node
+// does not have, but not to sysfs.
+func FindByPartUUID(sysRoot, devRoot, uuid string) (string, error) {
+	sigHex, numHex, ok := strings.Cut(strings.ToLower(uuid), "-")
+	var sig uint32
+	var num int
+	if _, err := fmt.Sscanf(sigHex+" "+numHex, "%08x %02x", &sig, &num); !ok || len(sigHex) != 8 || err != nil {
+		return "", fmt.Errorf("PARTUUID %q is not an MBR one (8 hex digits, '-', the partition number in hex)", uuid)
+	}
+	parts, _ := filepath.Glob(filepath.Join(sysRoot, "class", "block", "*", "partition"))
+	sigs := map[string]uint32{}
+	for _, p := range parts {
+		b, err := os.ReadFile(p)
+		if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(num) {
+			continue
+		}
+		real, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err != nil {
+			continue
+		}
+		diskName := filepath.Base(filepath.Dir(real))
+		s, seen := sigs[diskName]
+		if !seen {
+			s, err = mbrSignature(filepath.Join(devRoot, diskName))
+			if err != nil {
+				continue
+			}
+			sigs[diskName] = s
+		}
+		if s == sig {
+			return filepath.Join(devRoot, filepath.Base(real)), nil
+		}
+	}
+	return "", fmt.Errorf("no partition with PARTUUID %s", uuid)
+}
+
+// mbrSignature reads the disk signature of an MBR disk.
+func mbrSignature(dev string) (uint32, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return 0, err
+	}
+	if b[510] != 0x55 || b[511] != 0xaa {
+		return 0, fmt.Errorf("%s has no MBR", dev)
+	}
+	return binary.LittleEndian.Uint32(b[440:]), nil
+}

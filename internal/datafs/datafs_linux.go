@@ -32,8 +32,16 @@ const findTimeout = 5 * time.Second
 func Mount(target string, log func(string, ...any)) Result {
 	var dev string
 	var err error
+	cmdline, _ := os.ReadFile("/proc/cmdline")
+	uuid := PartUUIDFromCmdline(string(cmdline))
+	find := func() (string, error) {
+		if uuid != "" {
+			return FindByPartUUID("/sys", "/dev", uuid)
+		}
+		return FindByLabel("/sys", "/dev", Label)
+	}
 	for deadline := time.Now().Add(findTimeout); ; time.Sleep(50 * time.Millisecond) {
-		if dev, err = FindByLabel("/sys", "/dev", Label); err == nil || time.Now().After(deadline) {
+		if dev, err = find(); err == nil || time.Now().After(deadline) {
 			break
 		}
 	}

@@ -406,3 +406,52 @@ func FuzzProbe(f *testing.F) {
 		}
 	})
 }
+
+func TestFindByPartUUID(t *testing.T) {
+	sys, dev := t.TempDir(), t.TempDir()
+	// sysfs: /sys/class/block/<part> links to .../<disk>/<part>.
+	devices := filepath.Join(sys, "devices", "platform", "mmc")
+	for disk, parts := range map[string][]string{"mmcblk0": {"mmcblk0p1", "mmcblk0p7"}, "sda": {"sda7"}} {
+		for i, p := range parts {
+			d := filepath.Join(devices, disk, p)
+			os.MkdirAll(d, 0o755)
+			n := "1"
+			if i > 0 || disk == "sda" {
+				n = "7"
+			}
+			os.WriteFile(filepath.Join(d, "partition"), []byte(n+"\n"), 0o644)
+			os.MkdirAll(filepath.Join(sys, "class", "block"), 0o755)
+			if err := os.Symlink(d, filepath.Join(sys, "class", "block", p)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	mbr := func(sig uint32) []byte {
+		b := make([]byte, 512)
+		binary.LittleEndian.PutUint32(b[440:], sig)
+		b[510], b[511] = 0x55, 0xaa
+		return b
+	}
+	os.WriteFile(filepath.Join(dev, "sda"), mbr(0x11111111), 0o644)
+	os.WriteFile(filepath.Join(dev, "mmcblk0"), mbr(0xa97847d0), 0o644)
+
+	uuid := PartUUIDFromCmdline("console=ttyAMA0 root=PARTUUID=a97847d0-05 nodeboot.data=PARTUUID=A97847D0-07 init=/init")
+	if uuid != "a97847d0-07" {
+		t.Fatalf("PartUUIDFromCmdline = %q", uuid)
+	}
+	got, err := FindByPartUUID(sys, dev, uuid)
+	if err != nil || got != filepath.Join(dev, "mmcblk0p7") {
+		t.Errorf("FindByPartUUID = %q, %v; want the mmcblk0p7 of the disk with that signature, not sda7", got, err)
+	}
+	if got, err := FindByPartUUID(sys, dev, "11111111-07"); err != nil || got != filepath.Join(dev, "sda7") {
+		t.Errorf("FindByPartUUID(sda's) = %q, %v", got, err)
+	}
+	for _, bad := range []string{"a97847d0-06", "deadbeef-07", "not-a-uuid", "0fc63daf-8483-4772-8e79-3d69d8477de4"} {
+		if got, err := FindByPartUUID(sys, dev, bad); err == nil {
+			t.Errorf("FindByPartUUID(%q) = %q, want an error", bad, got)
+		}
+	}
+	if PartUUIDFromCmdline("root=PARTUUID=a97847d0-05") != "" {
+		t.Error("a command line without nodeboot.data= named a data partition")
+	}
+}

@@ -22,6 +22,9 @@ import (
 	// its content in go.sum, which Default checks the download against.
 	_ "github.com/gokrazy/kernel.amd64"
 	_ "github.com/gokrazy/kernel.arm64"
+	// The Raspberry Pi's kernel, device trees and GPU firmware (--target pi).
+	_ "github.com/gokrazy/firmware"
+	_ "github.com/gokrazy/kernel.rpi"
 
 	nodeboot "github.com/nodeboot/nodeboot"
 	"github.com/nodeboot/nodeboot/internal/goproxy"
@@ -59,13 +62,32 @@ func DefaultContext(ctx context.Context, arch string, logf func(string, ...any))
 	if err != nil {
 		return nil, err
 	}
+	dir, version, err := fetchPinned(ctx, mod, logf)
+	if err != nil {
+		return nil, err
+	}
+	k := &Kernel{
+		Path:    filepath.Join(dir, "vmlinuz"),
+		Source:  "module:" + mod + "@" + version,
+		Version: versionString(filepath.Join(dir, "vmlinuz")),
+		License: filepath.Join(dir, "LICENSE.linux"),
+	}
+	if err := Check(k.Path, arch); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// fetchPinned fetches the module mod at the version nodeboot's go.mod pins,
+// verified against go.sum, and returns its directory and version.
+func fetchPinned(ctx context.Context, mod string, logf func(string, ...any)) (string, string, error) {
 	m, h1, err := goproxy.Pinned(nodeboot.GoMod, nodeboot.GoSum, mod)
 	if err != nil {
-		return nil, fmt.Errorf("finding the default kernel: %w", err)
+		return "", "", fmt.Errorf("finding the pinned module %s: %w", mod, err)
 	}
 	cache, err := CacheDir()
 	if err != nil {
-		return nil, err
+		return "", "", err
 	}
 	f := &goproxy.Fetcher{Dir: cache, Log: logf}
 	dir, err := f.Get(ctx, m, h1)
@@ -75,18 +97,47 @@ func DefaultContext(ctx context.Context, arch string, logf func(string, ...any))
 		dir, err = moduleDir(mod, m.Version, err)
 	}
 	if err != nil {
+		return "", "", err
+	}
+	return dir, m.Version, nil
+}
+
+// The Raspberry Pi's modules: its kernel with device trees and overlays,
+// and the GPU firmware.
+const (
+	PiKernelModule   = "github.com/gokrazy/kernel.rpi"
+	PiFirmwareModule = "github.com/gokrazy/firmware"
+)
+
+// Pi is what a Raspberry Pi image boots: the directories of the pinned Pi
+// kernel module (vmlinuz, *.dtb, overlays/) and firmware module, fetched
+// and verified like the default kernel.
+type Pi struct {
+	Kernel                    *Kernel
+	KernelDir, FirmwareDir    string
+	KernelSource, FirmwareSrc string
+}
+
+// PiContext fetches the Pi kernel and firmware modules.
+func PiContext(ctx context.Context, logf func(string, ...any)) (*Pi, error) {
+	kdir, kver, err := fetchPinned(ctx, PiKernelModule, logf)
+	if err != nil {
 		return nil, err
 	}
-	k := &Kernel{
-		Path:    filepath.Join(dir, "vmlinuz"),
-		Source:  "module:" + mod + "@" + m.Version,
-		Version: versionString(filepath.Join(dir, "vmlinuz")),
-		License: filepath.Join(dir, "LICENSE.linux"),
-	}
-	if err := Check(k.Path, arch); err != nil {
+	fdir, fver, err := fetchPinned(ctx, PiFirmwareModule, logf)
+	if err != nil {
 		return nil, err
 	}
-	return k, nil
+	p := &Pi{
+		KernelDir: kdir, FirmwareDir: fdir,
+		KernelSource: "module:" + PiKernelModule + "@" + kver,
+		FirmwareSrc:  "module:" + PiFirmwareModule + "@" + fver,
+	}
+	p.Kernel = &Kernel{Path: filepath.Join(kdir, "vmlinuz"), Source: p.KernelSource, License: filepath.Join(kdir, "LICENSE.linux")}
+	if err := Check(p.Kernel.Path, "arm64"); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // CacheDir is where fetched kernel modules are kept.

@@ -1,0 +1,163 @@
+package disk
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nodeboot/nodeboot/internal/piboot"
+)
+
+// piInputs makes a Pi kernel module dir (an arm64 Image, a device tree per
+// model and one more, two overlays) and a firmware dir, small stand-ins
+// for gokrazy's modules.
+func piInputs(t *testing.T) (kernelDir, firmwareDir string) {
+	t.Helper()
+	kernelDir, firmwareDir = t.TempDir(), t.TempDir()
+	img := random(300000, 11)
+	binary.LittleEndian.PutUint32(img[0x38:], 0x644d5241) // "ARM\x64"
+	files := map[string][]byte{filepath.Join(kernelDir, piboot.KernelFile): img,
+		filepath.Join(kernelDir, "bcm2710-rpi-3-b.dtb"):         []byte("dtb"),
+		filepath.Join(kernelDir, "overlays", "disable-bt.dtbo"): []byte("dtbo"),
+		filepath.Join(kernelDir, "overlays", "README"):          []byte("readme"),
+		filepath.Join(firmwareDir, "LICENSE.broadcom"):          []byte("license"),
+		filepath.Join(firmwareDir, "start_x.elf"):               []byte("not needed"),
+	}
+	for _, m := range piboot.Models {
+		files[filepath.Join(kernelDir, m.DTB)] = []byte("dtb of " + m.Name)
+	}
+	for _, n := range piboot.Firmware {
+		files[filepath.Join(firmwareDir, n)] = random(5000, uint64(len(n)))
+	}
+	for p, b := range files {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kernelDir, firmwareDir
+}
+
+func writePiImage(t *testing.T) (string, *PiLayout) {
+	f := newFixture(t)
+	kdir, fwdir := piInputs(t)
+	p := filepath.Join(t.TempDir(), "pi.img")
+	l, err := WritePi(PiOptions{Path: p, Size: 224 * MiB, RootSize: 16 * MiB, Root: f.tree, KernelDir: kdir, FirmwareDir: fwdir,
+		Cmdline: "panic=10", BootSize: 40 * MiB, Seed: "pi-seed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, l
+}
+
+func TestPiLayout(t *testing.T) {
+	img, l := writePiImage(t)
+	if err := CheckPi(img); err != nil {
+		t.Fatalf("the image fails the Pi's rules: %v", err)
+	}
+	// sfdisk, an independent reader of MBR and EBR chains, sees the
+	// seven partitions where the layout put them.
+	sfdisk := needTool(t, "sfdisk", "fdisk")
+	var out []byte
+	var err error
+	var dump struct {
+		PartitionTable struct {
+			Label      string `json:"label"`
+			ID         string `json:"id"`
+			Partitions []struct {
+				Node        string `json:"node"`
+				Start, Size int64
+				Type        string `json:"type"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	out, err = exec.Command(sfdisk, "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json: %v", err)
+	}
+	if err := json.Unmarshal(out, &dump); err != nil {
+		t.Fatal(err)
+	}
+	pt := dump.PartitionTable
+	if pt.Label != "dos" || pt.ID != fmt.Sprintf("0x%08x", l.Signature) {
+		t.Errorf("sfdisk sees label %s id %s, want dos 0x%08x", pt.Label, pt.ID, l.Signature)
+	}
+	if len(pt.Partitions) != len(l.Partitions) {
+		t.Fatalf("sfdisk sees %d partitions, want %d:\n%s", len(pt.Partitions), len(l.Partitions), out)
+	}
+	for i, p := range l.Partitions {
+		got := pt.Partitions[i]
+		if !strings.HasSuffix(got.Node, fmt.Sprint(p.Number)) || got.Start != p.Offset/512 || got.Type != fmt.Sprintf("%x", p.Type) ||
+			p.Number != 4 && got.Size != p.Size/512 {
+			t.Errorf("partition %d: sfdisk sees %+v, want start %d size %d type %x", p.Number, got, p.Offset/512, p.Size/512, p.Type)
+		}
+	}
+	// Each FAT passes fsck.vfat.
+	fsck := needTool(t, "fsck.vfat", "dosfstools")
+	for _, n := range []int{1, 2, 3} {
+		p := l.Partition(n)
+		part := filepath.Join(t.TempDir(), "fat.img")
+		extract(t, img, part, Partition{Offset: p.Offset, Size: p.Size})
+		if out, err := exec.Command(fsck, "-n", part).CombinedOutput(); err != nil {
+			t.Errorf("fsck.vfat of partition %d: %v\n%s", n, err, out)
+		}
+	}
+	if !strings.Contains(l.Cmdline, "root=PARTUUID="+piboot.PartUUID(l.Signature, 5)+" ") || !strings.HasSuffix(l.Cmdline, "init=/init\n") {
+		t.Errorf("cmdline.txt = %q", l.Cmdline)
+	}
+}
+
+// TestCheckPiFinds breaks a good image the ways a firmware would refuse
+// and sees CheckPi name each.
+func TestCheckPiFinds(t *testing.T) {
+	good, _ := writePiImage(t)
+	orig, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ old, new, want string }{
+		{"arm_64bit=1", "arm_64bit=0", "arm_64bit=1"},
+		{"tryboot_a_b=1", "tryboot_a_b=0", "tryboot_a_b=1"},
+		{"enable_uart=1", "enable_uart=0", "enable_uart=1"},
+		{"root=PARTUUID=", "root=PARTUUIX=", "root=PARTUUID="},
+		{"[tryboot]\nboot_partition=3", "[tryboot]\nboot_partition=2", "tries 2"},
+	} {
+		b := bytes.ReplaceAll(orig, []byte(c.old), []byte(c.new))
+		if bytes.Equal(b, orig) {
+			t.Fatalf("%q is nowhere in the image", c.old)
+		}
+		p := filepath.Join(t.TempDir(), "bad.img")
+		os.WriteFile(p, b, 0o644)
+		if err := CheckPi(p); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("with %q: CheckPi = %v, want an error naming %q", c.new, err, c.want)
+		}
+	}
+	// A PC's GPT image is no Pi image.
+	f := newFixture(t)
+	o := f.options("pc.img")
+	writeImage(t, o)
+	if err := CheckPi(o.Path); err == nil {
+		t.Error("CheckPi accepted a GPT image")
+	}
+}
+
+func TestPiMissingInputs(t *testing.T) {
+	f := newFixture(t)
+	kdir, fwdir := piInputs(t)
+	os.Remove(filepath.Join(kdir, "bcm2712-rpi-5-b.dtb"))
+	_, err := WritePi(PiOptions{Path: filepath.Join(t.TempDir(), "pi.img"), Size: 224 * MiB, RootSize: 16 * MiB, Root: f.tree, KernelDir: kdir, FirmwareDir: fwdir, BootSize: 40 * MiB})
+	if err == nil || !strings.Contains(err.Error(), "bcm2712-rpi-5-b.dtb") || !strings.Contains(err.Error(), "Raspberry Pi 5") {
+		t.Errorf("WritePi without the Pi 5's device tree: %v", err)
+	}
+	os.Remove(filepath.Join(fwdir, "start4.elf"))
+	_, err = WritePi(PiOptions{Path: filepath.Join(t.TempDir(), "pi.img"), Size: 224 * MiB, RootSize: 16 * MiB, Root: f.tree, KernelDir: kdir, FirmwareDir: fwdir, BootSize: 40 * MiB})
+	if err == nil || !strings.Contains(err.Error(), "start4.elf") {
+		t.Errorf("WritePi without start4.elf: %v", err)
+	}
+}
