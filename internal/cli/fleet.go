@@ -19,7 +19,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/client"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
@@ -402,66 +401,82 @@ func runFleetDeploy(ctx context.Context, args []string, f fleetFlags, appFlag st
 func newFleetUpdate(stdout, stderr io.Writer) *cobra.Command {
 	var f fleetFlags
 	var bf buildFlags
-	var allowDowngrade bool
+	var allowDowngrade, insecure bool
+	var image string
 	var wait time.Duration
 	cmd := &cobra.Command{
-		Use:   "update [APP_DIR]",
+		Use:   "update [APP_DIR|REF]",
 		Short: "Update the OS of every node, a few at a time",
-		Long: `Build the project in APP_DIR as 'nodeboot update' does (once), then send the
-signed OS update to the nodes of .nodeboot/nodes.json (or --nodes, in that
-order), --max-unavailable at a time, each waiting for its node's trial boot.
-The rollout stops at the first node whose trial fails (it boots its previous
-image again by itself) and says which; the nodes it had not reached keep
-their image.`,
+		Long: `Build the project in APP_DIR as 'nodeboot update' does (once; or take the disk
+image --image names, or the OS update of a release REF made by 'nodeboot push
+--os'), then send the signed OS update to the nodes of .nodeboot/nodes.json
+(or --nodes, in that order), --max-unavailable at a time, each waiting for
+its node's trial boot. The rollout stops at the first node whose trial fails
+(it boots its previous image again by itself) and says which; the nodes it
+had not reached keep their image.`,
 		Example: `  nodeboot fleet update
-  nodeboot fleet update --nodes a,b,c --max-unavailable 1`,
+  nodeboot fleet update --nodes a,b,c --max-unavailable 1
+  nodeboot fleet update --image out/disk.img
+  nodeboot fleet update registry.example.com/shop/web:stable`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runFleetUpdate(cmd.Context(), args, f, bf, allowDowngrade, wait, stdout, stderr)
+			return runFleetUpdate(cmd.Context(), args, f, bf, image, allowDowngrade, insecure, wait, stdout, stderr)
 		},
 	}
 	f.register(cmd, true)
 	bf.register(cmd.Flags())
+	cmd.Flags().StringVar(&image, "image", "", "send this disk image (made by nodeboot build --format disk) instead of building APP_DIR")
 	cmd.Flags().BoolVar(&allowDowngrade, "allow-downgrade", false, "accept sending an image older than (or the same as) the one a node runs")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "allow plain HTTP to the registry of a REF (a registry on this machine may always use it)")
 	cmd.Flags().DurationVar(&wait, "wait", 30*time.Minute, "how long to wait for each node's trial outcome")
 	return cmd
 }
 
-func runFleetUpdate(ctx context.Context, args []string, f fleetFlags, bf buildFlags, allowDowngrade bool, wait time.Duration, stdout, stderr io.Writer) error {
+func runFleetUpdate(ctx context.Context, args []string, f fleetFlags, bf buildFlags, image string, allowDowngrade, insecure bool, wait time.Duration, stdout, stderr io.Writer) error {
 	dir := "."
 	if len(args) == 1 {
 		dir = args[0]
 	}
-	fn, err := loadFleet(f, dir)
+	start := dir
+	if isReleaseRef(dir) {
+		if image != "" {
+			return usageError{errors.New("--image and a REF both name the OS update: give one")}
+		}
+		start = "."
+	}
+	fn, err := loadFleet(f, start)
 	if err != nil {
 		return err
 	}
 	if fn.cr.UpdateKey == nil {
 		return fmt.Errorf("%s has no %s: run nodeboot build once to create it, then build and flash the nodes' image with it", filepath.Join(fn.project, creds.Dir), creds.UpdateKeyFile)
 	}
-	tmp, err := updateTempDir()
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	bf.format = build.FormatDisk
-	o, err := bf.options(dir, filepath.Join(tmp, "disk.img"), stderr)
-	if err != nil {
-		return err
-	}
-	res, err := build.Build(ctx, o)
-	if err != nil {
-		return err
-	}
-	p, err := ospayload.FromImage(res.DiskPath, ospayload.BuildOptions{Key: fn.cr.UpdateKey, Version: uint64(time.Now().Unix()), Image: res.Manifest.ImageVersion, Arch: bf.arch})
-	if err != nil {
-		return fmt.Errorf("making the OS update from %s: %w", res.DiskPath, err)
+	// One payload for every node: built (or read) once.
+	var hdrP *ospayload.Header
+	var p osStream
+	if isReleaseRef(dir) {
+		rel, err := pullRelease(ctx, dir, insecure, fn.cr.UpdateKey, stderr)
+		if err != nil {
+			return err
+		}
+		op, err := rel.FetchOS(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", dir, err)
+		}
+		hdrP, p = op.Header, op
+	} else {
+		op, cleanup, err := makeOSPayload(ctx, dir, image, bf, fn.cr.UpdateKey, stderr)
+		defer cleanup()
+		if err != nil {
+			return err
+		}
+		hdrP, p = op.Header, op
 	}
 	var hdr bytes.Buffer
-	if _, err := p.Header.WriteTo(&hdr); err != nil {
+	if _, err := hdrP.WriteTo(&hdr); err != nil {
 		return err
 	}
-	m := p.Header.Manifest
+	m := hdrP.Manifest
 	fmt.Fprintf(stderr, "OS update %s (version %d): kernel %s, root file system %s\n", m.Image, m.Version, bytesIEC(uint64(m.Kernel.Size)), bytesIEC(uint64(m.RootFS.Size)))
 	step := func(ctx context.Context, n string) error {
 		t := fn.targets[n]

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -39,6 +40,10 @@ type testNode struct {
 	pull string
 	// changes are the requests that would change the node (not GETs).
 	changes []string
+	// updateKey verifies OS updates as the node's image would; failTrial
+	// makes their trial fail.
+	updateKey ed25519.PublicKey
+	failTrial string
 }
 
 func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -59,6 +64,8 @@ func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.URL.Path == "/v1/status":
 		json.NewEncoder(w).Encode(n.status)
+	case r.URL.Path == contract.PathUpdate && r.Method == http.MethodPut:
+		n.updateOS(w, r)
 	case r.URL.Path == contract.PathFollowAuth:
 		n.followAuth(w, r)
 	case r.URL.Path == "/v1/reboot" || r.URL.Path == "/v1/poweroff":
