@@ -15,6 +15,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/image"
 	"github.com/nodeboot/nodeboot/internal/ospayload"
+	"github.com/nodeboot/nodeboot/internal/testregistry"
 )
 
 // updateOS is the node's PUT /v1/update: it verifies the whole stream with
@@ -115,4 +116,35 @@ func testDiskImage(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// TestUpdateFromRegistry: an OS update published with `push --os` to the
+// real registry reaches a node through `update NODE REF` and a fleet
+// through `fleet update REF`, verified end to end with the project's key
+// (the fake nodes check the whole stream as a node does).
+func TestUpdateFromRegistry(t *testing.T) {
+	dir, pi := project(t, helloPkg)
+	cr, err := creds.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi.updateKey = cr.UpdateKey.Public().(ed25519.PublicKey)
+	pi.status.Node.BootID = "boot"
+	pi.status.OS = &contract.OSStatus{Slots: []contract.SlotStatus{{Name: "a", State: "good", Booted: true}, {Name: "b", State: "empty"}}}
+	zed, _ := addTestNode(t, dir, "zed", pi)
+	zed.updateKey = pi.updateKey
+	reg := testregistry.Start(t, testregistry.Options{Auth: true})
+	t.Setenv("DOCKER_CONFIG", reg.DockerConfig("", ""))
+	ref := reg.Host + "/fleet/shop:stable"
+	if out, err := nodeboot(t, "push", dir, ref, "--os", "--image", testDiskImage(t)); err != nil {
+		t.Fatalf("push --os: %v\n%s", err, out)
+	}
+	out, err := nodeboot(t, "update", "pi", ref, "--project", dir)
+	if err != nil || pi.status.OS.Last == nil || !pi.status.OS.Last.OK {
+		t.Fatalf("update pi %s: %v\n%s", ref, err, out)
+	}
+	out, err = nodeboot(t, "fleet", "update", ref, "--nodes", "zed", "--project", dir)
+	if err != nil || zed.status.OS.Last == nil || zed.status.OS.Last.Image != pi.status.OS.Last.Image {
+		t.Fatalf("fleet update %s: %v\n%s", ref, err, out)
+	}
 }
