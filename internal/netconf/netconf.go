@@ -43,6 +43,10 @@ type Config struct {
 	// NTPSet sets the clock once NTP has answered; nil sets the system clock
 	// (settimeofday).
 	NTPSet func(time.Time) error
+	// NTPAdjust, when set, receives each NTP answer (server, offset) instead
+	// of NTPSet: PID 1 passes internal/clock's Adjust, which steps or
+	// slews and reports the sync.
+	NTPAdjust func(server string, offset time.Duration) error
 
 	// Interface is the link to configure; empty means FirstEthernet().
 	Interface string

@@ -121,7 +121,11 @@ func Start(ctx context.Context, cfg Config) (*State, error) {
 		ntpFromDHCP = st.NTPServers()
 	}
 	if !cfg.NoTimeSync {
-		SyncTime(ctx, NTPServerList(ntpFromDHCP, cfg.Net.NTP), log, cfg.NTPSet)
+		if cfg.NTPAdjust != nil {
+			SyncTimeWith(ctx, NTPServerList(ntpFromDHCP, cfg.Net.NTP), log, cfg.NTPAdjust)
+		} else {
+			SyncTime(ctx, NTPServerList(ntpFromDHCP, cfg.Net.NTP), log, cfg.NTPSet)
+		}
 	}
 	return st, nil
 }

@@ -26,6 +26,18 @@ var (
 // answers it retries with exponential backoff (2 s up to 5 min); after a
 // success it syncs again every hour. It stops when ctx is done.
 func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.Time) error) {
+	if set == nil {
+		set = setSystemClock
+	}
+	SyncTimeWith(ctx, servers, log, func(_ string, offset time.Duration) error {
+		return set(time.Now().Add(offset))
+	})
+}
+
+// SyncTimeWith is SyncTime handing each valid answer to adjust: the server
+// and its offset (server time minus ours), so the caller decides how to
+// correct the clock (internal/clock steps or slews) and records the source.
+func SyncTimeWith(ctx context.Context, servers []string, log Logger, adjust func(server string, offset time.Duration) error) {
 	if len(servers) == 0 {
 		servers = DefaultNTPServers
 	}
@@ -33,15 +45,12 @@ func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.T
 	if log == nil {
 		log = (&Config{}).logger()
 	}
-	if set == nil {
-		set = setSystemClock
-	}
 	timeout, retryMin, retryMax, resync := ntpQueryTimeout, ntpRetryMin, ntpRetryMax, ntpResync
 	crash.Go("ntp", func() {
 		wait := retryMin
 		failures := 0
 		for {
-			if err := syncOnce(servers, timeout, log, set); err != nil {
+			if err := syncOnce(servers, timeout, log, adjust); err != nil {
 				failures++
 				// Log the first failures and then only now and then, so that an
 				// offline node does not fill its log.
@@ -65,7 +74,7 @@ func SyncTime(ctx context.Context, servers []string, log Logger, set func(time.T
 
 // syncOnce asks the servers in turn and sets the clock from the first valid
 // answer.
-func syncOnce(servers []string, timeout time.Duration, log Logger, set func(time.Time) error) error {
+func syncOnce(servers []string, timeout time.Duration, log Logger, adjust func(string, time.Duration) error) error {
 	var errs []string
 	for _, srv := range servers {
 		resp, err := ntp.QueryWithOptions(srv, ntp.QueryOptions{Timeout: timeout})
@@ -76,8 +85,7 @@ func syncOnce(servers []string, timeout time.Duration, log Logger, set func(time
 			errs = append(errs, fmt.Sprintf("%s: %v", srv, err))
 			continue
 		}
-		now := time.Now().Add(resp.ClockOffset)
-		if err := set(now); err != nil {
+		if err := adjust(srv, resp.ClockOffset); err != nil {
 			return fmt.Errorf("setting the clock from %s: %w", srv, err)
 		}
 		log("ntp: clock set from %s (offset %v, rtt %v)", srv, resp.ClockOffset.Round(time.Millisecond), resp.RTT.Round(time.Millisecond))

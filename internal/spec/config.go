@@ -424,15 +424,11 @@ func (c *configChecker) network(v *jval, p jsonPath) Network {
 				return err
 			})
 		case "ntp":
-			n.NTP = c.stringList(m.val, kp, func(s string) error {
-				if _, err := parseIP(s); err == nil {
-					return nil
-				}
-				if checkHostname(s) != nil {
-					return fmt.Errorf("%q is neither a host name nor an IP address", s)
-				}
-				return nil
-			})
+			n.NTP = c.stringList(m.val, kp, checkNTPServer)
+			// An explicit empty list turns NTP off (a node on a network
+			// with no time service, or one whose clock is kept otherwise);
+			// an absent key means the defaults.
+			n.NTPOff = m.val.kind == kindArray && len(m.val.arr) == 0
 		}
 	}
 	// The gateway need not lie inside the address's prefix: some hosters

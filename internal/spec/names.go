@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -92,6 +93,30 @@ func checkHostname(h string) error {
 		if !hostnameLabelRE.MatchString(l) {
 			return fmt.Errorf("%q is not a valid host name: use letters, digits and hyphens (not at the start or end of a dot-separated part, each part 1-63 characters), e.g. \"myapp\"", h)
 		}
+	}
+	return nil
+}
+
+// checkNTPServer accepts a host name or IP address, optionally with a port
+// ("ntp.example.com", "10.0.0.1", "fd00::1", "10.0.0.1:1123"; an IPv6
+// address takes no port here).
+func checkNTPServer(s string) error {
+	if _, err := parseIP(s); err == nil {
+		return nil
+	}
+	if strings.Count(s, ":") > 1 {
+		return fmt.Errorf("%q is neither a host name nor an IP address: an IPv6 server takes no port here, give the address alone, e.g. \"fd00::1\"", s)
+	}
+	host := s
+	if h, port, ok := strings.Cut(s, ":"); ok {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+			return fmt.Errorf("%q: the port after the colon must be a number from 1 to 65535", s)
+		}
+		host = h
+	}
+	if checkHostname(host) != nil {
+		return fmt.Errorf("%q is neither a host name nor an IP address (optionally with :port), e.g. \"pool.ntp.org\" or \"10.0.0.1:123\"", s)
 	}
 	return nil
 }

@@ -86,8 +86,12 @@ type Network struct {
 	Address string   `json:"address,omitempty"` // CIDR, static only
 	Gateway string   `json:"gateway,omitempty"` // static only
 	DNS     []string `json:"dns,omitempty"`     // static: the resolvers; dhcp: extra/override
-	// NTP servers; empty means the defaults of internal/netconf.
+	// NTP servers (host, IP or host:port), asked after those DHCP
+	// announces; empty means the defaults of internal/netconf.
 	NTP []string `json:"ntp,omitempty"`
+	// NTPOff is set by "ntp": [] in nodeboot.json: no NTP at all (the
+	// clock is still restored from /data at boot, internal/clock).
+	NTPOff bool `json:"ntpOff,omitempty"`
 }
 
 // ReadRuntime reads the runtime configuration PID 1 boots with. Every
