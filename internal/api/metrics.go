@@ -74,7 +74,7 @@ var (
 type statusCollector struct{ s *Server }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures} {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures, descClockSynced, descClockOffset, descClockLastSync, descClockSaved} {
 		ch <- d
 	}
 }
@@ -114,4 +114,25 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	collectOS(ch, st.OS)
 	collectFollow(ch, st.Follow)
+	if c := st.Clock; c != nil {
+		synced := 0.0
+		if c.Synced {
+			synced = 1
+		}
+		gauge(descClockSynced, synced)
+		gauge(descClockOffset, c.OffsetSeconds)
+		if !c.LastSync.IsZero() {
+			gauge(descClockLastSync, float64(c.LastSync.Unix()))
+		}
+		if !c.Saved.IsZero() {
+			gauge(descClockSaved, float64(c.Saved.Unix()))
+		}
+	}
 }
+
+var (
+	descClockSynced   = prometheus.NewDesc("nodeboot_clock_synced", "1 once an NTP server answered this boot, else 0 (the clock then comes from the time saved on /data or the image's build time).", nil, nil)
+	descClockOffset   = prometheus.NewDesc("nodeboot_clock_offset_seconds", "The last NTP correction applied (server time minus node time).", nil, nil)
+	descClockLastSync = prometheus.NewDesc("nodeboot_clock_last_sync_timestamp_seconds", "Unix time of the last NTP answer applied.", nil, nil)
+	descClockSaved    = prometheus.NewDesc("nodeboot_clock_saved_timestamp_seconds", "Unix time last saved to /data, restored at the next boot when the clock is earlier.", nil, nil)
+)

@@ -281,6 +281,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 
 	runtimeCfg := proj.Runtime(NodePath)
 	runtimeCfg.NodeVersion = "v" + strings.TrimPrefix(rt.Version, "v")
+	// The clock's floor is SOURCE_DATE_EPOCH, not the build's wall clock,
+	// which would make every image different (internal/clock).
+	if t := mtime(); t.Unix() > 0 {
+		runtimeCfg.ClockFloor = t.Unix()
+	}
 	if len(closure.LibraryPath) > 0 {
 		for i := range runtimeCfg.Apps {
 			runtimeCfg.Apps[i].Env["LD_LIBRARY_PATH"] = strings.Join(closure.LibraryPath, ":")

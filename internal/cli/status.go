@@ -72,6 +72,7 @@ func printStatus(w io.Writer, s *client.Status) error {
 	}
 	printOS(w, s.OS)         // update.go
 	printFollow(w, s.Follow) // fleet.go
+	printClock(w, s.Clock)
 	if len(s.Apps) == 0 {
 		_, err := fmt.Fprintln(w, "\nno apps")
 		return err
@@ -166,4 +167,29 @@ func bytesIEC(n uint64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMGT"[i])
+}
+
+// printClock says whether the node's clock can be trusted (issue 16).
+func printClock(w io.Writer, c *contract.ClockStatus) {
+	if c == nil {
+		return
+	}
+	state := "not synced"
+	switch {
+	case c.Synced:
+		state = fmt.Sprintf("synced with %s (last %s, offset %s)", c.Source, c.LastSync.UTC().Format(time.RFC3339),
+			(time.Duration(c.OffsetSeconds * float64(time.Second))).Round(time.Millisecond))
+	case c.NTPOff:
+		state = "NTP off"
+	}
+	if !c.Synced && c.Source != "" {
+		state += ", set from the " + c.Source
+	}
+	fmt.Fprintf(w, "\nclock %s: %s\n", c.Now.UTC().Format(time.RFC3339), state)
+	if !c.Saved.IsZero() {
+		fmt.Fprintf(w, "  saved to /data at %s\n", c.Saved.UTC().Format(time.RFC3339))
+	}
+	if !c.Synced && !c.NTPOff && len(c.NTP) > 0 {
+		fmt.Fprintf(w, "  asking %s\n", strings.Join(c.NTP, ", "))
+	}
 }

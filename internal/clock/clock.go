@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/nodeboot/nodeboot/internal/contract"
 )
 
 // SavedPath is where the node keeps its last known time.
@@ -160,7 +162,7 @@ func (c *Clock) Restore() error {
 	c.state.Source = source
 	c.state.Restored = target.Sub(now)
 	c.mu.Unlock()
-	c.log("clock: set forward from %s to the %s %s", now.UTC().Format(time.RFC3339), source, target.Format(time.RFC3339))
+	c.log("%s%s to the %s %s", contract.ClockRestored, now.UTC().Format(time.RFC3339), source, target.Format(time.RFC3339))
 	return nil
 }
 
@@ -249,7 +251,7 @@ func (c *Clock) Adjust(server string, offset time.Duration) error {
 	c.state.LastSync = c.sys.Now()
 	c.mu.Unlock()
 	if first {
-		c.log("clock synced: %s (offset %v)", server, offset.Round(time.Millisecond))
+		c.log("%s%s (offset %v)", contract.ClockSynced, server, offset.Round(time.Millisecond))
 	}
 	c.syncOnce.Do(func() { close(c.synced) })
 	if err := c.Save(); err != nil {

@@ -16,6 +16,9 @@ type Status struct {
 	OS *OSStatus `json:"os,omitempty"`
 	// Follow is the followed tag (follow.go); nil when the node follows none.
 	Follow *FollowStatus `json:"follow,omitempty"`
+	// Clock is the wall clock's state (clock.go); nil from nodes that
+	// predate it.
+	Clock *ClockStatus `json:"clock,omitempty"`
 }
 
 // App returns the app named name, or nil.

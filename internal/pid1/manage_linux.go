@@ -192,7 +192,8 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	st.Node.Degraded = degradedReason()
 	st.Node.ConsoleDroppedLines = n.log.Dropped()
 	st.OS = osStatus()
-	st.Follow = followStatus() // follow_linux.go
+	st.Follow = followStatus()   // follow_linux.go
+	st.Clock = clockStatus(n.rt) // clock_linux.go
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -119,6 +119,9 @@ func run(log *boot.Logger) error {
 		dataTmpfs: func() error { return boot.Run(boot.OS{}, log.Printf, []boot.Mount{boot.DataTmpfs}) },
 	})
 	setDegraded(log, degraded)
+	// The clock is restored from /data now, before anything speaks TLS
+	// (clock_linux.go).
+	startClock(log, rt)
 	if err := boot.RemountRootReadOnly(); err != nil {
 		log.Printf("root stays writable: %v", err)
 	} else {
@@ -198,6 +201,7 @@ func run(log *boot.Logger) error {
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
+	saveClock(log)
 	boot.Halt(action, log.Printf, func() { log.Flush(5 * time.Second) })
 	return nil
 }
@@ -310,12 +314,19 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 		ResolvConf: "/run/resolv.conf",
 		Log:        log.Printf,
 		Timeout:    -1, // keep trying: a LAN's DHCP server may come up after the node
+		NoTimeSync: rt.Network.NTPOff,
+		NTPAdjust:  nodeClock.Adjust,
 	})
 	if err != nil {
 		log.Printf("network %s: %v", ifname, err)
 		return
 	}
 	log.Printf("%s: %s %s", contract.NetworkConfigured, ifname, strings.Join(st.Addrs(), " "))
+	if !rt.Network.NTPOff {
+		ntpServers.mu.Lock()
+		ntpServers.list = netconf.NTPServerList(st.NTPServers(), rt.Network.NTP)
+		ntpServers.mu.Unlock()
+	}
 	publishEvent("network", "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(st.Addrs(), " ")))
 }
 

@@ -41,6 +41,11 @@ type Runtime struct {
 	// Follow is the tag the node follows (nodeboot.json "follow"); nil:
 	// none.
 	Follow *FollowConfig `json:"follow,omitempty"`
+	// ClockFloor is the earliest time the node's clock may show (Unix
+	// seconds): the build's SOURCE_DATE_EPOCH, so that a node without a
+	// real-time clock never believes it is before its image was built
+	// (internal/clock; 0: the floor compiled into PID 1).
+	ClockFloor int64 `json:"clockFloor,omitempty"`
 }
 
 // RuntimeApp is one supervised service.
