@@ -22,7 +22,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the store's I/O-error tests; chromium for the status page's browser test;
 # busybox-static for the shell of apps with "shell": true; g++, make and
 # python3 for the compatibility suite's better-sqlite3, which npm compiles
-# (node-gyp) when no prebuilt binary can be fetched.
+# (node-gyp) when no prebuilt binary can be fetched; chrony as the NTP
+# server the clock test runs on the host (it never sets the host clock: -x).
 NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         qemu-utils:/usr/bin/qemu-img \
         qemu-system-arm:/usr/bin/qemu-system-aarch64 \
@@ -41,7 +42,8 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         busybox-static:/bin/busybox \
         g++:/usr/bin/g++ \
         make:/usr/bin/make \
-        python3:/usr/bin/python3
+        python3:/usr/bin/python3 \
+        chrony:/usr/sbin/chronyd
 
 .PHONY: all build init-binaries release npm demo test test-long fuzz deps kernel-deps check bench clean
 

@@ -78,6 +78,11 @@ type Config struct {
 	// the guest always gets the host's CPU. The e2e tests set "qemu64" to
 	// see how an app that needs a newer CPU fails.
 	CPU string
+	// RTCBase is QEMU's -rtc base= (e.g. "2001-01-01"): the time the
+	// guest's real-time clock starts from; empty means the host's UTC. The
+	// clock e2e test starts a guest far in the past, like a board without
+	// a battery-backed clock.
+	RTCBase string
 }
 
 // TCGCPU is the CPU model TCG emulates by default: every feature TCG can
@@ -242,6 +247,9 @@ func Args(cfg Config, accel, qmpPath string) []string {
 		"-serial", "stdio",
 		// Entropy from the host, so node's crypto never waits on an empty pool.
 		"-device", dev("rng"),
+	}
+	if cfg.RTCBase != "" {
+		args = append(args, "-rtc", "base="+cfg.RTCBase)
 	}
 	if cfg.Disk != "" {
 		format := cfg.DiskFormat
