@@ -47,6 +47,28 @@ func TestParseConfigGood(t *testing.T) {
 	}
 }
 
+// "ntp": [] turns NTP off; an absent key keeps the defaults; host:port is
+// kept as written.
+func TestParseConfigNTP(t *testing.T) {
+	for _, tc := range []struct {
+		json string
+		off  bool
+		ntp  []string
+	}{
+		{`{}`, false, nil},
+		{`{"network":{"ntp":[]}}`, true, nil},
+		{`{"network":{"ntp":["10.0.2.2:1123","ntp.lan","fd00::1"]}}`, false, []string{"10.0.2.2:1123", "ntp.lan", "fd00::1"}},
+	} {
+		c, err := ParseConfig([]byte(tc.json), "nodeboot.json")
+		if err != nil {
+			t.Fatalf("%s: %v", tc.json, err)
+		}
+		if c.Network.NTPOff != tc.off || len(c.Network.NTP) != len(tc.ntp) || (len(tc.ntp) > 0 && c.Network.NTP[0] != tc.ntp[0]) {
+			t.Errorf("%s: network %+v", tc.json, c.Network)
+		}
+	}
+}
+
 func TestParseConfigErrors(t *testing.T) {
 	tests := []struct {
 		name, json string
