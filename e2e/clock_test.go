@@ -20,6 +20,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/cli"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
+	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
@@ -96,7 +97,7 @@ type clockApp struct {
 	} `json:"events"`
 }
 
-// TestClock boots a disk image whose real-time clock starts in 2001 (QEMU
+// TestClock boots a disk image (directly, without firmware) whose real-time clock starts in 2001 (QEMU
 // -rtc base=2001-01-01, like a board without a battery): the node sets its
 // clock forward to the image's build time (SOURCE_DATE_EPOCH) before the
 // apps start; its NTP server (chrony on the host) is down at first, then
@@ -114,16 +115,16 @@ func TestClock(t *testing.T) {
 	ntpd := newChronyd(t)
 	root := repoRoot(t)
 	proj := t.TempDir()
-	copyDir(t, filepath.Join(root, "e2e", "testdata", "clock"), proj)
+	copyDir(t, filepath.Join(root, "e2e", "testdata", "timeapp"), proj)
 	server := fmt.Sprintf("10.0.2.2:%d", ntpd.port)
-	cfg := fmt.Sprintf(`{"hostname": "clock", "network": {"ntp": [%q]}, "apps": [{"path": "."}]}`, server)
+	cfg := fmt.Sprintf(`{"hostname": "timeapp", "network": {"ntp": [%q]}, "apps": [{"path": "."}]}`, server)
 	if err := os.WriteFile(filepath.Join(proj, "nodeboot.json"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// The floor: an hour ago, so the NTP answer is a visible step forward.
 	floor := time.Now().Add(-time.Hour).Truncate(time.Second).UTC()
 	t.Setenv("SOURCE_DATE_EPOCH", strconv.FormatInt(floor.Unix(), 10))
-	img := filepath.Join(t.TempDir(), "clock.img")
+	img := filepath.Join(t.TempDir(), "timeapp.img")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	var log strings.Builder
@@ -142,8 +143,19 @@ func TestClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A direct kernel boot (as `nodeboot run --boot direct`): the clock
+	// does not care about the firmware, and it saves two UEFI boots.
+	b, err := disk.ReadBoot(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel, err := b.WriteKernel(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	v, err := vm.Start(ctx, vm.Config{
 		Disk: img, Persist: true, Memory: "512M", RTCBase: "2001-01-01",
+		Kernel: kernel, Cmdline: b.Entry.Options,
 		Forwards: []vm.Forward{{Host: appPort, Guest: 8080}, {Host: apiPort, Guest: cli.APIPort}},
 		Console:  consoleLog(t),
 	})
@@ -152,7 +164,7 @@ func TestClock(t *testing.T) {
 	}
 	t.Cleanup(v.Kill)
 	m := &managed{v: v, appPort: appPort, apiPort: apiPort}
-	m.waitFor(t, "app clock listening on port 8080", 0)
+	m.waitFor(t, "app timeapp listening on port 8080", 0)
 	app := func() clockApp {
 		t.Helper()
 		var a clockApp
@@ -260,7 +272,7 @@ func TestClock(t *testing.T) {
 			t.Fatalf("reboot: %v\n%s", err, out)
 		}
 		m.waitFor(t, "init started", from)
-		m.waitFor(t, "app clock listening on port 8080", from)
+		m.waitFor(t, "app timeapp listening on port 8080", from)
 		con := v.Console()[from:]
 		i := strings.Index(con, contract.ClockRestored)
 		if i < 0 {
