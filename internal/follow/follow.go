@@ -200,6 +200,8 @@ type Follower struct {
 	// for its wave so that it is not fetched at every check.
 	pending       *Release
 	pendingDigest string
+	// wake cuts Run's wait short (Wake).
+	wake chan struct{}
 }
 
 // New returns a Follower; it loads (or draws and saves) the node's seed.
@@ -216,7 +218,7 @@ func New(cfg Config) *Follower {
 	if cfg.Log == nil {
 		cfg.Log = func(string, ...any) {}
 	}
-	f := &Follower{cfg: cfg}
+	f := &Follower{cfg: cfg, wake: make(chan struct{}, 1)}
 	f.st = Status{Ref: cfg.Ref, State: StateStarting}
 	f.saved = f.load()
 	f.st.Seed = f.saved.Seed
@@ -242,10 +244,37 @@ func (f *Follower) Run(ctx context.Context) {
 		f.mu.Lock()
 		f.st.NextCheck = f.cfg.Clock.Now().Add(wait)
 		f.mu.Unlock()
-		if f.cfg.Clock.Sleep(ctx, wait) != nil {
+		f.sleep(ctx, wait)
+		if ctx.Err() != nil {
 			return
 		}
 	}
+}
+
+// Wake makes Run check now rather than at the end of its wait: the owner
+// just gave the node pull credentials, and a registry that refused it has
+// pushed its next check up to a whole interval away.
+func (f *Follower) Wake() {
+	select {
+	case f.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// sleep waits d, or until ctx ends or Wake is called.
+func (f *Follower) sleep(ctx context.Context, d time.Duration) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-f.wake:
+			cancel()
+		case <-done:
+		}
+	}()
+	f.cfg.Clock.Sleep(sctx, d)
 }
 
 // jitter is the interval with up to Jitter added.

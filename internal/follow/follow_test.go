@@ -324,3 +324,48 @@ func TestRunWaitsWithJitter(t *testing.T) {
 		t.Errorf("next check %v not after the last %v", st.NextCheck, st.LastCheck)
 	}
 }
+
+// blockingClock's Sleep waits for its context alone, and says when it
+// starts waiting.
+type blockingClock struct {
+	*clock
+	waiting chan struct{}
+}
+
+func (c blockingClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.waiting <- struct{}{}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestWake: Wake ends Run's wait at once (the owner just gave the node
+// pull credentials); without it the wait would never end here.
+func TestWake(t *testing.T) {
+	w := newWorld(t, "web")
+	bc := blockingClock{clock: w.clock, waiting: make(chan struct{})}
+	w.f = New(Config{Ref: "registry.test/shop:stable", Interval: interval, Source: w.reg, Node: w.node, State: w.state, Clock: bc})
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() { w.f.Run(ctx); close(ended) }()
+	waitOn := func(what string) {
+		t.Helper()
+		select {
+		case <-bc.waiting:
+		case <-time.After(time.Minute):
+			t.Fatalf("the follower did not %s", what)
+		}
+	}
+	waitOn("wait after its first check")
+	w.reg.mu.Lock()
+	n := w.reg.resolves
+	w.reg.mu.Unlock()
+	w.f.Wake()
+	waitOn("check again after Wake")
+	w.reg.mu.Lock()
+	if w.reg.resolves != n+1 {
+		t.Errorf("resolves %d after Wake, want %d", w.reg.resolves, n+1)
+	}
+	w.reg.mu.Unlock()
+	cancel()
+	<-ended
+}

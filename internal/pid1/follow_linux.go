@@ -164,8 +164,8 @@ func followStatus() *contract.FollowStatus {
 
 // startFollowing reads the image's keys and starts the follower of
 // rt.Follow. The pull credentials are read from /data at each request
-// (ocisource.FileAuth), so `nodeboot registry login` takes effect at the
-// next check without a restart.
+// (ocisource.FileAuth), so `nodeboot registry login` takes effect without
+// a restart (and wakes the follower).
 func startFollowing(n *node, rt *spec.Runtime) {
 	src, err := ocisource.New(ocisource.Config{
 		Ref: rt.Follow.Ref, Insecure: rt.Follow.Insecure,
@@ -216,6 +216,11 @@ func (n *node) SetPullCredentials(ctx context.Context, c contract.RegistryCreden
 	}
 	// Never the credentials themselves, not even the user name.
 	n.log.Printf("follow: pull credentials for %s set (checked with the registry: %v)", reg, res.Checked)
+	if f := currentFollower(); f != nil {
+		// Check now: after the registry's refusals the next check may
+		// be a whole interval away.
+		f.Wake()
+	}
 	return res, nil
 }
 
