@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	ggrandom "github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/nodeboot/nodeboot/internal/bundle"
 	"github.com/nodeboot/nodeboot/internal/contract"
@@ -237,5 +240,34 @@ func TestFollowWithPullCredentials(t *testing.T) {
 	os.WriteFile(w.authFile, []byte(`{"password":"hunter2`), 0o400)
 	if _, err := ReadAuth(w.authFile); err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "registry login") {
 		t.Errorf("damaged credentials: %v", err)
+	}
+}
+
+// TestFollowAContainerImage: a tag that holds a plain container image
+// (someone pushed the wrong thing) is refused with what it is, nothing is
+// applied, and it stays refused until the tag moves to a release.
+func TestFollowAContainerImage(t *testing.T) {
+	w := newWorld(t, false)
+	img, err := ggrandom.Image(1024, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := name.ParseReference(w.reg.Host + "/shop:stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	st := w.check()
+	if st.State != follow.StateFailed || !strings.Contains(st.LastError, "container image") || st.Applied != "" || w.node.serves() != "" {
+		t.Fatalf("a container image under the tag: %+v, node serves %q", st, w.node.serves())
+	}
+	if again := w.check(); again.State != follow.StateFailed || again.LastError != st.LastError {
+		t.Errorf("second check: %+v", again)
+	}
+	v2 := w.publish("v2", key(1), nil)
+	if st := w.check(); st.Applied != v2 || w.node.serves() != "v2" || st.LastError != "" {
+		t.Fatalf("after a release replaced it: %+v, node serves %q", st, w.node.serves())
 	}
 }
