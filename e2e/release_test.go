@@ -17,7 +17,9 @@ import (
 // TestDeployFromRelease boots a disk image once and deploys to it from
 // releases, as an owner without a direct path from the source would: from
 // an oci: directory (a USB stick), from the real registry, and refuses a
-// release signed by another project's key, leaving the node as it was.
+// release signed by another project's key, leaving the node as it was;
+// last, `update NODE REF` sends it an OS update from the registry, which
+// the node verifies and arms.
 func TestDeployFromRelease(t *testing.T) {
 	requireQEMU(t)
 	if _, err := vm.FindFirmware(); err != nil {
@@ -86,6 +88,25 @@ func TestDeployFromRelease(t *testing.T) {
 	}
 	if got := m.serving(t); got != "v3" {
 		t.Fatalf("after the refused release the app answers %q, want v3", got)
+	}
+
+	// The OS update of a release: `update NODE REF` pulls it from the
+	// registry, checks it, and the node verifies and arms it. The trial
+	// and commit after that are TestUpdate's (a trial boot under TCG
+	// costs minutes this test does not need to spend again). It is the
+	// image the node runs (no second build): the node refuses that
+	// without --allow-downgrade, which says the stream reached it.
+	osRef := reg.Host + "/fleet/versioned:os"
+	if out, err := runCLI(ctx, "push", proj, osRef, "--os", "--image", img); err != nil {
+		t.Fatalf("push --os: %v\n%s", err, out)
+	}
+	out, err = nodeboot(ctx, proj, "update", m.node(), osRef, "--no-wait")
+	if err == nil || !strings.Contains(err.Error(), "not newer than the running image") {
+		t.Fatalf("the running image again, from the registry: %v\n%s", err, out)
+	}
+	out, err = nodeboot(ctx, proj, "update", m.node(), osRef, "--no-wait", "--allow-downgrade")
+	if err != nil || !strings.Contains(out, "accepted image") || !strings.Contains(out, "into slot B") {
+		t.Fatalf("update from the registry: %v\n%s", err, out)
 	}
 }
 
