@@ -26,9 +26,10 @@ import (
 // boot: the worker is ready and reads its secret set from the CLI, which
 // the web app cannot read and which appears in no log or status; the web
 // app finds the worker with service(); a lock delays a deploy until its
-// release, and a lock held past maxLockSeconds is overridden while
-// onShutdown finishes an in-flight request; a hung event loop is
-// restarted by the watchdog.
+// release (another app gets the deploy event, the handler's cause is
+// "deploy"), and a lock held past maxLockSeconds is overridden while
+// onShutdown finishes an in-flight request; the node running short of
+// memory is an event; a hung event loop is restarted by the watchdog.
 func TestJSAPI(t *testing.T) {
 	requireQEMU(t)
 	root := repoRoot(t)
@@ -155,6 +156,25 @@ func TestJSAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("memory pressure event", func(t *testing.T) {
+		// The web app fills the node's RAM from a child and answers with
+		// the first "memory" event it gets (internal/mempressure: the
+		// default kernel has neither PSI nor memory cgroups, so it is
+		// the node-wide MemAvailable check).
+		c := &http.Client{Timeout: 4 * time.Minute}
+		resp, err := c.Get(web + "/hog")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var ev struct{ Type, App, Message string }
+		if err := json.Unmarshal(b, &ev); err != nil || ev.Type != "memory" || ev.App != "" || !strings.HasPrefix(ev.Message, "node memory low: ") {
+			t.Fatalf("/hog answered %q (%v), want the node's memory event", b, err)
+		}
+		wait("node memory low: ")
+	})
+
 	deploy := func(version string) chan error {
 		os.WriteFile(filepath.Join(proj, "web", "version.txt"), []byte(version), 0o644)
 		done := make(chan error, 1)
@@ -197,6 +217,10 @@ func TestJSAPI(t *testing.T) {
 		if strings.Contains(v.Console(), `lock "e2e release" overridden`) {
 			t.Error("the released lock was overridden")
 		}
+		// The other app heard of it through events(), and web's
+		// onShutdown handler was told why it stopped.
+		waitFrom("worker: worker event deploy web: app web now runs version ", deployed)
+		waitFrom("web: web draining for deploy", deployed)
 	})
 
 	t.Run("an overridden lock and onShutdown", func(t *testing.T) {

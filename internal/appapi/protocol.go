@@ -134,17 +134,36 @@ type Push struct {
 
 // Event is one node event (events()).
 type Event struct {
-	Type    string `json:"type"` // deploy, update, network, clock, memory, lock-overridden
+	Type    string `json:"type"` // one of the Event constants
 	Time    string `json:"time"` // RFC 3339
 	App     string `json:"app,omitempty"`
 	Message string `json:"message"`
 }
 
+// Event types (Event.Type).
+const (
+	EventDeploy         = "deploy"  // a deploy or rollback of an app went through
+	EventUpdate         = "update"  // an OS update was staged, committed, or failed
+	EventNetwork        = "network" // the node's network came up
+	EventClock          = "clock"   // the clock was set from the network
+	EventMemory         = "memory"  // an app's cgroup, or the node, ran short of memory
+	EventLockOverridden = "lock-overridden"
+)
+
 // Shutdown tells an onShutdown handler that its app is about to get SIGTERM.
 type Shutdown struct {
-	Reason    string `json:"reason"`
+	Reason    string `json:"reason"` // one of the Cause constants
 	TimeoutMs int64  `json:"timeoutMs"`
 }
+
+// Why an app is stopped (Shutdown.Reason).
+const (
+	CauseDeploy   = "deploy"    // a deploy or rollback replaces the process
+	CauseUpdate   = "update"    // the node reboots for an OS update (its trial, or back from a failed one)
+	CauseRestart  = "restart"   // a restart through the management API
+	CauseReboot   = "reboot"    // the node reboots
+	CausePowerOff = "power-off" // the node powers off
+)
 
 // NamePattern is what secret and service names look like.
 var NamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)

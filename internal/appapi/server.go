@@ -78,6 +78,9 @@ type Server struct {
 	apps    map[string]*appState
 	byUID   map[uint32][]string
 	changed chan struct{} // closed and replaced when a lock changes
+	// nodeCause is why every app is about to stop (a reboot, a
+	// power-off, an OS update's reboot); "" while the node runs on.
+	nodeCause string
 }
 
 type appState struct {
@@ -85,7 +88,8 @@ type appState struct {
 	conns        map[*conn]struct{}
 	restarts     int
 	lastOverride string
-	watchdogHit  bool // the next stop is the watchdog's: no onShutdown
+	watchdogHit  bool     // the next stop is the watchdog's: no onShutdown
+	causes       []string // why the app is about to stop, newest last (Stopping)
 }
 
 // conn is one app connection. Fields below mu are guarded by Server.mu.
@@ -507,7 +511,7 @@ func (s *Server) WaitLocks(ctx context.Context, apps []string, what string) ([]L
 					a.lastOverride = fmt.Sprintf("%s: lock %q held since %s overridden after %s by %s", now.UTC().Format(time.RFC3339), l.Reason, l.Since.UTC().Format(time.RFC3339), a.cfg.MaxLock, what)
 					overridden = append(overridden, *l)
 					s.log("app %s: lock %q overridden after maxLockSeconds (%s): %s proceeds", name, l.Reason, a.cfg.MaxLock, what)
-					c.push(Push{Event: &Event{Type: "lock-overridden", Time: now.UTC().Format(time.RFC3339), App: name,
+					c.push(Push{Event: &Event{Type: EventLockOverridden, Time: now.UTC().Format(time.RFC3339), App: name,
 						Message: fmt.Sprintf("lock %q held longer than %s: %s proceeds", l.Reason, a.cfg.MaxLock, what)}})
 					continue
 				}
@@ -538,10 +542,60 @@ func (s *Server) WaitLocks(ctx context.Context, apps []string, what string) ([]L
 	}
 }
 
+// Stopping records that app is about to be stopped for cause (one of the
+// Cause constants), so that its onShutdown handlers get it; app "" is
+// every app (a reboot, a power-off, an OS update's reboot), and the first
+// node-wide cause stays: the power-off path that an update's reboot goes
+// through must not turn "update" into "reboot". The returned func forgets
+// an app's cause: a deploy that fails before it stops anything must not
+// leave "deploy" to the next restart. (A node-wide cause is never
+// forgotten: the node is going down.)
+func (s *Server) Stopping(app, cause string) (forget func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if app == "" {
+		if s.nodeCause == "" {
+			s.nodeCause = cause
+		}
+		return func() {}
+	}
+	a, ok := s.apps[app]
+	if !ok {
+		return func() {}
+	}
+	a.causes = append(a.causes, cause)
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i := len(a.causes) - 1; i >= 0; i-- {
+			if a.causes[i] == cause {
+				a.causes = append(a.causes[:i], a.causes[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+// causeLocked is why app a stops now: the node's going down first, then
+// what PID 1 recorded with Stopping, else the supervisor's own reason
+// ("restart" for a restart; "stop" only comes with the node's end).
+func (s *Server) causeLocked(a *appState, supervisor string) string {
+	switch {
+	case s.nodeCause != "":
+		return s.nodeCause
+	case len(a.causes) > 0:
+		return a.causes[len(a.causes)-1]
+	case supervisor == "restart":
+		return CauseRestart
+	}
+	return CausePowerOff
+}
+
 // BeforeStop runs app's onShutdown handlers: each connection that
-// registered one is told, and the stop waits until each says it is done,
-// closes, or its timeout passes. A stop the watchdog asked for skips them:
-// the app is hung.
+// registered one is told why (the cause recorded with Stopping, else what
+// the supervisor's reason, "stop" or "restart", implies), and the stop
+// waits until each says it is done, closes, or its timeout passes. A stop
+// the watchdog asked for skips them: the app is hung.
 func (s *Server) BeforeStop(app, reason string) {
 	s.mu.Lock()
 	a, ok := s.apps[app]
@@ -554,6 +608,7 @@ func (s *Server) BeforeStop(app, reason string) {
 		s.mu.Unlock()
 		return
 	}
+	reason = s.causeLocked(a, reason)
 	type wait struct {
 		ok      chan struct{}
 		done    chan struct{}

@@ -298,9 +298,9 @@ func TestShutdown(t *testing.T) {
 		t.Fatalf("onShutdown: %s %+v", m.Result, m.Error)
 	}
 	done := make(chan struct{})
-	go func() { srv.BeforeStop("web", "deploy"); close(done) }()
+	go func() { srv.BeforeStop("web", "restart"); close(done) }()
 	m := c.read()
-	if m.Shutdown == nil || m.Shutdown.Reason != "deploy" || m.Shutdown.TimeoutMs != 30000 {
+	if m.Shutdown == nil || m.Shutdown.Reason != CauseRestart || m.Shutdown.TimeoutMs != 30000 {
 		t.Fatalf("push: %+v", m)
 	}
 	select {
@@ -396,5 +396,48 @@ func TestEvents(t *testing.T) {
 	// The other connection got nothing: its next line is its answer.
 	if m := quiet.call("info", ""); m.Event != nil {
 		t.Errorf("unsubscribed got %+v", m.Event)
+	}
+}
+
+// TestShutdownCauses: a handler learns why its app stops — what PID 1
+// recorded with Stopping, a node-wide cause over an app's, the first
+// node-wide cause kept, and the supervisor's own reason otherwise.
+func TestShutdownCauses(t *testing.T) {
+	srv, _, path := testServer(t, 0)
+	c := dial(t, path)
+	c.call("onShutdown", `"timeoutMs":30000`)
+	stop := func(supervisor string) string {
+		t.Helper()
+		done := make(chan struct{})
+		go func() { srv.BeforeStop("web", supervisor); close(done) }()
+		m := c.read()
+		if m.Shutdown == nil {
+			t.Fatalf("push: %+v", m)
+		}
+		c.call("shutdownDone", "")
+		<-done
+		return m.Shutdown.Reason
+	}
+	if got := stop("restart"); got != CauseRestart {
+		t.Errorf("a plain restart: %q", got)
+	}
+	if got := stop("stop"); got != CausePowerOff {
+		t.Errorf("a plain stop: %q", got)
+	}
+	forget := srv.Stopping("web", CauseDeploy)
+	srv.Stopping("other", CauseRestart)
+	if got := stop("restart"); got != CauseDeploy {
+		t.Errorf("during a deploy: %q", got)
+	}
+	forget()
+	// A deploy that ended leaves nothing behind.
+	if got := stop("restart"); got != CauseRestart {
+		t.Errorf("after the deploy: %q", got)
+	}
+	srv.Stopping("web", CauseDeploy)
+	srv.Stopping("", CauseUpdate)
+	srv.Stopping("", CauseReboot)
+	if got := stop("stop"); got != CauseUpdate {
+		t.Errorf("an update's reboot during a deploy: %q", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -11,6 +12,8 @@ import (
 	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
+	"github.com/nodeboot/nodeboot/internal/mempressure"
+	"github.com/nodeboot/nodeboot/internal/sandbox"
 	"github.com/nodeboot/nodeboot/internal/secrets"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
@@ -64,7 +67,40 @@ func startAppAPI(log *boot.Logger, rt *spec.Runtime, n *node) *appAPI {
 		return a.srv.ReadySince(app, started)
 	}
 	publishEvent = a.publish
+	nodeStopping = func(cause string) { a.srv.Stopping("", cause) }
+	mw := &mempressure.Watcher{
+		Apps: func() map[string]string {
+			files := map[string]string{}
+			for _, ra := range rt.Apps {
+				files[ra.Name] = filepath.Join(sandbox.CgroupRoot, "apps", ra.Name, "memory.events")
+			}
+			return files
+		},
+		MemInfo: "/proc/meminfo",
+		Emit: func(app, msg string) {
+			log.Printf("%s", msg)
+			a.publish(appapi.EventMemory, app, msg)
+		},
+	}
+	goSafe("memory pressure", func() { mw.Run(context.Background(), memoryCheckEvery) })
 	return a
+}
+
+// memoryCheckEvery is how often PID 1 reads the apps' memory.events and
+// /proc/meminfo for memory pressure (internal/mempressure).
+const memoryCheckEvery = 2 * time.Second
+
+// nodeStopping records why every app is about to stop (appapi.Stopping),
+// for their onShutdown handlers; set once the app API runs.
+var nodeStopping = func(cause string) {}
+
+// stopping records that app is about to be stopped for cause (a deploy);
+// the returned func forgets it once the transaction is over.
+func (a *appAPI) stopping(app, cause string) func() {
+	if a == nil {
+		return func() {}
+	}
+	return a.srv.Stopping(app, cause)
 }
 
 // publishEvent sends a node event to the apps (events()); set once the

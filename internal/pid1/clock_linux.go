@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/clock"
 	"github.com/nodeboot/nodeboot/internal/contract"
@@ -59,7 +60,7 @@ var clockSyncedOnce sync.Once
 // must wait for real time can also wait on nodeClock.Synced().
 func clockSynced(st clock.State) {
 	clockSyncedOnce.Do(func() {
-		publishEvent("clock", "", fmt.Sprintf("clock synced with %s (offset %v)", st.Source, st.Offset.Round(time.Millisecond)))
+		publishEvent(appapi.EventClock, "", fmt.Sprintf("clock synced with %s (offset %v)", st.Source, st.Offset.Round(time.Millisecond)))
 	})
 }
 

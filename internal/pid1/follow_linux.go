@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 
 	"github.com/nodeboot/nodeboot/internal/api"
+	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/bundle"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/follow"
@@ -75,11 +76,14 @@ func (fn followNode) Deploy(ctx context.Context, app, digest string, body io.Rea
 		return err
 	}
 	fn.n.log.Printf("app %s: deploying version %s from the followed tag", app, short(digest))
+	forget := fn.n.appAPI.stopping(app, appapi.CauseDeploy)
 	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
+	forget()
 	if err != nil {
 		return err
 	}
 	fn.n.log.Printf("app %s: version %s runs (was %s)", app, short(res.Version), short(res.Previous))
+	publishEvent(appapi.EventDeploy, app, fmt.Sprintf("app %s now runs version %s (from the followed tag)", app, short(res.Version)))
 	return nil
 }
 

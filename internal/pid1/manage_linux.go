@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodeboot/nodeboot/internal/api"
+	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/bundle"
 	"github.com/nodeboot/nodeboot/internal/contract"
@@ -328,9 +329,11 @@ func (n *node) Deploy(ctx context.Context, app, digest string, size int64, body 
 		return api.DeployResult{}, err
 	}
 	n.log.Printf("app %s: receiving version %s (%d bytes)", app, short(digest), size)
+	forget := n.appAPI.stopping(app, appapi.CauseDeploy)
 	res, err := a.tx.Deploy(ctx, digest, body, bundle.Limits{})
+	forget()
 	if err == nil {
-		publishEvent("deploy", app, fmt.Sprintf("app %s now runs version %s", app, short(res.Version)))
+		publishEvent(appapi.EventDeploy, app, fmt.Sprintf("app %s now runs version %s", app, short(res.Version)))
 	}
 	return n.result(a, res, err)
 }
@@ -345,9 +348,11 @@ func (n *node) Rollback(ctx context.Context, app string) (api.DeployResult, erro
 	if err := n.appAPI.waitLocks(ctx, []string{app}, "rollback of "+app); err != nil {
 		return api.DeployResult{}, err
 	}
+	forget := n.appAPI.stopping(app, appapi.CauseDeploy)
 	res, err := a.tx.Rollback(ctx)
+	forget()
 	if err == nil {
-		publishEvent("deploy", app, fmt.Sprintf("app %s rolled back to version %s", app, short(res.Version)))
+		publishEvent(appapi.EventDeploy, app, fmt.Sprintf("app %s rolled back to version %s", app, short(res.Version)))
 	}
 	return n.result(a, res, err)
 }

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/applog"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
@@ -198,6 +199,12 @@ func run(log *boot.Logger) error {
 	// The apps' lock()s hold a reboot or power-off off, each at most its
 	// maxLockSeconds.
 	_ = n.appAPI.waitLocks(context.Background(), n.names(), action.String())
+	// An OS update's reboot recorded "update" already; that one stays.
+	if action == boot.Reboot {
+		nodeStopping(appapi.CauseReboot)
+	} else {
+		nodeStopping(appapi.CausePowerOff)
+	}
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
@@ -327,7 +334,7 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 		ntpServers.list = netconf.NTPServerList(st.NTPServers(), rt.Network.NTP)
 		ntpServers.mu.Unlock()
 	}
-	publishEvent("network", "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(st.Addrs(), " ")))
+	publishEvent(appapi.EventNetwork, "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(st.Addrs(), " ")))
 }
 
 // watchListening logs when an app's port accepts connections: the boot's

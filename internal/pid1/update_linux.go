@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/nodeboot/nodeboot/internal/api"
+	"github.com/nodeboot/nodeboot/internal/appapi"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/creds"
@@ -78,6 +80,9 @@ type powerRebooter struct {
 
 func (r powerRebooter) Reboot(reason string) error {
 	r.log.Printf("rebooting: %s", reason)
+	// Only the updater reboots this way: the apps' onShutdown handlers
+	// learn that it is for an OS update.
+	nodeStopping(appapi.CauseUpdate)
 	select {
 	case r.power <- boot.Reboot:
 	default: // a power action is already on its way
@@ -265,11 +270,13 @@ func (g gateTrial) Commit() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	publishEvent(appapi.EventUpdate, "", fmt.Sprintf("OS update committed: %s (was %s)", o.Image, o.From))
 	return fmt.Sprintf("%s%s (was %s)", contract.UpdateCommitted, o.Image, o.From), nil
 }
 
 func (g gateTrial) Fail(reason string) error {
 	g.log.Printf("%s%s", contract.UpdateFailed, reason)
+	publishEvent(appapi.EventUpdate, "", "OS update failed, the node reboots into the previous image: "+reason)
 	return g.u.Fail(reason)
 }
 
@@ -318,7 +325,18 @@ func osStatus() *contract.OSStatus {
 // OSUpdater implements api.UpdateNode.
 func (n *node) OSUpdater() api.OSUpdater {
 	if u := currentUpdater(); u != nil {
-		return u
+		return eventUpdater{u}
 	}
 	return nil
+}
+
+// eventUpdater tells the apps (events()) when an OS update is staged.
+type eventUpdater struct{ *update.Updater }
+
+func (e eventUpdater) Install(ctx context.Context, r io.Reader, o update.InstallOptions) (*update.Armed, error) {
+	a, err := e.Updater.Install(ctx, r, o)
+	if err == nil {
+		publishEvent(appapi.EventUpdate, "", fmt.Sprintf("OS update staged: %s in slot %s (was %s); the node reboots into it", a.Image, strings.ToUpper(a.Slot), a.From))
+	}
+	return a, err
 }

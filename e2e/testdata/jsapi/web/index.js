@@ -1,6 +1,7 @@
 // The e2e test's web app: require('nodeboot') from the image, no install.
 const http = require('node:http');
 const fs = require('node:fs');
+const { spawn } = require('node:child_process');
 const nodeboot = require('nodeboot');
 
 let held = null;
@@ -39,6 +40,32 @@ const server = http.createServer(async (req, res) => {
         // An in-flight request the deploy must not cut off.
         await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms'))));
         return reply(200, 'slow answer complete');
+      case '/hog': {
+        // Node-wide memory pressure, made by a child that fills the RAM
+        // until less than 8 % is available (node's freemem is
+        // MemAvailable) and holds it until PID 1 says so in an event;
+        // the child's exit gives the memory back at once.
+        const it = nodeboot.events()[Symbol.asyncIterator]();
+        const child = spawn(process.execPath, ['-e', `
+          const os = require('node:os');
+          const held = [];
+          while (os.freemem() > os.totalmem() * 0.08) held.push(Buffer.alloc(16 << 20, 1));
+          console.log('holding ' + held.length * 16 + ' MiB');
+          setInterval(() => {}, 1000);
+        `], { stdio: ['ignore', 'inherit', 'inherit'] });
+        const timeout = setTimeout(() => it.return(), 120000);
+        try {
+          for (;;) {
+            const { value, done } = await it.next();
+            if (done) return reply(200, 'no memory event');
+            if (value.type === 'memory') return reply(200, value);
+          }
+        } finally {
+          clearTimeout(timeout);
+          child.kill('SIGKILL');
+          it.return();
+        }
+      }
       case '/hang':
         reply(200, 'hanging');
         setTimeout(() => { for (;;) {} }, 100);

@@ -17,5 +17,8 @@ const nodeboot = require('nodeboot');
       await new Promise((r) => setTimeout(r, 500));
     }
   }
-  setInterval(() => {}, 60000);
+  // Every node event, on the console (the test looks for the deploy).
+  for await (const ev of nodeboot.events()) {
+    console.log('worker event ' + ev.type + ' ' + (ev.app || '-') + ': ' + ev.message);
+  }
 })().catch((e) => { console.log('worker failed: ' + e.message); process.exit(1); });
