@@ -60,7 +60,15 @@ func TestModule(t *testing.T) {
 		json.NewEncoder(w).Encode(srv.Status("web"))
 	})
 	mux.HandleFunc("POST /beforeStop", func(w http.ResponseWriter, r *http.Request) {
-		srv.BeforeStop("web", "deploy")
+		// PID 1 records why before it stops an app (a deploy, unless
+		// the test names another cause).
+		cause := r.URL.Query().Get("cause")
+		if cause == "" {
+			cause = appapi.CauseDeploy
+		}
+		forget := srv.Stopping("web", cause)
+		srv.BeforeStop("web", "restart")
+		forget()
 		fmt.Fprint(w, "done")
 	})
 	mux.HandleFunc("POST /waitLocks", func(w http.ResponseWriter, r *http.Request) {

@@ -302,7 +302,8 @@ func TestStatusJSON(t *testing.T) {
 	}
 	want := `{"node":{"hostname":"hello","uptimeSeconds":12.3,"bootId":"b0","kernel":"7.1.2","nodeVersion":"v20.20.2","imageVersion":"sha256:abc","bootSeconds":7.9,` +
 		`"memory":{"totalBytes":536870912,"availableBytes":314572800},"data":{"totalBytes":1073741824,"freeBytes":536870912,"persistent":true},"addresses":["10.0.2.15/24"],"cpuSecondsTotal":3.2,"degraded":"/data: read-only file system","consoleDroppedLines":7},` +
-		`"apps":[{"name":"hello","state":"running","pid":312,"restarts":1,"lastExit":"","startedAt":"2026-12-01T10:00:00Z","port":8080,"version":"image","previousVersion":""},` +
+		`"apps":[{"name":"hello","state":"running","pid":312,"restarts":1,"lastExit":"","startedAt":"2026-12-01T10:00:00Z","port":8080,"version":"image","previousVersion":"",` +
+		`"health":"ready","ready":true,"watchdogMs":5000,"watchdogRestarts":2,"locks":[{"reason":"migrating","since":"2026-12-01T10:01:00Z"},{"reason":"stuck","since":"2026-12-01T09:00:00Z","overridden":true}]},` +
 		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}],` +
 		`"follow":{"ref":"127.0.0.1:5000/shop:stable","state":"registry unreachable","lastCheck":"2026-12-01T10:05:00Z","target":"sha256:` + strings.Repeat("b", 64) + `",` +
 		`"applied":"sha256:` + strings.Repeat("a", 64) + `","version":"v2","lastError":"resolving 127.0.0.1:5000/shop:stable: connection refused","failures":3,"seed":0}}`
@@ -759,6 +760,12 @@ func TestMetrics(t *testing.T) {
 		{"nodeboot_app_up", map[string]string{"app": "hello"}, 1},
 		{"nodeboot_app_up", map[string]string{"app": "worker"}, 0},
 		{"nodeboot_app_restarts_total", map[string]string{"app": "worker"}, 4},
+		{"nodeboot_app_ready", map[string]string{"app": "hello"}, 1},
+		{"nodeboot_app_ready", map[string]string{"app": "worker"}, 0},
+		{"nodeboot_app_watchdog_restarts_total", map[string]string{"app": "hello"}, 2},
+		{"nodeboot_app_locks", map[string]string{"app": "hello"}, 2},
+		{"nodeboot_app_locks_overridden", map[string]string{"app": "hello"}, 1},
+		{"nodeboot_app_locks", map[string]string{"app": "worker"}, 0},
 		{"nodeboot_deploys_total", map[string]string{"app": "hello", "result": "ok"}, 1},
 		{"nodeboot_deploys_total", map[string]string{"app": "hello", "result": "rejected"}, 1},
 		{"nodeboot_deploys_total", map[string]string{"app": "hello", "result": "unhealthy"}, 1},

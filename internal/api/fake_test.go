@@ -52,7 +52,9 @@ func newFake() *fakeNode {
 				ConsoleDroppedLines: 7,
 			},
 			Apps: []AppStatus{
-				{Name: "hello", State: "running", PID: 312, Restarts: 1, StartedAt: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), Port: 8080, Version: "image"},
+				{Name: "hello", State: "running", PID: 312, Restarts: 1, StartedAt: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC), Port: 8080, Version: "image",
+					Health: "ready", Ready: true, WatchdogMs: 5000, WatchdogRestarts: 2,
+					Locks: []contract.AppLock{{Reason: "migrating", Since: time.Date(2026, 12, 1, 10, 1, 0, 0, time.UTC)}, {Reason: "stuck", Since: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC), Overridden: true}}},
 				{Name: "worker", State: "backoff", Restarts: 4, LastExit: "exit status 1", Version: "image"},
 			},
 			Follow: &contract.FollowStatus{

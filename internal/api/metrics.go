@@ -65,6 +65,10 @@ var (
 	descCPU       = prometheus.NewDesc("nodeboot_cpu_seconds_total", "CPU time spent outside idle and iowait since boot, all CPUs.", nil, nil)
 	descAppUp     = prometheus.NewDesc("nodeboot_app_up", "1 while the app's process is running, else 0.", []string{"app"}, nil)
 	descRestarts  = prometheus.NewDesc("nodeboot_app_restarts_total", "Times the app's process was restarted since boot.", []string{"app"}, nil)
+	descAppReady  = prometheus.NewDesc("nodeboot_app_ready", "1 while the app's process has called ready() (require('nodeboot')), else 0.", []string{"app"}, nil)
+	descWatchdog  = prometheus.NewDesc("nodeboot_app_watchdog_restarts_total", "Times the app was restarted since boot because its watchdog() keep-alives stopped.", []string{"app"}, nil)
+	descAppLocks  = prometheus.NewDesc("nodeboot_app_locks", "lock()s the app holds now, overridden ones included.", []string{"app"}, nil)
+	descOverride  = prometheus.NewDesc("nodeboot_app_locks_overridden", "lock()s the app holds now that outlived its maxLockSeconds and were overridden.", []string{"app"}, nil)
 	descDegraded  = prometheus.NewDesc("nodeboot_degraded", "1 while the node runs degraded (status says why), else 0.", nil, nil)
 	descDropped   = prometheus.NewDesc("nodeboot_console_dropped_lines_total", "Lines the console dropped since boot because output came faster than it could write.", nil, nil)
 )
@@ -74,7 +78,7 @@ var (
 type statusCollector struct{ s *Server }
 
 func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures, descClockSynced, descClockOffset, descClockLastSync, descClockSaved} {
+	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descAppReady, descWatchdog, descAppLocks, descOverride, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures, descClockSynced, descClockOffset, descClockLastSync, descClockSaved} {
 		ch <- d
 	}
 }
@@ -111,6 +115,19 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descAppUp, up, a.Name)
 		ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(a.Restarts), a.Name)
+		ready, overridden := 0.0, 0.0
+		if a.Ready {
+			ready = 1
+		}
+		for _, l := range a.Locks {
+			if l.Overridden {
+				overridden++
+			}
+		}
+		gauge(descAppReady, ready, a.Name)
+		ch <- prometheus.MustNewConstMetric(descWatchdog, prometheus.CounterValue, float64(a.WatchdogRestarts), a.Name)
+		gauge(descAppLocks, float64(len(a.Locks)), a.Name)
+		gauge(descOverride, overridden, a.Name)
 	}
 	collectOS(ch, st.OS)
 	collectFollow(ch, st.Follow)

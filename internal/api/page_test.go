@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,7 +54,14 @@ func TestStatusPageInChromium(t *testing.T) {
 			}
 		}
 	}()
-	if err := apitest.CheckPage(ctx, h.base+"/", h.owner.Token, "hello", live); err != nil {
+	st, err := apitest.CheckPageState(ctx, h.base+"/", h.owner.Token, "hello", live)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// What hello told its node through require('nodeboot') (fakeNode).
+	for _, want := range []string{"ready", "watchdog every 5 s", "2 watchdog restart(s)", "lock: migrating (since 2026-12-01T10:01:00Z)", "lock OVERRIDDEN: stuck"} {
+		if !strings.Contains(st.AppAPI, want) {
+			t.Errorf("the page's readiness, watchdog and locks of hello: %q, want %q in it", st.AppAPI, want)
+		}
 	}
 }

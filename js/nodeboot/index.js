@@ -38,6 +38,7 @@ class Connection {
     this.buf = '';
     this.closed = null; // the error that ended it
     this.onPush = null;
+    this.held = false; // an events() iteration holds the event loop
     this.sock = net.createConnection(path);
     this.sock.setEncoding('utf8');
     this.sock.unref(); // never keeps the app alive by itself
@@ -83,9 +84,10 @@ class Connection {
     if (this.onClose) this.onClose(err);
   }
 
-  // The socket holds the event loop only while an answer is awaited.
+  // The socket holds the event loop only while an answer is awaited, or
+  // while an events() iteration runs.
   _refs() {
-    if (this.pending.size > 0) this.sock.ref();
+    if (this.pending.size > 0 || this.held) this.sock.ref();
     else this.sock.unref();
   }
 
@@ -232,8 +234,10 @@ function events() {
         while (waiting.length) waiting.shift().reject(err);
       };
       const subscribed = c.call('events');
-      // Iterating keeps the process alive, as a server would.
-      c.sock.ref();
+      // Iterating keeps the process alive, as a server would (past the
+      // subscription's answer, which would otherwise let go of it).
+      c.held = true;
+      c._refs();
       return {
         async next() {
           await subscribed;
@@ -242,6 +246,7 @@ function events() {
           return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
         },
         async return() {
+          c.held = false;
           c.close();
           c.sock.unref();
           return { value: undefined, done: true };

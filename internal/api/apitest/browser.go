@@ -39,6 +39,7 @@ func FindChromium() (string, error) {
 // PageState is what the status page showed.
 type PageState struct {
 	AppState string // the .state cell of the app's row
+	AppAPI   string // the .app-api cell: readiness, watchdog, locks
 	LogApp   string // whose log the page follows
 	Logs     string // the #logs text
 }
@@ -52,6 +53,11 @@ type PageState struct {
 func CheckPage(ctx context.Context, url, token, wantApp, wantLogLine string) error {
 	_, err := checkPage(ctx, url, token, wantApp, wantLogLine)
 	return err
+}
+
+// CheckPageState is CheckPage returning what the page showed of wantApp.
+func CheckPageState(ctx context.Context, url, token, wantApp, wantLogLine string) (PageState, error) {
+	return checkPage(ctx, url, token, wantApp, wantLogLine)
 }
 
 func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (PageState, error) {
@@ -133,9 +139,10 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 	query := fmt.Sprintf(`(() => {
 		const row = document.querySelector('#apps tr[data-app=%[1]q]');
 		const state = row ? row.querySelector('.state').textContent : "";
+		const api = row ? row.querySelector('.app-api').textContent : "";
 		const logApp = document.getElementById('logs-app').textContent;
 		if (row && logApp !== %[1]q) row.querySelector('button.show-logs').click();
-		return {appState: state, logApp: logApp, logs: document.getElementById('logs').textContent};
+		return {appState: state, appAPI: api, logApp: logApp, logs: document.getElementById('logs').textContent};
 	})()`, wantApp)
 	for {
 		got, err := chromedp.Run(bctx, chromedp.Evaluate[shown](query))
@@ -143,7 +150,7 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 			return fail(fmt.Errorf("reading the page: %w", err))
 		}
 		mu.Lock()
-		st = PageState{AppState: got.AppState, LogApp: got.LogApp, Logs: got.Logs}
+		st = PageState{AppState: got.AppState, AppAPI: got.AppAPI, LogApp: got.LogApp, Logs: got.Logs}
 		mu.Unlock()
 		if st.AppState == "running" && st.LogApp == wantApp && strings.Contains(st.Logs, wantLogLine) {
 			break
@@ -186,6 +193,7 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 // shown is what the page's query returns.
 type shown struct {
 	AppState string `json:"appState"`
+	AppAPI   string `json:"appAPI"`
 	LogApp   string `json:"logApp"`
 	Logs     string `json:"logs"`
 }

@@ -78,6 +78,21 @@ function renderNode(n, os, follow) {
   }
 }
 
+// appAPI says what the app told its node through require('nodeboot'):
+// readiness, its watchdog and the restarts it caused, the locks it holds.
+function appAPI(a) {
+  const parts = [];
+  if (a.ready) parts.push("ready");
+  else if (a.health === "ready") parts.push("not ready");
+  if (a.watchdogMs) parts.push("watchdog every " + a.watchdogMs / 1000 + " s");
+  if (a.watchdogRestarts) parts.push(a.watchdogRestarts + " watchdog restart(s)");
+  for (const l of a.locks || []) {
+    parts.push((l.overridden ? "lock OVERRIDDEN: " : "lock: ") + l.reason + " (since " + l.since + ")");
+  }
+  if (a.lastLockOverride) parts.push("last override: " + a.lastLockOverride);
+  return parts.join("; ");
+}
+
 function renderApps(apps) {
   appsBody.replaceChildren();
   for (const a of apps) {
@@ -92,6 +107,7 @@ function renderApps(apps) {
     cell(tr, a.port ? String(a.port) : "", "port");
     cell(tr, a.startedAt, "started");
     cell(tr, a.lastExit, "last-exit");
+    cell(tr, appAPI(a), "app-api");
     const td = cell(tr, "");
     const b = document.createElement("button");
     b.type = "button";

@@ -92,3 +92,31 @@ test('events', async () => {
   assert.strictEqual(value.type, 'deploy');
   await it.return();
 });
+
+test('an events() iteration keeps the process alive until an event comes', async () => {
+  const { spawn } = require('node:child_process');
+  // Nothing else holds this child's event loop: it ends when the
+  // iteration lets go, printing nothing, or prints the event it waited for.
+  const child = spawn(process.execPath, ['-e', `
+    const it = require(${JSON.stringify(require.resolve('..'))}).events()[Symbol.asyncIterator]();
+    it.next().then((r) => { console.log('got ' + r.value.type); return it.return(); });
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (c) => { out += c; });
+  const exited = new Promise((r) => child.on('exit', r));
+  let done = false;
+  exited.then(() => { done = true; });
+  while (!done) {
+    await control('/publish');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.strictEqual(await exited, 0);
+  assert.strictEqual(out.trim(), 'got deploy');
+});
+
+test('onShutdown handlers get the cause', async () => {
+  const got = [];
+  await nodeboot.onShutdown((reason) => { got.push(reason); });
+  await control('/beforeStop?cause=update');
+  assert.ok(got.includes('update'), 'causes seen: ' + got.join(', '));
+});
