@@ -156,6 +156,13 @@ func TestJSAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("bad requests on the socket", func(t *testing.T) {
+		want := "bad_request bad_request bad_request too_large then info of web"
+		if got := get(t, web+"/garbage"); got != want {
+			t.Errorf("garbage on the app's socket: %q, want %q", got, want)
+		}
+	})
+
 	t.Run("memory pressure event", func(t *testing.T) {
 		// The web app fills the node's RAM from a child and answers with
 		// the first "memory" event it gets (internal/mempressure: the

@@ -37,14 +37,25 @@ export interface Service {
   ready: boolean;
 }
 
+/**
+ * What happened: a deploy or rollback of an app; an OS update staged,
+ * committed or failed; the network came up; the clock was set from the
+ * network; an app's cgroup or the node ran short of memory; this app's
+ * lock() was overridden.
+ */
+export type EventType = 'deploy' | 'update' | 'network' | 'clock' | 'memory' | 'lock-overridden';
+
 export interface NodeEvent {
-  /** deploy, update, network, lock-overridden, ... */
-  type: string;
+  type: EventType;
   /** RFC 3339 */
   time: string;
+  /** The app it is about (deploy, memory, lock-overridden); absent for the node. */
   app?: string;
   message: string;
 }
+
+/** Why the app is being stopped, as onShutdown handlers get it. */
+export type ShutdownCause = 'deploy' | 'update' | 'restart' | 'reboot' | 'power-off';
 
 export interface Lock {
   /** The app's maxLockSeconds: the longest this lock holds anything off. */
@@ -61,7 +72,7 @@ export declare function isNode(): boolean;
 export declare function info(): Promise<Info>;
 export declare function ready(): Promise<void>;
 export declare function watchdog(intervalMs: number): Promise<Watchdog>;
-export declare function onShutdown(fn: (reason: string) => unknown, opts?: { timeoutMs?: number }): Promise<void>;
+export declare function onShutdown(fn: (cause: ShutdownCause) => unknown, opts?: { timeoutMs?: number }): Promise<void>;
 export declare function lock(reason: string): Promise<Lock>;
 export declare function services(): Promise<Service[]>;
 export declare function service(name: string): Promise<Service>;

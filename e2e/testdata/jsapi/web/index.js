@@ -40,6 +40,22 @@ const server = http.createServer(async (req, res) => {
         // An in-flight request the deploy must not cut off.
         await new Promise((r) => setTimeout(r, Number(url.searchParams.get('ms'))));
         return reply(200, 'slow answer complete');
+      case '/garbage': {
+        // Malformed and oversized requests straight on the socket: each
+        // answered with an error, and the node's API goes on serving.
+        const net = require('node:net');
+        const answers = await new Promise((resolve, reject) => {
+          const sock = net.createConnection(process.env.NODEBOOT_SOCKET);
+          let buf = '';
+          sock.setEncoding('utf8');
+          sock.on('data', (c) => { buf += c; });
+          sock.on('error', reject);
+          sock.on('close', () => resolve(buf.trim().split('\n').map((l) => JSON.parse(l).error.code)));
+          sock.write('not json\n{"id":1,"op":"format-disk"}\n{"id":2,"op":"secret","name":"../x"}\n' + 'x'.repeat(20000) + '\n');
+        });
+        const again = await nodeboot.info();
+        return reply(200, answers.join(' ') + ' then info of ' + again.app.name);
+      }
       case '/hog': {
         // Node-wide memory pressure, made by a child that fills the RAM
         // until less than 8 % is available (node's freemem is
