@@ -215,7 +215,7 @@ function secret(name) {
   return call('secret', { name }).then((r) => r.value);
 }
 
-/** Node events (deploy, update, network, lock-overridden, ...) as an async iterator. */
+/** Node events (deploy, update, network, clock, memory, lock-overridden) as an async iterator; iterating keeps the process alive. */
 function events() {
   return {
     [Symbol.asyncIterator]() {
