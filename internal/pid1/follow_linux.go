@@ -182,6 +182,10 @@ func startFollowing(n *node, rt *spec.Runtime) {
 	startFollow(n, rt, src)
 }
 
+// The API's PUT and DELETE /v1/follow/auth answer 501 for a node that is
+// not one; this one must be.
+var _ api.FollowAuthNode = (*node)(nil)
+
 // pullCheckTimeout bounds the registry round trip of a login: the owner
 // waits for it.
 const pullCheckTimeout = 30 * time.Second
