@@ -306,7 +306,8 @@ func TestStatusJSON(t *testing.T) {
 		`"health":"ready","ready":true,"watchdogMs":5000,"watchdogRestarts":2,"locks":[{"reason":"migrating","since":"2026-12-01T10:01:00Z"},{"reason":"stuck","since":"2026-12-01T09:00:00Z","overridden":true}]},` +
 		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}],` +
 		`"follow":{"ref":"127.0.0.1:5000/shop:stable","state":"registry unreachable","lastCheck":"2026-12-01T10:05:00Z","target":"sha256:` + strings.Repeat("b", 64) + `",` +
-		`"applied":"sha256:` + strings.Repeat("a", 64) + `","version":"v2","lastError":"resolving 127.0.0.1:5000/shop:stable: connection refused","failures":3,"seed":0}}`
+		`"applied":"sha256:` + strings.Repeat("a", 64) + `","version":"v2","lastError":"resolving 127.0.0.1:5000/shop:stable: connection refused","failures":3,"seed":0},` +
+		`"clock":{"now":"2026-12-01T10:06:00Z","synced":true,"source":"10.0.2.2","offsetSeconds":-0.25,"lastSync":"2026-12-01T10:05:30Z","saved":"2026-12-01T10:05:30Z"}}`
 	var got, exp any
 	if err := json.Unmarshal([]byte(a.body), &got); err != nil {
 		t.Fatal(err)
@@ -774,6 +775,10 @@ func TestMetrics(t *testing.T) {
 		{"nodeboot_follow_last_check_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 0, 0, time.UTC).Unix())},
 		{"nodeboot_follow_behind", nil, 1},
 		{"nodeboot_follow_registry_failures", nil, 3},
+		{"nodeboot_clock_synced", nil, 1},
+		{"nodeboot_clock_offset_seconds", nil, -0.25},
+		{"nodeboot_clock_last_sync_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC).Unix())},
+		{"nodeboot_clock_saved_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC).Unix())},
 	} {
 		got, ok := value(tc.name, tc.labels)
 		if !ok || got != tc.want {

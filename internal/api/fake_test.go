@@ -63,6 +63,10 @@ func newFake() *fakeNode {
 				Target:    "sha256:" + strings.Repeat("b", 64), Applied: "sha256:" + strings.Repeat("a", 64), Version: "v2",
 				LastError: "resolving 127.0.0.1:5000/shop:stable: connection refused", Failures: 3,
 			},
+			Clock: &contract.ClockStatus{
+				Now: time.Date(2026, 12, 1, 10, 6, 0, 0, time.UTC), Synced: true, Source: "10.0.2.2", OffsetSeconds: -0.25,
+				LastSync: time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC), Saved: time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC),
+			},
 		},
 		lines: map[string][]string{
 			"hello":  {"hello starting", "listening on 8080", "GET /"},

@@ -233,3 +233,35 @@ func TestSyncTime(t *testing.T) {
 	}
 	cancel()
 }
+
+// SyncTimeWith hands the caller the server that answered and its offset,
+// for internal/clock to step or slew and to report as the source.
+func TestSyncTimeWith(t *testing.T) {
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go serveNTP(conn, -2*time.Hour, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type answer struct {
+		server string
+		offset time.Duration
+	}
+	got := make(chan answer, 1)
+	SyncTimeWith(ctx, []string{conn.LocalAddr().String()}, func(string, ...any) {}, func(server string, offset time.Duration) error {
+		select {
+		case got <- answer{server, offset}:
+		default:
+		}
+		return nil
+	})
+	a := <-got
+	if a.server != conn.LocalAddr().String() {
+		t.Errorf("server %q, want %q", a.server, conn.LocalAddr())
+	}
+	if d := a.offset + 2*time.Hour; d < -5*time.Second || d > 5*time.Second {
+		t.Errorf("offset %v, want about -2h", a.offset)
+	}
+}

@@ -169,7 +169,10 @@ func followStatus() *contract.FollowStatus {
 // startFollowing reads the image's keys and starts the follower of
 // rt.Follow. The pull credentials are read from /data at each request
 // (ocisource.FileAuth), so `nodeboot registry login` takes effect without
-// a restart (and wakes the follower).
+// a restart (and wakes the follower). It is called after startClock (run,
+// in pid1_linux.go), so the registry's TLS certificates are checked against
+// a clock already restored from /data or the image's floor, never 1970; it
+// does not wait for NTP, which may never answer (issue 16).
 func startFollowing(n *node, rt *spec.Runtime) {
 	src, err := ocisource.New(ocisource.Config{
 		Ref: rt.Follow.Ref, Insecure: rt.Follow.Insecure,
