@@ -216,15 +216,25 @@ func (c *Clock) Run(ctx context.Context, every time.Duration) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		if err := c.Save(); err != nil {
-			c.log("clock: %v", err)
+	// A /data that cannot be written (a degraded node) fails every save
+	// the same way: say so once, and again only when the error changes.
+	last := ""
+	save := func() {
+		err := c.Save()
+		msg := ""
+		if err != nil {
+			msg = err.Error()
 		}
+		if msg != "" && msg != last {
+			c.log("clock: %s", msg)
+		}
+		last = msg
+	}
+	for {
+		save()
 		select {
 		case <-ctx.Done():
-			if err := c.Save(); err != nil {
-				c.log("clock: %v", err)
-			}
+			save()
 			return
 		case <-t.C:
 		}

@@ -244,3 +244,20 @@ func TestRunSavesAtStop(t *testing.T) {
 		t.Fatalf("after stop saved %q (%v), want %v", b, err, later.Add(time.Hour))
 	}
 }
+
+// A /data that cannot be written fails every save alike: logged once.
+func TestRunLogsARepeatedFailureOnce(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "nodeboot")
+	if err := os.WriteFile(blocker, nil, 0o644); err != nil { // a file where the dir should be
+		t.Fatal(err)
+	}
+	l := &logBuf{}
+	c := New(Options{System: &fakeClock{now: later}, Path: filepath.Join(blocker, "clock"), Log: l.log})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run saves at once and again at the stop: two failures
+	c.Run(ctx, time.Hour)
+	if n := strings.Count(l.String(), "saving the time"); n != 1 {
+		t.Fatalf("the failure was logged %d times, want once:\n%s", n, l.String())
+	}
+}
