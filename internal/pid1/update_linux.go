@@ -260,7 +260,14 @@ func (g gateApp) LastLine() string {
 // the e2e tests and the operator look for.
 type gateTrial struct {
 	log *boot.Logger
-	u   *update.Updater
+	u   trialUpdater
+}
+
+// trialUpdater is what the gate needs of the updater (*update.Updater).
+type trialUpdater interface {
+	Note(line string) error
+	Commit() (*update.Outcome, error)
+	Fail(reason string) error
 }
 
 func (g gateTrial) Note(line string) error { return g.u.Note(line) }
@@ -331,10 +338,10 @@ func (n *node) OSUpdater() api.OSUpdater {
 }
 
 // eventUpdater tells the apps (events()) when an OS update is staged.
-type eventUpdater struct{ *update.Updater }
+type eventUpdater struct{ api.OSUpdater }
 
 func (e eventUpdater) Install(ctx context.Context, r io.Reader, o update.InstallOptions) (*update.Armed, error) {
-	a, err := e.Updater.Install(ctx, r, o)
+	a, err := e.OSUpdater.Install(ctx, r, o)
 	if err == nil {
 		publishEvent(appapi.EventUpdate, "", fmt.Sprintf("OS update staged: %s in slot %s (was %s); the node reboots into it", a.Image, strings.ToUpper(a.Slot), a.From))
 	}
