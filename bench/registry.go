@@ -16,9 +16,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/renameio/v2"
 
+	"github.com/nodeboot/nodeboot/internal/build"
 	"github.com/nodeboot/nodeboot/internal/bundle"
+	"github.com/nodeboot/nodeboot/internal/cli"
 	"github.com/nodeboot/nodeboot/internal/creds"
 	"github.com/nodeboot/nodeboot/internal/oci"
+	"github.com/nodeboot/nodeboot/internal/ospayload"
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/testregistry"
 )
@@ -35,6 +38,20 @@ type RegistryRun struct {
 	Push, Pull     time.Duration
 	FirstPushBytes int64 // the first push of the app, for scale
 	Err            string
+	// OS is the same for an OS change (osRegistryRun).
+	OS *RegistryOSRun
+}
+
+// RegistryOSRun is an OS change (the disk image rebuilt after a one-line
+// change of its app) published with `push --os` and pulled by a reader
+// whose cache holds the previous OS release, as a following node's does.
+type RegistryOSRun struct {
+	Kernel, RootFS     int64 // the new OS update's parts
+	PushSent, Uploaded int64
+	PullReceived       int64
+	PullBlobs          int64
+	Build, Push, Pull  time.Duration // Build: the disk image and its payload
+	Err                string
 }
 
 // wire counts the bodies a transport moves.
@@ -189,6 +206,92 @@ func registryRun(ctx context.Context, e *env) (RegistryRun, error) {
 	}
 	run.Pull = time.Since(t1)
 	run.PullReceived, run.PullBlobs = pull.recv.Load(), pull.blobs.Load()
+
+	osRun, err := osRegistryRun(ctx, e, proj, cr.UpdateKey, reg.Host, trusted)
+	if err != nil {
+		osRun.Err = err.Error()
+	}
+	run.OS = &osRun
+	return run, nil
+}
+
+// osRegistryRun publishes the project's OS update, pulls it into a fresh
+// cache, changes one line of the app, builds and publishes again, and
+// pulls the new one into that cache.
+func osRegistryRun(ctx context.Context, e *env, proj string, key ed25519.PrivateKey, host string, trusted []ed25519.PublicKey) (RegistryOSRun, error) {
+	var run RegistryOSRun
+	ref, err := oci.ParseRef(host+"/bench/hello-os:stable", false)
+	if err != nil {
+		return run, err
+	}
+	anon := authn.NewMultiKeychain()
+	cache := filepath.Join(e.tmp, "registry-os-cache")
+	payload := func(name string) (*ospayload.Payload, error) {
+		img := filepath.Join(e.tmp, name)
+		var log strings.Builder
+		if err := cli.Run(ctx, []string{"build", proj, "--format", "disk", "-o", img}, &log, &log); err != nil {
+			return nil, fmt.Errorf("building the disk image: %w\n%s", err, log.String())
+		}
+		m, err := build.ReadManifestFile(build.DiskManifestPath(img))
+		if err != nil {
+			return nil, err
+		}
+		return ospayload.FromImage(img, ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: m.ImageVersion, Arch: "amd64"})
+	}
+	pullOS := func(tr http.RoundTripper) error {
+		src := oci.Open(ref, oci.Options{Keychain: anon, CacheDir: cache, Transport: tr})
+		d, err := src.Resolve(ctx)
+		if err != nil {
+			return err
+		}
+		rel, err := src.Release(ctx, d, trusted)
+		if err != nil {
+			return err
+		}
+		_, err = rel.FetchOS(ctx)
+		return err
+	}
+	p1, err := payload("registry-os-1.img")
+	if err != nil {
+		return run, err
+	}
+	if _, err := oci.Push(ctx, ref, oci.Publication{OS: p1, Key: key}, oci.Options{Keychain: anon}); err != nil {
+		return run, err
+	}
+	if err := pullOS(http.DefaultTransport); err != nil {
+		return run, err
+	}
+
+	js := filepath.Join(proj, "server.js")
+	src, err := os.ReadFile(js)
+	if err != nil {
+		return run, err
+	}
+	if err := os.WriteFile(js, append(src, []byte("// and one more\n")...), 0o644); err != nil {
+		return run, err
+	}
+	t0 := time.Now()
+	p2, err := payload("registry-os-2.img")
+	if err != nil {
+		return run, err
+	}
+	run.Build = time.Since(t0)
+	run.Kernel, run.RootFS = p2.Header.Manifest.Kernel.Size, p2.Header.Manifest.RootFS.Size
+	push := &wire{next: http.DefaultTransport}
+	t1 := time.Now()
+	res, err := oci.Push(ctx, ref, oci.Publication{OS: p2, Key: key}, oci.Options{Keychain: anon, Transport: push})
+	if err != nil {
+		return run, err
+	}
+	run.Push = time.Since(t1)
+	run.PushSent, run.Uploaded = push.sent.Load(), res.Uploaded
+	pull := &wire{next: http.DefaultTransport}
+	t2 := time.Now()
+	if err := pullOS(pull); err != nil {
+		return run, err
+	}
+	run.Pull = time.Since(t2)
+	run.PullReceived, run.PullBlobs = pull.recv.Load(), pull.blobs.Load()
 	return run, nil
 }
 
@@ -213,6 +316,26 @@ func renderRegistry(p func(string, ...any), r RegistryRun) {
 	p("release: the signed record (which names every layer) and the manifest, about 2–3 KiB together, so the\n")
 	p("target of at most 1.1× the changed layer holds for code layers from about 30 KiB up; below that the\n")
 	p("release's own bytes dominate, though they stay a few KiB.\n\n")
+	o := r.OS
+	if o == nil {
+		return
+	}
+	p("**An OS change.** The same app built as a disk image (`nodeboot build --format disk`), its OS update\n")
+	p("published with `push --os`, pulled into a reader's cache; one more line in server.js, built, published\n")
+	p("and pulled again. *Build* is the disk image and its signed payload.\n\n")
+	if o.Err != "" {
+		p("Failed: %s\n\n", cell(firstLine(o.Err)))
+		return
+	}
+	p("| OS update (kernel + root) | push: blobs uploaded / all sent | pull: blobs / all received | pulled ÷ root | build | push | pull | push → pulled |\n")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| %s + %s | %s / %s | %s / %s | %.2f× | %s | %s | %s | %s |\n\n",
+		size(o.Kernel), size(o.RootFS), size(o.Uploaded), size(o.PushSent), size(o.PullBlobs), size(o.PullReceived),
+		float64(o.PullBlobs)/float64(o.RootFS), ms(o.Build), ms(o.Push), ms(o.Pull), ms(o.Push+o.Pull))
+	p("The kernel did not change, so neither the push nor a node holding the previous release moves it\n")
+	p("again; the root file system goes whole (there are no deltas), and with it the app's one line.\n")
+	p("Applying it on a node (write the slot, trial boot, commit) is the OS updates section's *upload* and\n")
+	p("*trial*.\n\n")
 }
 
 // runRegistryOnly measures the registry round trip and replaces its
