@@ -66,7 +66,14 @@ type Options struct {
 	// Version of nodeboot itself, recorded in the manifest.
 	Version string
 
-	systemdBoot string // set by Build for writeDisk
+	// Scratch marks an output its only reader writes again before every
+	// use (`nodeboot run`'s image dir in the user cache): it is not
+	// fsynced and the kernel is hard-linked from the cache, which keeps
+	// an edit-and-run rebuild well under a second (issue 15).
+	Scratch bool
+
+	systemdBoot string            // set by Build for writeDisk
+	digests     map[string]string // source path → SHA-256, for the initramfs part cache
 }
 
 // TargetPi is --target pi: the Raspberry Pi 3B+, 4, 5, Zero 2 W and CM4.
@@ -103,6 +110,9 @@ type Result struct {
 	KernelPath   string
 	InitrdPath   string
 	ManifestPath string
+	// SystemPart is the cached system part the initramfs starts with
+	// (parts.go).
+	SystemPart string
 }
 
 // mtime is the fixed modification time of every file in the image. It honours
@@ -359,6 +369,14 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if m.Kernel, err = describe(k.Path, "vmlinuz", k.Version, k.Source); err != nil {
 		return nil, err
 	}
+	// What this build already hashed, for the initramfs part's key.
+	o.digests = map[string]string{rt.Path: m.Node.SHA256, initPath: m.Init.SHA256}
+	for i, f := range closure.Files {
+		o.digests[f.Path] = m.Libraries[i].SHA256
+	}
+	if box != nil {
+		o.digests[box.Path] = box.SHA256
+	}
 	m.KernelBuild = k.Built
 	firmware := ""
 	if IsDisk(o.Format) {
@@ -493,17 +511,14 @@ func writeInitramfs(ctx context.Context, o Options, out string, m *Manifest, tre
 		return nil, err
 	}
 	initrdName := "initramfs.cpio" + ext(o.Compression)
-	if err := copyAtomic(k.Path, filepath.Join(stage, "vmlinuz")); err != nil {
+	if err := placeKernel(k.Path, filepath.Join(stage, "vmlinuz"), o.Scratch); err != nil {
 		return nil, err
 	}
-	st, err := image.WriteInitramfsContext(ctx, tree, filepath.Join(stage, initrdName), o.Compression, mtime())
+	st, sum, part, err := writeInitramfsParts(ctx, tree, filepath.Join(stage, initrdName), o.Compression, mtime(), o.digests, !o.Scratch, logf)
 	if err != nil {
 		return nil, err
 	}
-	if m.Initramfs, err = describe(filepath.Join(stage, initrdName), initrdName, "", string(o.Compression)); err != nil {
-		return nil, err
-	}
-	m.Initramfs.Uncompressed = st.Uncompressed
+	m.Initramfs = Component{Name: initrdName, Source: string(o.Compression), SHA256: sum, Size: st.Compressed, Uncompressed: st.Uncompressed}
 	m.Compression = string(o.Compression)
 	if err := writeManifest(filepath.Join(stage, "manifest.json"), m); err != nil {
 		return nil, err
@@ -522,6 +537,7 @@ func writeInitramfs(ctx context.Context, o Options, out string, m *Manifest, tre
 		InitrdPath:   filepath.Join(o.OutDir, initrdName),
 		ManifestPath: filepath.Join(o.OutDir, "manifest.json"),
 		Manifest:     m,
+		SystemPart:   part,
 	}
 	logf("wrote %s (%s, %s uncompressed)", res.InitrdPath, humanSize(st.Compressed), humanSize(st.Uncompressed))
 	return res, nil
@@ -783,6 +799,16 @@ func leaveOutOutput(proj *spec.Project, out string) error {
 		}
 	}
 	return nil
+}
+
+// placeKernel puts the kernel into a new image dir: a copy, or for a
+// scratch output a hard link to the cached kernel where the two share a
+// file system (the image dir is replaced whole, never written into).
+func placeKernel(src, dst string, scratch bool) error {
+	if scratch && os.Link(src, dst) == nil {
+		return nil
+	}
+	return copyAtomic(src, dst)
 }
 
 func copyAtomic(src, dst string) error {

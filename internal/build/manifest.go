@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/nodeboot/nodeboot/internal/filedigest"
 	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/spec"
 )
@@ -71,7 +72,9 @@ type License struct {
 }
 
 func describe(p, name, version, source string) (Component, error) {
-	sum, n, err := sha256File(p)
+	// Remembered while the file is unchanged: PID 1, the libraries and
+	// the kernel are the same from one build to the next.
+	sum, n, err := filedigest.Sum(p)
 	if err != nil {
 		return Component{}, err
 	}

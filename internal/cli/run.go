@@ -393,6 +393,9 @@ func prepareImage(ctx context.Context, dir string, bf buildFlags, persist bool, 
 		if err != nil {
 			return bootable{}, nil, err
 		}
+		// run writes this dir again before every boot: it need not be
+		// durable, and the edit → run loop is faster without fsync.
+		o.Scratch = bf.format != build.FormatDisk
 		buildImage := build.Build
 		if persist && bf.format == build.FormatDisk {
 			// The image file is the VM's disk: rebuild it keeping /data.

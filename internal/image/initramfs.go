@@ -163,7 +163,7 @@ func WriteInitramfsContext(ctx context.Context, t *Tree, path string, comp Compr
 		return Stats{}, fmt.Errorf("creating %s: %w", path, err)
 	}
 	defer pf.Cleanup()
-	st, err := writeCompressed(t, ctxWriter{ctx, pf}, comp, mtime)
+	st, err := WriteInitramfsTo(ctx, t, pf, comp, mtime)
 	if err != nil {
 		return st, err
 	}
@@ -173,8 +173,11 @@ func WriteInitramfsContext(ctx context.Context, t *Tree, path string, comp Compr
 	return st, nil
 }
 
-func writeCompressed(t *Tree, out io.Writer, comp Compression, mtime time.Time) (Stats, error) {
-	outc := &countWriter{w: out}
+// WriteInitramfsTo writes the tree, compressed, to out, and stops as soon
+// as ctx is done. Archives written so one after the other in one file
+// unpack as one (the build appends the app's part to a cached system part).
+func WriteInitramfsTo(ctx context.Context, t *Tree, out io.Writer, comp Compression, mtime time.Time) (Stats, error) {
+	outc := &countWriter{w: ctxWriter{ctx, out}}
 	bw := bufio.NewWriterSize(outc, 1<<20)
 	var zw io.WriteCloser
 	switch comp {

@@ -145,3 +145,30 @@ func (t *Tree) Size() int64 {
 	}
 	return n
 }
+
+// Split divides the tree in two: the entries inBase selects, and the
+// others. Each part also holds the directories above its entries, as they
+// are in t, so that each part is a whole archive and the two unpacked one
+// after the other (the kernel takes concatenated initramfs archives) give
+// t. The parts share t's entries.
+func (t *Tree) Split(inBase func(*Entry) bool) (base, rest *Tree) {
+	base, rest = NewTree(), NewTree()
+	base.entries["/"], rest.entries["/"] = t.entries["/"], t.entries["/"]
+	for p, e := range t.entries {
+		if p == "/" {
+			continue
+		}
+		dst := rest
+		if inBase(e) {
+			dst = base
+		}
+		dst.entries[p] = e
+		for d := path.Dir(p); d != "/"; d = path.Dir(d) {
+			if _, ok := dst.entries[d]; ok {
+				break
+			}
+			dst.entries[d] = t.entries[d]
+		}
+	}
+	return base, rest
+}

@@ -1,8 +1,6 @@
 package noderuntime
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/nodeboot/nodeboot/internal/filedigest"
 )
 
 // Cache layout: <root>/<version>-<arch>/{node,LICENSE,meta.json}. An entry is
@@ -235,15 +235,14 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// sha256File is the file's digest, remembered by filedigest while the file
+// is unchanged: every build describes node by it, and hashing 100 MB again
+// was a third of a warm rebuild. Any write to the file changes its
+// identity, so a damaged cached node is still hashed again and refused.
 func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
+	sum, _, err := filedigest.Sum(p)
 	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
 		return "", fmt.Errorf("hashing %s: %w", p, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return sum, nil
 }

@@ -21,6 +21,10 @@ const (
 	KindNode   = "node"   // node/<version>-<arch>: node from the npm registry
 	KindKernel = "kernel" // modules/...@<version>: the kernel module; kernel/: nodeboot's own builds
 	KindRun    = "run"    // run/<hash>: the image `nodeboot run APP_DIR` built and boots
+	// KindParts: parts/initramfs-<content key>: the system part of an
+	// initramfs (PID 1, node, libraries) that rebuilds copy; and digests/,
+	// the remembered SHA-256 of unchanged files (internal/filedigest).
+	KindParts = "parts"
 )
 
 // Root is nodeboot's directory in the user cache dir.
@@ -76,6 +80,17 @@ func List(root string) ([]Entry, error) {
 	}
 	if err := add(KindRun, filepath.Join(root, "run"), 1); err != nil {
 		return nil, err
+	}
+	if err := add(KindParts, filepath.Join(root, KindParts), 1); err != nil {
+		return nil, err
+	}
+	// Many small files: listed as one entry.
+	if d := filepath.Join(root, "digests"); exists(d) {
+		e := Entry{Kind: KindParts, Name: "digests", Path: d, Bytes: diskUsage(d)}
+		if fi, err := os.Stat(d); err == nil {
+			e.ModTime = fi.ModTime()
+		}
+		out = append(out, e)
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		if out[i].Kind != out[j].Kind {
@@ -171,4 +186,9 @@ func diskUsage(p string) int64 {
 		return nil
 	})
 	return n
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

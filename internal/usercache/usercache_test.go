@@ -75,6 +75,11 @@ func TestListAndPruneSparesRunningVM(t *testing.T) {
 	f, _ := os.OpenFile(filepath.Join(idle, "sparse.img"), os.O_CREATE|os.O_RDWR, 0o644)
 	f.Truncate(2 << 30)
 	f.Close()
+	part := filepath.Join(root, "parts", "initramfs-0123")
+	write(t, filepath.Join(part, "part"), 8<<10)
+	write(t, filepath.Join(root, "parts", ".tmp-9", "part"), 1)
+	write(t, filepath.Join(root, "digests", "ab12"), 64)
+	write(t, filepath.Join(root, "digests", "cd34"), 64)
 
 	stop := hold(t, running)
 	ents, err := List(root)
@@ -92,7 +97,7 @@ func TestListAndPruneSparesRunningVM(t *testing.T) {
 			t.Errorf("bbbb uses %d bytes: the sparse file's length was counted", e.Bytes)
 		}
 	}
-	want := "kernel:github.com/gokrazy/kernel.amd64@v0.0.0-1 node:22.11.0-amd64 run:aaaa* run:bbbb"
+	want := "kernel:github.com/gokrazy/kernel.amd64@v0.0.0-1 node:22.11.0-amd64 parts:digests parts:initramfs-0123 run:aaaa* run:bbbb"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("List = %v\nwant    %s", got, want)
 	}
@@ -101,13 +106,13 @@ func TestListAndPruneSparesRunningVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(removed) != 3 || len(inUse) != 1 || inUse[0].Name != "aaaa" {
+	if len(removed) != 5 || len(inUse) != 1 || inUse[0].Name != "aaaa" {
 		t.Errorf("removed %v, in use %v", removed, inUse)
 	}
 	if _, err := os.Stat(filepath.Join(running, "disk.img")); err != nil {
 		t.Errorf("the running VM's disk was deleted: %v", err)
 	}
-	for _, p := range []string{idle, filepath.Join(root, "node", "22.11.0-amd64"), filepath.Join(root, "modules", "github.com", "gokrazy", "kernel.amd64@v0.0.0-1")} {
+	for _, p := range []string{idle, part, filepath.Join(root, "digests"), filepath.Join(root, "node", "22.11.0-amd64"), filepath.Join(root, "modules", "github.com", "gokrazy", "kernel.amd64@v0.0.0-1")} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s survived the prune", p)
 		}

@@ -1,0 +1,22 @@
+package filedigest
+
+import (
+	"io/fs"
+	"syscall"
+	"time"
+)
+
+func identity(abs string, fi fs.FileInfo) (string, bool) {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || !fi.Mode().IsRegular() {
+		return "", false
+	}
+	return keyOf(abs, int64(st.Dev), int64(st.Ino), st.Size, st.Mtim.Nano(), st.Ctim.Nano()), true
+}
+
+func ctime(fi fs.FileInfo) time.Time {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return time.Unix(st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	return time.Now()
+}
