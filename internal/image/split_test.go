@@ -25,7 +25,9 @@ func TestSplitPartsUnpackToTheWhole(t *testing.T) {
 	}
 	want := readCPIO(t, &whole)
 
-	base, rest := tr.Split(func(e *Entry) bool { return !strings.HasPrefix(e.Path, "/apps/") && !strings.HasPrefix(e.Path, "/etc/") })
+	base, rest := tr.Split(func(e *Entry) bool {
+		return !strings.HasPrefix(e.Path, "/apps/") && !strings.HasPrefix(e.Path, "/etc/")
+	})
 	for _, c := range []Compression{None, Zstd, Gzip} {
 		t.Run(string(c), func(t *testing.T) {
 			var a, b bytes.Buffer
