@@ -101,6 +101,10 @@ check:
 	@# The CLI also runs on macOS: it must compile for darwin (its
 	@# packages' tests import Linux-only ones, so vet runs on linux only).
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/nodeboot
+	@# and vet, for darwin, the packages the CLI is made of (the code paths
+	@# that differ there: the library source, file identities), but
+	@# internal/client, whose tests start a node's Linux-only packages.
+	GOOS=darwin GOARCH=arm64 $(GO) vet $$(GOOS=darwin GOARCH=arm64 $(GO) list -deps ./cmd/nodeboot | grep '^github.com/nodeboot/nodeboot' | grep -v '/internal/client$$')
 
 test: deps check fuzz
 	NODEBOOT_E2E=1 $(GO) test -timeout 80m ./...
@@ -140,7 +144,9 @@ bench: deps kernel-deps build
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	$(GO) run ./bench -o docs/benchmarks.md $(BENCH_FLAGS)
+	@# The tag: the inits `build` embedded, as the CLI a user runs has them
+	@# (the warm rebuild times them; compiling PID 1 is not part of a build).
+	$(GO) run -tags nodeboot_embed ./bench -o docs/benchmarks.md $(BENCH_FLAGS)
 
 # nodeboot's own kernel (`nodeboot kernel build`, --kernel nodeboot-vm|pc) is
 # built from Debian's linux-source with the kernel's build tools. Only the

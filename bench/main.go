@@ -13,6 +13,7 @@
 //
 //	go run ./bench [-n 5] [-systems initramfs,disk,floor,debian] [-o docs/benchmarks.md]
 //	               [-memory 512M] [-accel auto] [-min-ram=true] [-load=true] [-node SPEC]
+//	               [-rebuild=true] [-rebuild-only] [-updates-only] [-registry-only]
 package main
 
 import (
@@ -130,6 +131,9 @@ type options struct {
 	// registry measures a release round trip through a registry;
 	// registryOnly only that, spliced into o.out.
 	registry, registryOnly bool
+	// rebuild times warm rebuilds (rebuild.go); rebuildOnly only that,
+	// spliced into o.out.
+	rebuild, rebuildOnly bool
 	// updatesOnly measures only the OS updates and replaces their
 	// section in the -o file, keeping the boots' figures.
 	updatesOnly bool
@@ -152,6 +156,8 @@ func main() {
 	flag.BoolVar(&o.updatesOnly, "updates-only", false, "measure only the OS updates and replace their section in the -o file")
 	flag.BoolVar(&o.registry, "registry", true, "measure a one-line app change published and pulled through the real registry")
 	flag.BoolVar(&o.registryOnly, "registry-only", false, "measure only the registry round trip and replace its section in the -o file")
+	flag.BoolVar(&o.rebuild, "rebuild", true, "time warm rebuilds of examples/hello after a one-line edit")
+	flag.BoolVar(&o.rebuildOnly, "rebuild-only", false, "time only the warm rebuilds and replace their section in the -o file")
 	flag.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up on a boot that has not answered HTTP after this long")
 	flag.DurationVar(&o.quiet, "quiet-wait", 2*time.Minute, "before each boot, wait up to this long for other work on the host to stop using the CPU (0: do not wait)")
 	flag.BoolVar(&o.verbose, "v", false, "stream the guest consoles to stderr")
@@ -212,6 +218,9 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.registryOnly {
 		return runRegistryOnly(ctx, e, o)
+	}
+	if o.rebuildOnly {
+		return runRebuildOnly(ctx, e, o)
 	}
 	// Every system runs the very node binary nodeboot picks.
 	if e.node, err = noderuntime.Resolve(ctx, noderuntime.Request{Arch: "amd64", Flag: o.node, Log: os.Stderr}); err != nil {
@@ -317,6 +326,9 @@ func run(ctx context.Context, o options) error {
 	if o.registry {
 		r := measureRegistry(ctx, e)
 		rep.Registry = &r
+	}
+	if o.rebuild {
+		rep.Rebuilds = measureRebuilds(ctx, e)
 	}
 	if err := ctx.Err(); err != nil {
 		return err

@@ -43,6 +43,8 @@ type Report struct {
 	Updates []UpdateRun
 	// Registry is the release round trip (renderRegistry).
 	Registry *RegistryRun
+	// Rebuilds are the warm rebuilds timed (renderRebuilds).
+	Rebuilds []RebuildRun
 }
 
 // metric is one row of a boot-time table.
@@ -352,6 +354,9 @@ func (r *Report) Render(w io.Writer) {
 	}
 	if r.Registry != nil {
 		renderRegistry(p, *r.Registry)
+	}
+	if len(r.Rebuilds) > 0 {
+		renderRebuilds(p, r.Rebuilds)
 	}
 	p("## Method\n\n")
 	p("`go run ./bench` (flags: `-n` boots per system, `-systems`, `-o`, `-memory`, `-accel`, `-node`,\n")

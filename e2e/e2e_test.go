@@ -328,8 +328,13 @@ func TestRunCommand(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	// Node's libraries from Debian's amd64 packages, as on a Mac
+	// (issue 15): every other test boots the host's, so this boot proves
+	// the other path, node running on the packages' glibc. run also
+	// writes its image as the cached system part plus the app part.
 	cmd := exec.Command(bin, "run", filepath.Join(root, "examples", "hello"))
 	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "NODEBOOT_LIBRARIES=debian")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -386,6 +391,9 @@ func TestRunCommand(t *testing.T) {
 	}
 	if body := get(t, url); !strings.Contains(body, "hello from hello") {
 		t.Errorf("GET %s = %q", url, body)
+	}
+	if !strings.Contains(stderr.String(), "amd64 libraries from Debian") {
+		t.Errorf("run did not take the libraries from Debian's packages; stderr:\n%s", stderr.String())
 	}
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)

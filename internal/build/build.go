@@ -16,6 +16,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -58,7 +59,11 @@ type Options struct {
 	Arch     string // "" = amd64
 	// Target is "" (a UEFI PC or VM) or TargetPi: a Raspberry Pi SD card
 	// image (arm64, Format must be FormatDisk).
-	Target      string
+	Target string
+	// Libraries is where node's shared libraries come from:
+	// LibrariesHost, LibrariesDebian, or "" for the host's when it runs
+	// the target's Linux binaries and Debian's packages otherwise.
+	Libraries   string
 	Node        string // --node: version spec or path; overrides nodeboot.json "node"
 	Kernel      string // --kernel: a name (kernel.Name*) or a bzImage's path; "" = the pinned module kernel
 	Compression image.Compression
@@ -151,6 +156,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	o.Arch = tgt.Name
+	// Refused now, before node and the kernel are fetched.
+	libs, err := librarySource(o.Libraries, runtime.GOOS, runtime.GOARCH, tgt)
+	if err != nil {
+		return nil, err
+	}
 	if o.Compression == "" && !IsDisk(o.Format) {
 		// An uncompressed initramfs boots fastest: under TCG the kernel
 		// unpacks zstd in 4.8 s and plain cpio in 1.9 s (docs/performance.md);
@@ -254,9 +264,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	// and verified (never the host's files of another arch).
 	var deb *debian.Archive
 	sysroot := ""
-	if !tgt.Native() {
+	if libs == LibrariesDebian {
 		if deb, err = debian.HostArchive(); err != nil {
-			return nil, fmt.Errorf("an %s image needs %s's C library from Debian: %w", tgt.Name, tgt.Name, err)
+			return nil, fmt.Errorf("an %s image with its libraries from Debian (--libraries debian, the default on a host that cannot run its binaries): %w", tgt.Name, err)
 		}
 		deb.Log = logw
 		var pkgs []*debian.Package

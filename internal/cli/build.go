@@ -20,6 +20,7 @@ type buildFlags struct {
 	config, node, kernel, compression, arch string
 	format, size, target                    string
 	flags                                   *pflag.FlagSet
+	libraries                               string
 }
 
 func (f *buildFlags) register(fs *pflag.FlagSet) {
@@ -32,6 +33,7 @@ func (f *buildFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.size, "size", "2G", "disk image size (--format disk), e.g. 2G, 512M")
 	fs.StringVar(&f.target, "target", "", "machine family: pi for a Raspberry Pi 3B+, 4, 5, Zero 2 W or CM4 SD card image (arm64, --format disk; write it with nodeboot write); default: a UEFI PC or VM")
 	f.flags = fs
+	fs.StringVar(&f.libraries, "libraries", "", "where node's C library and other shared libraries come from: host (the build host's; a Linux host of the target's arch) or debian (the target's Debian packages, from $NODEBOOT_DEBIAN_MIRROR or apt's sources; the default on macOS and for another arch); default $NODEBOOT_LIBRARIES if set")
 }
 
 // kernelName is --kernel, else NODEBOOT_KERNEL: the environment lets a whole
@@ -42,6 +44,14 @@ func (f *buildFlags) kernelName() string {
 		return f.kernel
 	}
 	return os.Getenv("NODEBOOT_KERNEL")
+}
+
+// librariesName is --libraries, else NODEBOOT_LIBRARIES.
+func (f *buildFlags) librariesName() string {
+	if f.libraries != "" {
+		return f.libraries
+	}
+	return build.LibrariesDefault()
 }
 
 // parseSize reads 2G, 512M, 1.5G, 4096K or a byte count.
@@ -94,6 +104,7 @@ func (f *buildFlags) options(appDir, outDir string, log io.Writer) (build.Option
 		Arch:        arch,
 		Node:        f.node,
 		Kernel:      f.kernelName(),
+		Libraries:   f.librariesName(),
 		Compression: comp,
 		Log:         log,
 		Version:     version(),

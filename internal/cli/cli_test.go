@@ -196,6 +196,18 @@ func TestBadInput(t *testing.T) {
 			want:  []string{"whole number of GiB", "--size 2G"},
 		},
 		{
+			name:  "--libraries apt",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--libraries", "apt"},
+			want:  []string{`--libraries "apt"`, "host or debian"},
+		},
+		{
+			name:  "--libraries host for another arch",
+			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
+			args:  []string{"--libraries", "host", "--arch", "arm64"},
+			want:  []string{"--libraries host", "no arm64 Linux libraries", "--libraries debian"},
+		},
+		{
 			name:  "bad compression",
 			files: map[string]string{"package.json": `{"name":"a","main":"app.js"}`, "app.js": helloJS},
 			args:  []string{"--compression", "lz4"},

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -48,12 +49,39 @@ type Archive struct {
 // environment's NODEBOOT_DEBIAN_MIRROR (and NODEBOOT_DEBIAN_SUITE) when
 // set, else the Debian entry of apt's sources. Its keyring is the source's
 // Signed-By file, else the Debian archive keyring when the host has it.
+//
+// A host without apt (macOS) has only the environment: the mirror is
+// never guessed, and without it the error names the variable.
+// NODEBOOT_DEBIAN_KEYRING names the keyring there (Debian's
+// debian-archive-keyring.gpg); without one InRelease is not
+// signature-checked, which Log says.
 func HostArchive() (*Archive, error) {
+	if runtime.GOOS != "linux" {
+		return archiveFor(runtime.GOOS, nil, os.Getenv(EnvMirror), os.Getenv(EnvSuite), os.Getenv(EnvKeyring))
+	}
 	srcs, err := HostSources()
 	if err != nil {
 		return nil, err
 	}
-	return archiveFrom(srcs, os.Getenv(EnvMirror), os.Getenv(EnvSuite))
+	return archiveFor(runtime.GOOS, srcs, os.Getenv(EnvMirror), os.Getenv(EnvSuite), os.Getenv(EnvKeyring))
+}
+
+// archiveFor is archiveFrom on a host of goos, with the keyring of
+// $NODEBOOT_DEBIAN_KEYRING (envKeyring) in place of the default.
+func archiveFor(goos string, srcs []Source, envMirror, envSuite, envKeyring string) (*Archive, error) {
+	if goos != "linux" && envMirror == "" {
+		return nil, fmt.Errorf("no Debian mirror configured: a %s host has no apt sources to take it from; set %s to a Debian mirror's URL (the directory holding dists/ and pool/), optionally %s (default stable) and %s (the Debian archive keyring, to verify the mirror's signature)", goos, EnvMirror, EnvSuite, EnvKeyring)
+	}
+	a, err := archiveFrom(srcs, envMirror, envSuite)
+	if err != nil || envKeyring == "" {
+		return a, err
+	}
+	kr, err := LoadKeyring(envKeyring)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", EnvKeyring, err)
+	}
+	a.Keyring, a.KeyringPath = kr, envKeyring
+	return a, nil
 }
 
 func archiveFrom(srcs []Source, envMirror, envSuite string) (*Archive, error) {
@@ -187,7 +215,7 @@ func (a *Archive) Release(ctx context.Context) (*Release, error) {
 		return nil, fmt.Errorf("%s/dists/%s/InRelease: %w", a.URL, a.Suite, err)
 	}
 	if a.Keyring == nil {
-		a.logf("debian: warning: %s/dists/%s/InRelease not signature-checked: no keyring at %s (install debian-archive-keyring); packages are still checked against its SHA-256 sums", a.URL, a.Suite, DefaultKeyring)
+		a.logf("debian: warning: %s/dists/%s/InRelease not signature-checked: no keyring at %s (install debian-archive-keyring, or set %s to its debian-archive-keyring.gpg); packages are still checked against its SHA-256 sums", a.URL, a.Suite, DefaultKeyring, EnvKeyring)
 	}
 	if r.Origin != "Debian" {
 		return nil, fmt.Errorf("%s/dists/%s is not the Debian archive (Origin %q, from %s): set %s to a Debian mirror", a.URL, a.Suite, r.Origin, a.From, EnvMirror)

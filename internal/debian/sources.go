@@ -27,6 +27,9 @@ import (
 const (
 	EnvMirror = "NODEBOOT_DEBIAN_MIRROR" // base URL, the directory holding dists/ and pool/
 	EnvSuite  = "NODEBOOT_DEBIAN_SUITE"  // e.g. bookworm; default: apt's suite, else stable
+	// EnvKeyring is the keyring that verifies the suite's InRelease, in
+	// place of apt's (a Mac has none).
+	EnvKeyring = "NODEBOOT_DEBIAN_KEYRING"
 )
 
 // DefaultKeyring is where Debian's debian-archive-keyring package puts the

@@ -92,3 +92,30 @@ func TestParseSourcesList(t *testing.T) {
 		t.Error("nothing picked")
 	}
 }
+
+// A Mac has no apt: the mirror comes from the environment only, and
+// without it the error names the variable (never a guessed mirror). Its
+// keyring comes from NODEBOOT_DEBIAN_KEYRING.
+func TestArchiveForMac(t *testing.T) {
+	_, err := archiveFor("darwin", nil, "", "", "")
+	if err == nil || !strings.Contains(err.Error(), "set "+EnvMirror) || !strings.Contains(err.Error(), "darwin host has no apt sources") {
+		t.Errorf("darwin without %s: %v", EnvMirror, err)
+	}
+	a, err := archiveFor("darwin", nil, "https://m.example/debian", "bookworm", "")
+	if err != nil || a.URL != "https://m.example/debian" || a.Suite != "bookworm" || a.From != EnvMirror {
+		t.Errorf("darwin with %s: %+v, %v", EnvMirror, a, err)
+	}
+	if _, err := archiveFor("darwin", nil, "https://m.example/debian", "", filepath.Join(t.TempDir(), "missing.gpg")); err == nil || !strings.Contains(err.Error(), EnvKeyring) {
+		t.Errorf("a missing keyring: %v", err)
+	}
+	if _, err := os.Stat(DefaultKeyring); err == nil {
+		a, err := archiveFor("darwin", nil, "https://m.example/debian", "", DefaultKeyring)
+		if err != nil || len(a.Keyring) == 0 || a.KeyringPath != DefaultKeyring {
+			t.Errorf("with %s=%s: %+v, %v", EnvKeyring, DefaultKeyring, a, err)
+		}
+	}
+	// Linux keeps apt's sources when the environment names no mirror.
+	if _, err := archiveFor("linux", []Source{{URI: "http://deb.example/debian", Suite: "bookworm", Components: []string{"main"}, File: "x"}}, "", "", ""); err != nil {
+		t.Errorf("linux with apt sources: %v", err)
+	}
+}

@@ -30,8 +30,9 @@ import (
 // Tests point it elsewhere.
 var Dir = ""
 
-// settle is how long after its last change a file's digest may be remembered.
-var settle = 3 * time.Second
+// Settle is how long after its last change a file's digest may be
+// remembered; tests set it to 0.
+var Settle = 3 * time.Second
 
 // Sum returns the hex SHA-256 and the size of the file at p.
 func Sum(p string) (sum string, size int64, err error) {
@@ -59,13 +60,53 @@ func Sum(p string) (sum string, size int64, err error) {
 	if err != nil || after.Size() != size || !after.ModTime().Equal(fi.ModTime()) {
 		return sum, size, nil
 	}
-	if ok && dir != "" && time.Since(changed(fi)) > settle {
+	if ok && dir != "" && time.Since(changed(fi)) > Settle {
 		// A digest that cannot be remembered only costs a hash next time.
 		if os.MkdirAll(dir, 0o755) == nil {
 			_ = renameio.WriteFile(filepath.Join(dir, key), []byte(sum), 0o644)
 		}
 	}
 	return sum, size, nil
+}
+
+// Recall returns what Remember stored about the file at p under kind, if
+// the file is unchanged since: a fact that depends on its bytes alone (the
+// version a node binary prints).
+func Recall(p, kind string) (string, bool) {
+	_, _, key, ok := lookup(p, kind)
+	if !ok {
+		return "", false
+	}
+	b, err := os.ReadFile(filepath.Join(dirPath(), key))
+	if err != nil || len(b) == 0 || len(b) > 4096 {
+		return "", false
+	}
+	return string(b), true
+}
+
+// Remember stores value about the file at p under kind, unless the file
+// changed a moment ago (see Settle).
+func Remember(p, kind, value string) {
+	_, fi, key, ok := lookup(p, kind)
+	if !ok || value == "" || len(value) > 4096 || time.Since(changed(fi)) <= Settle {
+		return
+	}
+	if dir := dirPath(); os.MkdirAll(dir, 0o755) == nil {
+		_ = renameio.WriteFile(filepath.Join(dir, key), []byte(value), 0o644)
+	}
+}
+
+func lookup(p, kind string) (string, fs.FileInfo, string, bool) {
+	abs, err := filepath.Abs(p)
+	if err != nil || dirPath() == "" {
+		return "", nil, "", false
+	}
+	fi, err := os.Stat(abs)
+	if err != nil {
+		return "", nil, "", false
+	}
+	key, ok := identity(abs+"\x00"+kind, fi)
+	return abs, fi, key, ok
 }
 
 func dirPath() string {

@@ -18,9 +18,9 @@ func sumOf(b []byte) string {
 func setup(t *testing.T) (dir, file string) {
 	t.Helper()
 	Dir = t.TempDir()
-	old := settle
-	settle = 0
-	t.Cleanup(func() { Dir, settle = "", old })
+	old := Settle
+	Settle = 0
+	t.Cleanup(func() { Dir, Settle = "", old })
 	file = filepath.Join(t.TempDir(), "node")
 	if err := os.WriteFile(file, []byte("version one"), 0o755); err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestChangedInPlace(t *testing.T) {
 // A file changed a moment ago is hashed but not remembered.
 func TestRecentNotRemembered(t *testing.T) {
 	dir, file := setup(t)
-	settle = time.Hour
+	Settle = time.Hour
 	if _, _, err := Sum(file); err != nil {
 		t.Fatal(err)
 	}
@@ -115,5 +115,27 @@ func TestMissing(t *testing.T) {
 	setup(t)
 	if _, _, err := Sum(filepath.Join(t.TempDir(), "nope")); !os.IsNotExist(err) {
 		t.Fatalf("Sum of a missing file: %v, want not-exist", err)
+	}
+}
+
+// Remember/Recall hold a fact per file and kind, forgotten when the file
+// changes.
+func TestRememberRecall(t *testing.T) {
+	_, file := setup(t)
+	if _, ok := Recall(file, "version"); ok {
+		t.Fatal("recalled before anything was remembered")
+	}
+	Remember(file, "version", "v22.0.0")
+	if v, ok := Recall(file, "version"); !ok || v != "v22.0.0" {
+		t.Fatalf("Recall = %q %v", v, ok)
+	}
+	if _, ok := Recall(file, "other"); ok {
+		t.Error("recalled under another kind")
+	}
+	if err := os.WriteFile(file, []byte("version two"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := Recall(file, "version"); ok {
+		t.Errorf("recalled %q for a changed file", v)
 	}
 }

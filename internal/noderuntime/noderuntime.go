@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/Masterminds/semver/v3"
+
+	"github.com/nodeboot/nodeboot/internal/filedigest"
 )
 
 // Request says which node an image needs.
@@ -205,11 +207,32 @@ func resolveHost(ctx context.Context, arch string, engines *semver.Constraints, 
 	return &Runtime{Path: real, Version: version, Source: "host", SHA256: sum, License: findLicense(real)}, nil
 }
 
+// probeKind names the remembered answer of probeHostNode.
+const probeKind = "node version"
+
 // probeHostNode asks node for its version and its real executable path. The
 // `node` on PATH is often a version-manager shim (a script, or a launcher
 // binary) that would be useless in the image; process.execPath is the binary
 // that actually runs. Falls back to plain `node -v` if -p is unavailable.
+//
+// Starting node takes a good part of a warm rebuild, so the answer is
+// remembered (internal/filedigest) when `node` on PATH is the node binary
+// itself (execPath is its own resolved path): then the version depends on
+// its bytes alone, and any change to them changes the file's identity. A
+// launcher (whose answer depends on the project it runs in) is asked
+// every time.
 func probeHostNode(ctx context.Context, lp string) (version, real string, err error) {
+	resolved, rerr := filepath.EvalSymlinks(lp)
+	if rerr == nil {
+		if v, ok := filedigest.Recall(resolved, probeKind); ok {
+			return v, resolved, nil
+		}
+	}
+	defer func() {
+		if err == nil && rerr == nil && real == resolved {
+			filedigest.Remember(resolved, probeKind, version)
+		}
+	}()
 	out, err := runNode(ctx, lp, "-p", `process.version + "\n" + process.execPath`)
 	if err == nil {
 		if v, p, ok := strings.Cut(strings.TrimSpace(out), "\n"); ok && filepath.IsAbs(strings.TrimSpace(p)) {
