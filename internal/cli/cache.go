@@ -22,7 +22,7 @@ on (everything else is fetched or built again when needed).`,
 	}
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List the cache's node versions, kernels and run images",
+		Short: "List the cache's node versions, kernels, run images and build parts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			root, err := usercache.Root()
@@ -55,7 +55,7 @@ on (everything else is fetched or built again when needed).`,
 	}
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove cached node versions, kernels and run images no running VM uses",
+		Short: "Remove cached node versions, kernels, build parts and run images no running VM uses",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			root, err := usercache.Root()
