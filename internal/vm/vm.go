@@ -67,6 +67,10 @@ type Config struct {
 	// and starts a directly loaded kernel sooner. It needs Kernel (not
 	// Disk): microvm has no UEFI firmware.
 	Machine string
+	// DTB is the device tree QEMU hands a directly loaded kernel
+	// (MachineRaspi3b: the Pi's firmware, which would pick it, is not
+	// emulated).
+	DTB string
 	// Drives are raw images attached as further virtio disks (/dev/vda,
 	// ... when Disk is empty), each behind a throwaway overlay: the
 	// benchmark boots a distribution's root file system this way.
@@ -97,6 +101,11 @@ const TCGCPU = "max"
 const (
 	MachinePC      = "pc"
 	MachineMicroVM = "microvm"
+	// MachineRaspi3b is QEMU's Raspberry Pi 3B (arm64 only): 1 GiB, four
+	// Cortex-A53, the SD card as Disk, the kernel and DTB loaded directly
+	// (QEMU does not run the Pi's GPU firmware), no network: its USB
+	// Ethernet is not emulated.
+	MachineRaspi3b = "raspi3b"
 )
 
 // firmwarePaths are where distributions install OVMF as one file.
@@ -211,6 +220,9 @@ func PortFree(port int) error {
 
 // Args returns QEMU's command line for cfg (without the binary).
 func Args(cfg Config, accel, qmpPath string) []string {
+	if cfg.Machine == MachineRaspi3b {
+		return raspiArgs(cfg, qmpPath)
+	}
 	mem := cfg.Memory
 	if mem == "" {
 		mem = "512M"
@@ -318,6 +330,34 @@ func Args(cfg Config, accel, qmpPath string) []string {
 	return args
 }
 
+// raspiArgs are the arguments of a Raspberry Pi 3B: the machine fixes the
+// RAM (1 GiB) and CPUs, and its SD card must be a power of two in size.
+func raspiArgs(cfg Config, qmpPath string) []string {
+	args := []string{
+		"-nodefaults", "-no-user-config",
+		"-M", MachineRaspi3b,
+		"-display", "none",
+		// The PL011, where the Pi's cmdline.txt puts the console (as
+		// ttyAMA1 with the Pi's device tree, whose serial0 is the mini
+		// UART).
+		"-serial", "stdio",
+		"-kernel", cfg.Kernel, "-dtb", cfg.DTB, "-append", cfg.Cmdline,
+	}
+	if cfg.Disk != "" {
+		drive := "file=" + cfg.Disk + ",format=raw,if=sd,cache=unsafe"
+		if !cfg.Persist {
+			drive += ",snapshot=on"
+		} else {
+			drive = "file=" + cfg.Disk + ",format=raw,if=sd,cache=writethrough"
+		}
+		args = append(args, "-drive", drive)
+	}
+	if qmpPath != "" {
+		args = append(args, "-qmp", "unix:"+qmpPath+",server=on,wait=off")
+	}
+	return args
+}
+
 // Start boots the VM. ctx bounds its whole life: when it is cancelled, QEMU
 // is killed.
 func Start(ctx context.Context, cfg Config) (*VM, error) {
@@ -337,6 +377,11 @@ func Start(ctx context.Context, cfg Config) (*VM, error) {
 		if cfg.Disk != "" {
 			return nil, errors.New("the microvm machine has no UEFI firmware: boot a disk image with the pc machine, or an initramfs image with microvm")
 		}
+	case MachineRaspi3b:
+		if cfg.Arch != "arm64" || cfg.Kernel == "" || cfg.DTB == "" {
+			return nil, errors.New("the raspi3b machine boots an arm64 kernel with its device tree (Kernel, DTB): QEMU does not run the Pi's firmware")
+		}
+		cfg.Accel = "tcg"
 	default:
 		return nil, fmt.Errorf("unknown machine type %q: use %s or %s", cfg.Machine, MachinePC, MachineMicroVM)
 	}
