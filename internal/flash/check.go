@@ -37,6 +37,10 @@ type Target struct {
 	ImageSize int64
 	// ImageGPT says whether the image starts like a GPT disk image.
 	ImageGPT bool
+	// ImagePi says whether the image starts like a Raspberry Pi image
+	// (build --target pi): an MBR whose first partition is FAT32 and whose
+	// fourth is the extended partition.
+	ImagePi bool
 }
 
 // Describe says what the target is: "SanDisk Cruzer Blade, 14.9 GiB".
@@ -79,7 +83,7 @@ func Check(src, dst string, opts Options) (*Target, error) {
 	if fi.Size() == 0 {
 		return nil, fmt.Errorf("image %s is empty", src)
 	}
-	t := &Target{Path: dst, Image: src, ImageSize: fi.Size(), ImageGPT: isGPT(src)}
+	t := &Target{Path: dst, Image: src, ImageSize: fi.Size(), ImageGPT: isGPT(src), ImagePi: isPiMBR(src)}
 
 	n, err := sys.Stat(dst)
 	switch {
@@ -145,6 +149,21 @@ func isGPT(path string) bool {
 		}
 	}
 	return false
+}
+
+// isPiMBR reports whether the image has the MBR of a Pi image: the boot
+// signature, partition 1 FAT32 (LBA) and partition 4 extended (LBA).
+func isPiMBR(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	b := make([]byte, 512)
+	if _, err := f.ReadAt(b, 0); err != nil {
+		return false
+	}
+	return b[510] == 0x55 && b[511] == 0xaa && b[446+4] == 0x0c && b[446+3*16+4] == 0x0f
 }
 
 // sysfs reads block device facts through a System.

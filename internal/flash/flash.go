@@ -113,8 +113,8 @@ func Write(ctx context.Context, src, dst string, opts Options) error {
 		return err
 	}
 	log := opts.log()
-	if !t.ImageGPT {
-		fmt.Fprintf(log, "warning: %s has no GPT partition table: it does not look like a disk image from nodeboot build\n", src)
+	if !t.ImageGPT && !t.ImagePi {
+		fmt.Fprintf(log, "warning: %s has neither a GPT partition table nor a Raspberry Pi image's MBR: it does not look like a disk image from nodeboot build\n", src)
 	}
 	if opts.Confirm != nil && !(t.File && t.Size == 0) {
 		if err := opts.Confirm(t); err != nil {

@@ -350,6 +350,25 @@ func TestWriteRegularFile(t *testing.T) {
 	if err := flash.Write(context.Background(), img, existing, opts); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(log.String(), "does not look like a disk image") {
+		t.Errorf("no warning for an image that is neither GPT nor a Pi's MBR:\n%s", log.String())
+	}
+	// A Raspberry Pi image's MBR is a disk image from nodeboot build.
+	pi := filepath.Join(dir, "pi.img")
+	piData := append([]byte(nil), data...)
+	piData[510], piData[511], piData[446+4], piData[446+3*16+4] = 0x55, 0xaa, 0x0c, 0x0f
+	os.WriteFile(pi, piData, 0o644)
+	log.Reset()
+	if tg, err := flash.Check(pi, existing, flash.Options{ForceFile: true}); err != nil || !tg.ImagePi || tg.ImageGPT {
+		t.Errorf("Check of a Pi image: %+v, %v", tg, err)
+	}
+	if err := flash.Write(context.Background(), pi, existing, opts); err != nil || strings.Contains(log.String(), "does not look like") {
+		t.Errorf("writing a Pi image: %v\n%s", err, log.String())
+	}
+	log.Reset()
+	if err := flash.Write(context.Background(), img, existing, opts); err != nil {
+		t.Fatal(err)
+	}
 	got, _ := os.ReadFile(existing)
 	if !bytes.Equal(got[:len(data)], data) || !bytes.Equal(got[len(data):], old[len(data):]) {
 		t.Error("the file does not hold the image followed by its old tail")
