@@ -210,3 +210,29 @@ func readAll(fsys *fat32.FileSystem, name string) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// ReadPiFile reads a file from FAT partition part of a Pi image: what the
+// e2e test hands QEMU, which does not run the Pi's firmware, as its
+// kernel, device tree and command line.
+func ReadPiFile(imgPath string, part int, name string) ([]byte, error) {
+	f, err := os.Open(imgPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	_, parts, err := ReadMBR(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", imgPath, err)
+	}
+	for _, p := range parts {
+		if p.Number != part {
+			continue
+		}
+		fsys, err := fat32.Read(file.New(f, true), p.Size, p.Offset, 512)
+		if err != nil {
+			return nil, fmt.Errorf("%s partition %d: %w", imgPath, part, err)
+		}
+		return readAll(fsys, "/"+name)
+	}
+	return nil, fmt.Errorf("%s has no partition %d", imgPath, part)
+}
