@@ -49,6 +49,11 @@ func Grow(dev string) (int64, error) {
 	store := file.New(f, false)
 	tbl, err := gpt.Read(store, 512, 512)
 	if err != nil {
+		if _, merr := mbrSignature(diskDev); merr == nil {
+			// A Raspberry Pi image: growing a logical partition means
+			// rewriting its EBR and the extended partition, not done yet.
+			return 0, fmt.Errorf("%s has an MBR (a Raspberry Pi image), whose data partition nodeboot does not grow yet", diskDev)
+		}
 		return 0, fmt.Errorf("reading the GPT of %s: %w", diskDev, err)
 	}
 	if int64(tbl.TotalSize()) >= size {
