@@ -102,3 +102,13 @@ func TestUpdateRebootCause(t *testing.T) {
 		t.Errorf("causes recorded: %q, want [update]", causes)
 	}
 }
+
+// TestNetworkEvent: the network coming up is a "network" event with the
+// interface and its addresses.
+func TestNetworkEvent(t *testing.T) {
+	got := events(t)
+	networkUp("eth0", []string{"10.0.2.15/24", "fec0::5054:ff:fe12:3456/64"})
+	if len(*got) != 1 || (*got)[0] != "network  network up: eth0 10.0.2.15/24 fec0::5054:ff:fe12:3456/64" {
+		t.Errorf("events: %q", *got)
+	}
+}

@@ -334,7 +334,12 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 		ntpServers.list = netconf.NTPServerList(st.NTPServers(), rt.Network.NTP)
 		ntpServers.mu.Unlock()
 	}
-	publishEvent(appapi.EventNetwork, "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(st.Addrs(), " ")))
+	networkUp(ifname, st.Addrs())
+}
+
+// networkUp tells the apps (events()) that the node's network is up.
+func networkUp(ifname string, addrs []string) {
+	publishEvent(appapi.EventNetwork, "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(addrs, " ")))
 }
 
 // watchListening logs when an app's port accepts connections: the boot's
