@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +27,21 @@ type RebuildRun struct {
 	First time.Duration
 	Warm  []time.Duration
 	Err   string
+	// Load is the host's 1-minute load average before and after (the
+	// figures are wall-clock times on a shared host).
+	Load string
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }
 
 // measureRebuilds times the inner loop `edit → nodeboot run`: the build
@@ -55,6 +71,7 @@ func measureRebuilds(ctx context.Context, e *env) []RebuildRun {
 	var runs []RebuildRun
 	for i, w := range ways {
 		r := RebuildRun{What: w.what}
+		before := loadAvg()
 		proj := filepath.Join(e.tmp, fmt.Sprintf("rebuild-%d", i))
 		out := filepath.Join(e.tmp, fmt.Sprintf("rebuild-%d-out", i))
 		err := copyTree(e.appDir, proj)
@@ -79,6 +96,7 @@ func measureRebuilds(ctx context.Context, e *env) []RebuildRun {
 		if err != nil {
 			r.Err = err.Error()
 		}
+		r.Load = before + " → " + loadAvg()
 		os.RemoveAll(out)
 		runs = append(runs, r)
 	}
@@ -108,11 +126,11 @@ func renderRebuilds(p func(string, ...any), runs []RebuildRun) {
 	p("in-kernel copy of the system part; `nodeboot run` skips the fsync of its own image dir, which it writes\n")
 	p("again before every boot. The first build wrote the system part unless an earlier build had. Measured\n")
 	p("%s, %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), cell(hostInfo().CPU))
-	p("| rebuild | first build | warm: median | warm: min – max |\n")
-	p("|---|---:|---:|---:|\n")
+	p("| rebuild | first build | warm: median | warm: min – max | host load average (%d cores) |\n", runtime.NumCPU())
+	p("|---|---:|---:|---:|---:|\n")
 	for _, r := range runs {
 		if r.Err != "" {
-			p("| %s | failed: %s | | |\n", r.What, cell(firstLine(r.Err)))
+			p("| %s | failed: %s | | | %s |\n", r.What, cell(firstLine(r.Err)), r.Load)
 			continue
 		}
 		w := slices.Clone(r.Warm)
@@ -120,7 +138,7 @@ func renderRebuilds(p func(string, ...any), runs []RebuildRun) {
 		if len(w) == 0 {
 			continue
 		}
-		p("| %s | %s | %s | %s – %s |\n", r.What, ms(r.First), ms(w[len(w)/2]), ms(w[0]), ms(w[len(w)-1]))
+		p("| %s | %s | %s | %s – %s | %s |\n", r.What, ms(r.First), ms(w[len(w)/2]), ms(w[0]), ms(w[len(w)-1]), r.Load)
 	}
 	p("\n")
 }
