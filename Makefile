@@ -103,8 +103,9 @@ check:
 	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/nodeboot
 	@# and vet, for darwin, the packages the CLI is made of (the code paths
 	@# that differ there: the library source, file identities), but
-	@# internal/client, whose tests start a node's Linux-only packages.
-	GOOS=darwin GOARCH=arm64 $(GO) vet $$(GOOS=darwin GOARCH=arm64 $(GO) list -deps ./cmd/nodeboot | grep '^github.com/nodeboot/nodeboot' | grep -v '/internal/client$$')
+	@# internal/cli and internal/client, whose tests start a node's
+	@# Linux-only packages (the build line above compiles them for darwin).
+	GOOS=darwin GOARCH=arm64 $(GO) vet $$(GOOS=darwin GOARCH=arm64 $(GO) list -deps ./cmd/nodeboot | grep '^github.com/nodeboot/nodeboot' | grep -v -e '/internal/client$$' -e '/internal/cli$$')
 
 test: deps check fuzz
 	NODEBOOT_E2E=1 $(GO) test -timeout 80m ./...
