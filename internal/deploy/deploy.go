@@ -133,6 +133,12 @@ type Config struct {
 	Gate *Gate
 	// Log receives what happens, for the console.
 	Log func(format string, args ...any)
+	// ImageFirst runs the image's own code at boot whatever the store
+	// names current, and leaves the store as it is: an OS update's trial
+	// boot must test the apps the update carries, and a failed trial
+	// returns to the old image with its deployed versions as they were.
+	// KeepImage makes the choice last once the update is committed.
+	ImageFirst bool
 
 	HealthTimeout time.Duration // default DefaultHealthTimeout
 	Settle        time.Duration // default DefaultSettle; <0: none
@@ -197,6 +203,10 @@ func (a *App) boot() {
 	if v == nil {
 		return
 	}
+	if a.cfg.ImageFirst {
+		a.cfg.Log("app %s: running the image's version (deployed version %s stays in the store)", a.cfg.App, Short(v.Digest))
+		return
+	}
 	if err := a.bind(v); err != nil {
 		a.cfg.Log("app %s: version %s: %v; running the image's version", a.cfg.App, Short(v.Digest), err)
 		a.unbind(v)
@@ -210,6 +220,35 @@ func (a *App) boot() {
 	a.running = v
 	a.setVersions(v.Digest, prev)
 	a.cfg.Log("app %s: running deployed version %s", a.cfg.App, Short(v.Digest))
+}
+
+// KeepImage makes the image's own code this app's current version in the
+// store when it runs it (store Reset: the deployed version that was
+// current becomes previous, so a rollback returns to it). PID 1 calls it
+// before it commits an OS update, so that the boots after the trial run
+// the apps the update carries, as the trial did (ImageFirst).
+func (a *App) KeepImage() error {
+	st := a.cfg.Store
+	if st == nil {
+		return nil
+	}
+	// Waits for a deploy or rollback in progress: its outcome decides.
+	a.lock <- struct{}{}
+	defer func() { <-a.lock }()
+	if a.running != nil {
+		// A version deployed during the trial runs: it stays current.
+		return nil
+	}
+	cur, err := st.Current(a.cfg.App)
+	if err != nil || cur == nil {
+		return err
+	}
+	if err := st.Reset(a.cfg.App); err != nil {
+		return fmt.Errorf("app %s: making the image's version current: %w", a.cfg.App, err)
+	}
+	a.setVersions(Image, cur.Digest)
+	a.cfg.Log("app %s: the image's version is current; deployed version %s is previous", a.cfg.App, Short(cur.Digest))
+	return nil
 }
 
 // Versions returns the running version and the one a rollback returns to

@@ -401,3 +401,42 @@ func TestBootRunsTheCurrentVersion(t *testing.T) {
 	r = newRig(t, func(c *Config, r *rig) { r.st = st; c.Store = st; r.persist = p; c.Persist = p })
 	r.check(t, imageDir, Image, "")
 }
+
+// TestImageFirst is an OS update's trial boot over a store whose current
+// version was deployed on the old image: the trial runs the image's code
+// and leaves the store alone (a failed trial boots the old image with its
+// deployed version); KeepImage at the commit makes the image's code
+// current, with the deployed version previous for a rollback.
+func TestImageFirst(t *testing.T) {
+	st := newFakeStore()
+	for i := 1; i <= 2; i++ {
+		st.versions[digest(i)] = &store.Version{App: "app", Digest: digest(i), Dir: dirOf(i)}
+	}
+	st.cur, st.prev = digest(2), digest(1)
+	trial := newRig(t, func(c *Config, r *rig) { r.st = st; c.Store = st; c.ImageFirst = true })
+	trial.check(t, imageDir, Image, "")
+	if st.cur != digest(2) || st.prev != digest(1) {
+		t.Fatalf("the trial boot changed the store: current %s, previous %s", Short(st.cur), Short(st.prev))
+	}
+	// The trial failed: the old image boots its deployed version.
+	old := newRig(t, func(c *Config, r *rig) { r.st = st; c.Store = st })
+	old.check(t, dirOf(2), digest(2), digest(1))
+
+	// The trial again, committed this time.
+	trial = newRig(t, func(c *Config, r *rig) { r.st = st; c.Store = st; c.ImageFirst = true })
+	if err := trial.app.KeepImage(); err != nil {
+		t.Fatal(err)
+	}
+	trial.check(t, imageDir, Image, digest(2))
+	if st.cur != "" || st.prev != digest(2) {
+		t.Fatalf("after KeepImage: current %q, previous %s, want the image's and %s", Short(st.cur), Short(st.prev), Short(digest(2)))
+	}
+	// The boots after it run the image's code; a rollback returns to
+	// the version deployed before the update.
+	next := newRig(t, func(c *Config, r *rig) { r.st = st; c.Store = st })
+	next.check(t, imageDir, Image, "")
+	if _, err := trial.app.Rollback(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	trial.check(t, dirOf(2), digest(2), Image)
+}

@@ -60,13 +60,13 @@ func TestUpdateEvents(t *testing.T) {
 		t.Fatal("a refused install succeeded")
 	}
 	log := boot.NewLogger(io.Discard)
-	if _, err := (gateTrial{log, fakeUpdater{commitErr: errors.New("ESP read-only")}}).Commit(); err == nil {
+	if _, err := (gateTrial{log: log, u: fakeUpdater{commitErr: errors.New("ESP read-only")}}).Commit(); err == nil {
 		t.Fatal("a failed commit succeeded")
 	}
-	if _, err := (gateTrial{log, fakeUpdater{}}).Commit(); err != nil {
+	if _, err := (gateTrial{log: log, u: fakeUpdater{}}).Commit(); err != nil {
 		t.Fatal(err)
 	}
-	if err := (gateTrial{log, fakeUpdater{}}).Fail("app web never became healthy"); err != nil {
+	if err := (gateTrial{log: log, u: fakeUpdater{}}).Fail("app web never became healthy"); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{

@@ -63,6 +63,7 @@ type node struct {
 	store   *store.Store // nil when /data has no room for one
 	power   chan<- boot.Action
 	persist bool // /data is a real disk
+	trial   bool // an OS update's trial boot: the image's apps run
 
 	mu       sync.Mutex
 	apps     map[string]*managedApp
@@ -110,6 +111,7 @@ func (n *node) manage(a spec.RuntimeApp, s *supervise.Service) *managedApp {
 		Log:           n.log.Printf,
 		HealthTimeout: healthTimeout,
 		Settle:        healthSettle,
+		ImageFirst:    n.trial,
 	}
 	if n.store != nil {
 		// A nil *store.Store in the interface would not read as none.
@@ -549,6 +551,24 @@ func newNode(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *node
 		}
 	}
 	return n
+}
+
+// keepImages makes every app's image version current in the store (the
+// versions deployed before an OS update become previous), so that the
+// boots after the trial run what the trial ran. It goes on past an app's
+// error, and returns them all.
+func (n *node) keepImages() error {
+	n.mu.Lock()
+	apps := make([]*managedApp, 0, len(n.order))
+	for _, name := range n.order {
+		apps = append(apps, n.apps[name])
+	}
+	n.mu.Unlock()
+	var errs []error
+	for _, a := range apps {
+		errs = append(errs, a.tx.KeepImage())
+	}
+	return errors.Join(errs...)
 }
 
 func (n *node) add(a *managedApp) {

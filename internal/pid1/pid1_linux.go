@@ -142,6 +142,9 @@ func run(log *boot.Logger) error {
 	// OS updates (update_linux.go): settled before the apps start.
 	osBoot := bootUpdate(log, rt, powerReq)
 	n := newNode(log, rt, powerReq)
+	// A trial runs the apps the update carries, not versions deployed on
+	// the old image; the commit makes that last (trialGate).
+	n.trial = osBoot.Trial
 	// require('nodeboot'): every app's socket exists before it starts.
 	n.appAPI = startAppAPI(log, rt, n)
 	services := make([]*supervise.Service, 0, len(rt.Apps))
@@ -164,7 +167,7 @@ func run(log *boot.Logger) error {
 		crash.Go("app "+a.Name+" listening", func() { watchListening(log, a); listening.Done() })
 	}
 	if osBoot.Trial {
-		crash.Go("update trial", func() { trialGate(log, rt, services) })
+		crash.Go("update trial", func() { trialGate(log, rt, services, n.keepImages) })
 	}
 	appsUp := make(chan struct{})
 	crash.Go("boot time", func() {

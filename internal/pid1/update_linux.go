@@ -217,7 +217,11 @@ func healthySeconds(rt *spec.Runtime) int {
 // continuously for healthySeconds within healthySeconds + trialGrace, then
 // Commit; an app that crash-loops, never becomes healthy, or a node that
 // runs degraded ends the trial with Fail (which reboots into the old slot).
-func trialGate(log *boot.Logger, rt *spec.Runtime, services []*supervise.Service) {
+// keepImages runs before the commit (node.keepImages): a power cut between
+// the two leaves the trial to the next boot, which runs the image's apps
+// all the same (only if that trial failed would the old image run its own
+// apps rather than those deployed on it; a rollback returns to them).
+func trialGate(log *boot.Logger, rt *spec.Runtime, services []*supervise.Service, keepImages func() error) {
 	names := make([]string, 0, len(rt.Apps))
 	apps := map[string]trialgate.App{}
 	svc := map[string]*supervise.Service{}
@@ -237,7 +241,7 @@ func trialGate(log *boot.Logger, rt *spec.Runtime, services []*supervise.Service
 		Every:     gateEvery,
 		Degraded:  degradedReason(),
 		Log:       log.Printf,
-	}, gateTrial{log, currentUpdater()}, names, apps)
+	}, gateTrial{log: log, u: currentUpdater(), keepImages: keepImages}, names, apps)
 }
 
 // gateApp is a supervised app as the gate sees it.
@@ -261,6 +265,9 @@ func (g gateApp) LastLine() string {
 type gateTrial struct {
 	log *boot.Logger
 	u   trialUpdater
+	// keepImages makes the apps' image versions current in the store
+	// (node.keepImages); nil: nothing to keep.
+	keepImages func() error
 }
 
 // trialUpdater is what the gate needs of the updater (*update.Updater).
@@ -273,6 +280,14 @@ type trialUpdater interface {
 func (g gateTrial) Note(line string) error { return g.u.Note(line) }
 
 func (g gateTrial) Commit() (string, error) {
+	if g.keepImages != nil {
+		if err := g.keepImages(); err != nil {
+			// The update is healthy all the same; an app whose store
+			// could not be changed runs its deployed version after the
+			// next boot.
+			g.log.Printf("OS update: keeping the image's app versions: %v", err)
+		}
+	}
 	o, err := g.u.Commit()
 	if err != nil {
 		return "", err
