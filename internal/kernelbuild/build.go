@@ -158,7 +158,7 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	fmt.Fprintf(o.Log, "kernel %s: compiling with %d jobs (the first build takes a while; later ones come from %s)\n", o.Profile, o.Jobs, o.CacheDir)
 	prog := newProgress(o.Progress, o.Profile, filepath.Join(o.CacheDir, "build", o.Profile+".steps"))
 	err = o.make(ctx, tree, []string{"O=" + objDir, fmt.Sprintf("-j%d", o.Jobs), "bzImage"}, prog)
-	prog.done()
+	prog.done(err == nil)
 	if err != nil {
 		return nil, fmt.Errorf("kernel %s: make bzImage: %w\n%s", o.Profile, err, prog.tail())
 	}
@@ -339,7 +339,9 @@ func isStep(s string) bool {
 
 func (p *progress) show(end string) {
 	msg := fmt.Sprintf("kernel %s: %d steps", p.profile, p.steps)
-	if p.total > 0 {
+	// Past the recorded total the estimate is wrong (a newer source, more
+	// options): the count alone is honest.
+	if p.total > 0 && p.steps <= p.total {
 		pct := 100 * p.steps / p.total
 		if pct > 99 {
 			pct = 99
@@ -354,14 +356,16 @@ func (p *progress) show(end string) {
 	}
 }
 
-// done ends the display and records the step count, so that the next
-// build of this profile shows a percentage.
-func (p *progress) done() {
+// done ends the display and, for a build that succeeded, records the step
+// count so that the next build of this profile shows a percentage. A
+// failed or interrupted build's count is not a total: recording it made a
+// later build show "99% (800 of ~423 steps)".
+func (p *progress) done(ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.show("\n")
 	// An incremental build counts only what it redid: keep the largest.
-	if p.steps > p.total {
+	if ok && p.steps > p.total {
 		os.WriteFile(p.stepsFile, []byte(fmt.Sprint(p.steps)), 0o644)
 	}
 }

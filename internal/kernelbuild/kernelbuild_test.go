@@ -291,3 +291,27 @@ func TestBuildNamesDroppedOption(t *testing.T) {
 		t.Error("compiled a kernel whose config lost an option")
 	}
 }
+
+// A failed build's step count is not a total: only a build that succeeded
+// records it, and a count past the recorded total shows no percentage.
+func TestProgressRecordsOnlySuccess(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "vm.steps")
+	var out bytes.Buffer
+	p := newProgress(&out, "vm", file)
+	io.WriteString(p, "  CC      kernel/fork.o\n  CC      kernel/exit.o\n")
+	p.done(false)
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("a failed build recorded its steps: %v", err)
+	}
+	p.done(true)
+	if b, err := os.ReadFile(file); err != nil || string(b) != "2" {
+		t.Fatalf("recorded %q, %v", b, err)
+	}
+	out.Reset()
+	p = newProgress(&out, "vm", file)
+	io.WriteString(p, "  CC      a.o\n  CC      b.o\n  CC      c.o\n")
+	p.done(true)
+	if strings.Contains(out.String(), "%") || !strings.Contains(out.String(), "3 steps") {
+		t.Fatalf("past the total: %q", out.String())
+	}
+}
