@@ -19,6 +19,8 @@ type Status struct {
 	// Clock is the wall clock's state (clock.go); nil from nodes that
 	// predate it.
 	Clock *ClockStatus `json:"clock,omitempty"`
+	// Logs is the remote log shipper (logs.go); nil when none is set.
+	Logs *LogsStatus `json:"logs,omitempty"`
 }
 
 // App returns the app named name, or nil.
