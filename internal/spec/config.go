@@ -57,6 +57,9 @@ type Config struct {
 	// Follow makes the node follow a tag in an OCI registry
 	// (follow_config.go); nil: it does not.
 	Follow *FollowConfig `json:"follow,omitempty"`
+	// Logs sends the node's log lines to a remote endpoint
+	// (logs_config.go); nil: not set.
+	Logs *LogsConfig `json:"logs,omitempty"`
 }
 
 // AppConfig is one entry of "apps".
@@ -107,7 +110,7 @@ const MaxLockSeconds = 86400
 // The keys each object of nodeboot.json accepts. The schema test checks that
 // docs/nodeboot.schema.json declares exactly these.
 var (
-	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow", "$comment"}
+	configKeys  = []string{"$schema", "hostname", "node", "env", "network", "cmdline", "apps", "update", "follow", "logs", "$comment"}
 	networkKeys = []string{"mode", "address", "gateway", "dns", "ntp"}
 	appKeys     = []string{"name", "path", "env", "args", "port", "persist", "healthPath", "health", "maxLockSeconds", "limits", "sandbox", "allowRemoteInspector", "shell"}
 )
@@ -325,6 +328,8 @@ func (c *configChecker) config(v *jval) *Config {
 			cfg.Update = c.updateConfig(m.val, p)
 		case "follow":
 			cfg.Follow = c.followConfig(m.val, p)
+		case "logs":
+			cfg.Logs = c.logsConfig(m.val, p)
 		}
 	}
 	return cfg

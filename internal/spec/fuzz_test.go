@@ -23,6 +23,9 @@ func FuzzLoadConfig(f *testing.F) {
 		`{"env":{"PORT":1}}`,
 		`{"follow":{"ref":"127.0.0.1:5000/shop:stable","interval":"3s","insecure":true}}`,
 		`{"follow":{"ref":"web@sha256:00","interval":"5 m"}}`,
+		`{"logs":{"remote":{"url":"syslog+tls://logs.example.com:6514","ca":"ca.pem","cert":"c.pem","key":"k.pem","bufferSize":"64M"}}}`,
+		`{"logs":{"remote":{"url":"otlp+http://[fd00::1]:4318/v1/logs","insecure":true,"bufferSize":2097152}}}`,
+		`{"logs":{"remote":{"url":"SYSLOG+TCP://h:","ca":"","bufferSize":"2e7"}}}`,
 		"\xef\xbb\xbf{}",
 		`[[[[[[]]]]]]`,
 		`{"a":`,
@@ -80,6 +83,11 @@ func FuzzLoadConfig(f *testing.F) {
 				if reservedEnv[k] != "" || k == "" {
 					t.Fatalf("accepted env name %q", k)
 				}
+			}
+		}
+		if l := cfg.Logs; l != nil && l.Remote != nil {
+			if err := runtimeLogs(l).Check(); err != nil {
+				t.Fatalf("accepted logs.remote %+v: %v", l.Remote, err)
 			}
 		}
 		// What nodeboot accepts, the editor's schema must not flag.

@@ -282,6 +282,7 @@ func (p *Project) Runtime(nodePath string) *Runtime {
 		cp := *f
 		rt.Follow = &cp
 	}
+	rt.Logs = runtimeLogs(p.Config.Logs)
 	rt.Network.DNS = slices.Clone(rt.Network.DNS)
 	rt.Network.NTP = slices.Clone(rt.Network.NTP)
 	if rt.Network.Mode == "" {

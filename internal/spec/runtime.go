@@ -46,6 +46,9 @@ type Runtime struct {
 	// real-time clock never believes it is before its image was built
 	// (internal/clock; 0: the floor compiled into PID 1).
 	ClockFloor int64 `json:"clockFloor,omitempty"`
+	// Logs is where the node ships its log lines (nodeboot.json
+	// "logs.remote"); nil: nowhere.
+	Logs *RuntimeLogs `json:"logs,omitempty"`
 }
 
 // RuntimeApp is one supervised service.
@@ -137,6 +140,11 @@ func DecodeRuntime(r io.Reader) (*Runtime, error) {
 		}
 		if _, err := ParseFollowInterval(f.Interval); err != nil {
 			return nil, fmt.Errorf("runtime config: follow.interval: %w", err)
+		}
+	}
+	if l := rt.Logs; l != nil {
+		if err := l.Check(); err != nil {
+			return nil, fmt.Errorf("runtime config: logs: %w", err)
 		}
 	}
 	seen := map[string]bool{}
