@@ -221,6 +221,11 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 	if err := leaveOutOutput(proj, out); err != nil {
 		return nil, err
 	}
+	// Read now, so a wrong file stops the build before its long steps.
+	logsCreds, err := logsFiles(proj.Dir, proj.Config.Logs) // logs.go
+	if err != nil {
+		return nil, err
+	}
 	for _, a := range proj.Apps {
 		logf("app %s: %s (entry %s, port %d, %d files)", a.Name, a.SrcDir, a.Entry, a.Port, len(a.Files))
 	}
@@ -427,6 +432,9 @@ func Build(ctx context.Context, o Options) (*Result, error) {
 		// image may be pushed to a registry or copied to a stick, and
 		// rotating them must not need a new image (docs/follow.md).
 		logf("the node follows %s; for a registry that needs credentials give them to each node once it runs: nodeboot registry login NODE (docs/follow.md)", f.Ref)
+	}
+	for p, b := range logsCreds {
+		credFiles[p] = b
 	}
 	generated := sha256.New()
 	for _, p := range slices.Sorted(maps.Keys(credFiles)) {
