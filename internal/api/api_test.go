@@ -307,7 +307,9 @@ func TestStatusJSON(t *testing.T) {
 		`{"name":"worker","state":"backoff","pid":0,"restarts":4,"lastExit":"exit status 1","startedAt":"","port":0,"version":"image","previousVersion":""}],` +
 		`"follow":{"ref":"127.0.0.1:5000/shop:stable","state":"registry unreachable","lastCheck":"2026-12-01T10:05:00Z","target":"sha256:` + strings.Repeat("b", 64) + `",` +
 		`"applied":"sha256:` + strings.Repeat("a", 64) + `","version":"v2","lastError":"resolving 127.0.0.1:5000/shop:stable: connection refused","failures":3,"seed":0},` +
-		`"clock":{"now":"2026-12-01T10:06:00Z","synced":true,"source":"10.0.2.2","offsetSeconds":-0.25,"lastSync":"2026-12-01T10:05:30Z","saved":"2026-12-01T10:05:30Z"}}`
+		`"clock":{"now":"2026-12-01T10:06:00Z","synced":true,"source":"10.0.2.2","offsetSeconds":-0.25,"lastSync":"2026-12-01T10:05:30Z","saved":"2026-12-01T10:05:30Z"},` +
+		`"logs":{"endpoint":"syslog+tls://logs.example.com:6514","connected":false,"bufferedBytes":4096,"bufferedLines":40,"capBytes":16777216,"delivered":1200,"dropped":5,` +
+		`"lastError":"connecting to syslog+tls://logs.example.com:6514: connection refused","lastErrorAt":"2026-12-01T10:06:00Z"}}`
 	var got, exp any
 	if err := json.Unmarshal([]byte(a.body), &got); err != nil {
 		t.Fatal(err)
@@ -779,6 +781,13 @@ func TestMetrics(t *testing.T) {
 		{"nodeboot_clock_offset_seconds", nil, -0.25},
 		{"nodeboot_clock_last_sync_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC).Unix())},
 		{"nodeboot_clock_saved_timestamp_seconds", nil, float64(time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC).Unix())},
+		{"nodeboot_logs_remote_info", map[string]string{"endpoint": "syslog+tls://logs.example.com:6514", "error": "connecting to syslog+tls://logs.example.com:6514: connection refused"}, 1},
+		{"nodeboot_logs_remote_connected", nil, 0},
+		{"nodeboot_logs_remote_buffered_bytes", nil, 4096},
+		{"nodeboot_logs_remote_buffered_lines", nil, 40},
+		{"nodeboot_logs_remote_buffer_cap_bytes", nil, 16 << 20},
+		{"nodeboot_logs_remote_delivered_lines_total", nil, 1200},
+		{"nodeboot_logs_remote_dropped_lines_total", nil, 5},
 	} {
 		got, ok := value(tc.name, tc.labels)
 		if !ok || got != tc.want {

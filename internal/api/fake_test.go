@@ -67,6 +67,11 @@ func newFake() *fakeNode {
 				Now: time.Date(2026, 12, 1, 10, 6, 0, 0, time.UTC), Synced: true, Source: "10.0.2.2", OffsetSeconds: -0.25,
 				LastSync: time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC), Saved: time.Date(2026, 12, 1, 10, 5, 30, 0, time.UTC),
 			},
+			Logs: &contract.LogsStatus{
+				Endpoint: "syslog+tls://logs.example.com:6514", BufferedBytes: 4096, BufferedLines: 40, CapBytes: 16 << 20,
+				Delivered: 1200, Dropped: 5, LastError: "connecting to syslog+tls://logs.example.com:6514: connection refused",
+				LastErrorAt: time.Date(2026, 12, 1, 10, 6, 0, 0, time.UTC),
+			},
 		},
 		lines: map[string][]string{
 			"hello":  {"hello starting", "listening on 8080", "GET /"},

@@ -81,6 +81,9 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descBoot, descUptime, descMemTotal, descMemAvail, descDataTotal, descDataFree, descCPU, descAppUp, descRestarts, descAppReady, descWatchdog, descAppLocks, descOverride, descDegraded, descDropped, descSlot, descUpdateOK, descFollow, descFollowCheck, descFollowBehind, descFollowFailures, descClockSynced, descClockOffset, descClockLastSync, descClockSaved} {
 		ch <- d
 	}
+	for _, d := range logsDescs {
+		ch <- d
+	}
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,6 +148,7 @@ func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descClockSaved, float64(c.Saved.Unix()))
 		}
 	}
+	collectLogs(ch, st.Logs) // logs.go
 }
 
 var (

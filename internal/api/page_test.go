@@ -54,7 +54,10 @@ func TestStatusPageInChromium(t *testing.T) {
 			}
 		}
 	}()
-	st, err := apitest.CheckPageState(ctx, h.base+"/", h.owner.Token, "hello", live)
+	st, err := apitest.CheckPageState(ctx, h.base+"/", h.owner.Token, "hello", live,
+		"remote logssyslog+tls://logs.example.com:6514: not connected",
+		"log buffer40 lines (4.0 KiB of 16.0 MiB) waiting, 1200 delivered, 5 dropped",
+		"log errorconnecting to syslog+tls://logs.example.com:6514: connection refused (2026-12-01T10:06:00Z)")
 	if err != nil {
 		t.Fatal(err)
 	}

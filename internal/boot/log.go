@@ -37,6 +37,7 @@ type Logger struct {
 	unsaid  uint64 // dropped lines not yet reported on the console
 	writing bool   // the writer goroutine holds a batch
 	wake    chan struct{}
+	tee     func(msg string)
 }
 
 // ConsoleQueueBytes bounds what waits for the console: about 20 s of a
@@ -58,10 +59,25 @@ func (l *Logger) SetOutput(w io.Writer) {
 	l.mu.Unlock()
 }
 
+// SetTee hands every later Printf line (the message alone, without time
+// or prefix) to f as well: the remote log shipper (internal/logship). f
+// is called outside the logger's lock and must not block.
+func (l *Logger) SetTee(f func(msg string)) {
+	l.mu.Lock()
+	l.tee = f
+	l.mu.Unlock()
+}
+
 // Printf logs one line.
 func (l *Logger) Printf(format string, args ...any) {
 	up := l.now()
 	msg := strings.TrimRight(fmt.Sprintf(format, args...), "\n")
+	l.mu.Lock()
+	tee := l.tee
+	l.mu.Unlock()
+	if tee != nil {
+		tee(msg)
+	}
 	l.enqueue([]byte(fmt.Sprintf("[%5d.%06d] %s%s\n", up/time.Second, (up%time.Second)/time.Microsecond, contract.ConsolePrefix, msg)))
 }
 

@@ -89,3 +89,16 @@ func TestLogOrderKept(t *testing.T) {
 		t.Errorf("got %q, want %q", buf.String(), want)
 	}
 }
+
+func TestTeeGetsEachMessage(t *testing.T) {
+	var buf strings.Builder
+	l := NewLogger(&buf)
+	var got []string
+	l.SetTee(func(msg string) { got = append(got, msg) })
+	l.Printf("one %d", 1)
+	l.Printf("two\n")
+	l.Writer().Write([]byte("app: not PID 1's\n"))
+	if strings.Join(got, "|") != "one 1|two" {
+		t.Errorf("tee got %q", got)
+	}
+}

@@ -73,6 +73,7 @@ func printStatus(w io.Writer, s *client.Status) error {
 	printOS(w, s.OS)         // update.go
 	printFollow(w, s.Follow) // fleet.go
 	printClock(w, s.Clock)
+	printLogs(w, s.Logs)
 	if len(s.Apps) == 0 {
 		_, err := fmt.Fprintln(w, "\nno apps")
 		return err
@@ -191,5 +192,27 @@ func printClock(w io.Writer, c *contract.ClockStatus) {
 	}
 	if !c.Synced && !c.NTPOff && len(c.NTP) > 0 {
 		fmt.Fprintf(w, "  asking %s\n", strings.Join(c.NTP, ", "))
+	}
+}
+
+// printLogs writes the remote log shipper's state (nodeboot.json
+// "logs.remote").
+func printLogs(w io.Writer, l *contract.LogsStatus) {
+	if l == nil {
+		return
+	}
+	state := "not connected"
+	if l.Connected {
+		state = "connected"
+	}
+	fmt.Fprintf(w, "\nremote logs to %s: %s\n", l.Endpoint, state)
+	fmt.Fprintf(w, "  %d lines (%s of %s) waiting, %d delivered, %d dropped\n",
+		l.BufferedLines, bytesIEC(uint64(max(l.BufferedBytes, 0))), bytesIEC(uint64(max(l.CapBytes, 0))), l.Delivered, l.Dropped)
+	if l.LastError != "" {
+		at := ""
+		if !l.LastErrorAt.IsZero() {
+			at = " (" + l.LastErrorAt.UTC().Format(time.RFC3339) + ")"
+		}
+		fmt.Fprintf(w, "  last error%s: %s\n", at, l.LastError)
 	}
 }

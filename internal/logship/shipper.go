@@ -86,6 +86,7 @@ type Shipper struct {
 	errAt   time.Time
 	failing bool
 	done    chan struct{}
+	cancel  context.CancelFunc
 }
 
 type transport interface {
@@ -161,6 +162,7 @@ func (s *Shipper) Start(ctx context.Context) error {
 		return err
 	}
 	s.sp = sp
+	ctx, s.cancel = context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	crash.Go("log buffer", func() { defer wg.Done(); s.spoolLoop(ctx) })
@@ -176,6 +178,31 @@ func (s *Shipper) Start(ctx context.Context) error {
 
 // Done is closed once the shipper stopped after its context ended.
 func (s *Shipper) Done() <-chan struct{} { return s.done }
+
+// Stop moves the lines still queued in memory to the buffer, so they are
+// sent after the next boot, then stops the shipper and closes its files
+// (before /data is unmounted). It waits at most timeout: a write to a
+// stuck endpoint must not hold a power-off.
+func (s *Shipper) Stop(timeout time.Duration) {
+	if s.cancel == nil {
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		s.qmu.Lock()
+		n := len(s.queue)
+		s.qmu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.cancel()
+	select {
+	case <-s.done:
+	case <-time.After(time.Until(deadline)):
+	}
+}
 
 // spoolLoop moves queued lines to the buffer on disk.
 func (s *Shipper) spoolLoop(ctx context.Context) {

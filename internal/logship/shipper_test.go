@@ -418,3 +418,35 @@ func TestRFC5424Header(t *testing.T) {
 		t.Errorf("empty message: %q", got)
 	}
 }
+
+func TestStopKeepsQueuedLinesForTheNextBoot(t *testing.T) {
+	addr := deadAddr(t)
+	cfg := Config{
+		Endpoint: Endpoint{Name: "syslog+tcp://" + addr, Kind: Syslog, Addr: addr},
+		Dir:      t.TempDir(), Cap: 1 << 20, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}
+	s := New(cfg)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		s.Add(Record{Stream: Stdout, App: "web", Msg: line(i)})
+	}
+	s.Stop(generous)
+	select {
+	case <-s.Done():
+	default:
+		t.Fatal("Stop returned before the shipper stopped")
+	}
+	recv, err := logshiptest.NewSyslog(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer recv.Stop()
+	start(t, cfg)
+	msgs, ok := recv.Wait(generous, count(200))
+	if !ok {
+		t.Fatalf("got %d of 200", len(msgs))
+	}
+	checkSeq(t, msgs, 0, 200)
+}

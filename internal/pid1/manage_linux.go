@@ -197,6 +197,7 @@ func (n *node) Status(ctx context.Context) (api.Status, error) {
 	st.OS = osStatus()
 	st.Follow = followStatus()   // follow_linux.go
 	st.Clock = clockStatus(n.rt) // clock_linux.go
+	st.Logs = logsStatus()       // logs_linux.go
 
 	n.mu.Lock()
 	defer n.mu.Unlock()

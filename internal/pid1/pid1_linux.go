@@ -130,6 +130,8 @@ func run(log *boot.Logger) error {
 	}
 
 	ctx := context.Background()
+	// Remote logs (logs_linux.go): /data is up, the apps not yet.
+	startLogShipping(ctx, log, rt)
 	if err := netconf.LoopbackUp(); err != nil {
 		log.Printf("loopback: %v", err)
 	}
@@ -212,6 +214,7 @@ func run(log *boot.Logger) error {
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
 	saveClock(log)
+	stopLogShipping(2 * time.Second) // logs_linux.go: before /data goes
 	boot.Halt(action, log.Printf, func() { log.Flush(5 * time.Second) })
 	return nil
 }
@@ -249,11 +252,18 @@ func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supe
 	o.Console = log.Writer()
 	// Output also goes to /data/logs/<app>.log, size-bounded, so it
 	// survives reboots on disk images.
+	// And to the remote log shipper, when there is one (logs_linux.go),
+	// before the file: MultiWriter stops at the first writer's error.
+	writers := []io.Writer{log.Writer()}
+	if w := appLogWriter(a.Name); w != nil {
+		writers = append(writers, w)
+	}
 	if f, err := applog.Open(filepath.Join("/data/logs", a.Name+".log"), 0, 0); err == nil {
-		o.Console = io.MultiWriter(log.Writer(), f)
+		writers = append(writers, f)
 	} else {
 		log.Printf("app %s: no log file: %v", a.Name, err)
 	}
+	o.Console = io.MultiWriter(writers...)
 	o.Log = log.Printf
 	o.StopGrace = stopGrace
 	o.Sandbox = appSandbox(log, a)

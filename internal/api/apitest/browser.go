@@ -42,6 +42,7 @@ type PageState struct {
 	AppAPI   string // the .app-api cell: readiness, watchdog, locks
 	LogApp   string // whose log the page follows
 	Logs     string // the #logs text
+	Node     string // the #node table's text
 }
 
 // CheckPage opens url (the node's status page) in headless Chromium, logs
@@ -51,16 +52,18 @@ type PageState struct {
 // errors, when ctx ends first. The browser accepts any certificate: this
 // checks the page, and the CLI's pinning is tested on its own.
 func CheckPage(ctx context.Context, url, token, wantApp, wantLogLine string) error {
-	_, err := checkPage(ctx, url, token, wantApp, wantLogLine)
+	_, err := checkPage(ctx, url, token, wantApp, wantLogLine, nil)
 	return err
 }
 
-// CheckPageState is CheckPage returning what the page showed of wantApp.
-func CheckPageState(ctx context.Context, url, token, wantApp, wantLogLine string) (PageState, error) {
-	return checkPage(ctx, url, token, wantApp, wantLogLine)
+// CheckPageState is CheckPage returning what the page showed of wantApp;
+// it also waits until the node's table shows each of wantNode (e.g. the
+// remote log shipper's rows).
+func CheckPageState(ctx context.Context, url, token, wantApp, wantLogLine string, wantNode ...string) (PageState, error) {
+	return checkPage(ctx, url, token, wantApp, wantLogLine, wantNode)
 }
 
-func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (PageState, error) {
+func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string, wantNode []string) (PageState, error) {
 	var st PageState
 	bin, err := FindChromium()
 	if err != nil {
@@ -117,7 +120,7 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 	fail := func(err error) (PageState, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		msg := fmt.Sprintf("status page %s: %v; the page showed app state %q, the log of %q:\n%s", url, err, st.AppState, st.LogApp, tail(st.Logs, 20))
+		msg := fmt.Sprintf("status page %s: %v; the page showed app state %q, the node %q, the log of %q:\n%s", url, err, st.AppState, st.Node, st.LogApp, tail(st.Logs, 20))
 		if len(console) > 0 {
 			msg += "\nbrowser console:\n  " + strings.Join(console, "\n  ")
 		}
@@ -142,7 +145,7 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 		const api = row ? row.querySelector('.app-api').textContent : "";
 		const logApp = document.getElementById('logs-app').textContent;
 		if (row && logApp !== %[1]q) row.querySelector('button.show-logs').click();
-		return {appState: state, appAPI: api, logApp: logApp, logs: document.getElementById('logs').textContent};
+		return {appState: state, appAPI: api, logApp: logApp, logs: document.getElementById('logs').textContent, node: document.getElementById('node').textContent};
 	})()`, wantApp)
 	for {
 		got, err := chromedp.Run(bctx, chromedp.Evaluate[shown](query))
@@ -150,14 +153,18 @@ func checkPage(ctx context.Context, url, token, wantApp, wantLogLine string) (Pa
 			return fail(fmt.Errorf("reading the page: %w", err))
 		}
 		mu.Lock()
-		st = PageState{AppState: got.AppState, AppAPI: got.AppAPI, LogApp: got.LogApp, Logs: got.Logs}
+		st = PageState{AppState: got.AppState, AppAPI: got.AppAPI, LogApp: got.LogApp, Logs: got.Logs, Node: got.Node}
 		mu.Unlock()
-		if st.AppState == "running" && st.LogApp == wantApp && strings.Contains(st.Logs, wantLogLine) {
+		nodeOK := true
+		for _, w := range wantNode {
+			nodeOK = nodeOK && strings.Contains(st.Node, w)
+		}
+		if st.AppState == "running" && st.LogApp == wantApp && strings.Contains(st.Logs, wantLogLine) && nodeOK {
 			break
 		}
 		select {
 		case <-bctx.Done():
-			return fail(fmt.Errorf("app %q running with log line %q not seen: %w", wantApp, wantLogLine, context.Cause(bctx)))
+			return fail(fmt.Errorf("app %q running with log line %q (and node rows %q) not seen: %w", wantApp, wantLogLine, wantNode, context.Cause(bctx)))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -196,6 +203,7 @@ type shown struct {
 	AppAPI   string `json:"appAPI"`
 	LogApp   string `json:"logApp"`
 	Logs     string `json:"logs"`
+	Node     string `json:"node"`
 }
 
 func tail(s string, n int) string {

@@ -37,7 +37,7 @@ function showError(msg) {
   errorBox.hidden = !msg;
 }
 
-function renderNode(n, os, follow) {
+function renderNode(n, os, follow, logs) {
   document.getElementById("hostname").textContent = n.hostname;
   const rows = [
     ["host name", n.hostname],
@@ -66,6 +66,13 @@ function renderNode(n, os, follow) {
     rows.push(["applied", (follow.applied || "none") + (follow.version ? " (" + follow.version + ")" : "")]);
     if (follow.target && follow.target !== follow.applied) rows.push(["tag names", follow.target]);
     if (follow.lastError) rows.push(["follow error", follow.lastError]);
+  }
+  // The remote log shipper (nodeboot.json "logs.remote"; docs/logs.md).
+  if (logs) {
+    rows.push(["remote logs", logs.endpoint + (logs.connected ? ": connected" : ": not connected")]);
+    rows.push(["log buffer", logs.bufferedLines + " lines (" + bytes(logs.bufferedBytes) + " of " + bytes(logs.capBytes) + ") waiting, " +
+      logs.delivered + " delivered, " + logs.dropped + " dropped"]);
+    if (logs.lastError) rows.push(["log error", logs.lastError + (logs.lastErrorAt ? " (" + logs.lastErrorAt + ")" : "")]);
   }
   nodeBody.replaceChildren();
   for (const [k, v] of rows) {
@@ -126,7 +133,7 @@ async function refresh() {
     if (r.status === 401) { location.reload(); return; } // the session is gone: the login form
     if (!r.ok) throw new Error("HTTP " + r.status + ": " + (await r.text()));
     const st = await r.json();
-    renderNode(st.node, st.os, st.follow);
+    renderNode(st.node, st.os, st.follow, st.logs);
     renderApps(st.apps);
     showError("");
   } catch (e) {
