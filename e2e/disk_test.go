@@ -146,6 +146,13 @@ func TestDiskImage(t *testing.T) {
 	root := repoRoot(t)
 	proj := t.TempDir()
 	copyDir(t, filepath.Join(root, "e2e", "testdata", "counter"), proj)
+	// The node ships its log lines to a TLS syslog receiver on the host
+	// (logs_test.go), checked along the boots below.
+	logs := startRemoteLogs(t)
+	cfg := `{"hostname": "counter", "apps": [{"path": ".", "persist": ["./db"]}], ` + logs.config + `}`
+	if err := os.WriteFile(filepath.Join(proj, "nodeboot.json"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	img := filepath.Join(t.TempDir(), "counter.img")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
@@ -184,6 +191,9 @@ func TestDiskImage(t *testing.T) {
 		if !strings.Contains(con, "grew the data partition") {
 			t.Error("console does not say the data partition grew")
 		}
+		// The app's and PID 1's lines reach the remote syslog receiver.
+		logs.wait(t, "counter", "durable state=1 persist=1")
+		logs.wait(t, "nodeboot", contract.AppListening("counter", 8080))
 		if err := b.v.Shutdown(2 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -221,13 +231,20 @@ func TestDiskImage(t *testing.T) {
 	// firmware's memory map does not depend on timing, so the edge is
 	// exact: a bigger kernel or firmware fails here first.
 	t.Run("hard power-off keeps the data, in 141 MiB of RAM", func(t *testing.T) {
+		// The log endpoint is down for this boot: the lines wait in the
+		// buffer on /data and arrive during the next boot.
+		logs.recv.Stop()
 		b := bootDisk(t, ctx, img, "141M", false)
 		b.waitFor(t, "durable state=3 persist=3")
 		b.waitFor(t, contract.AppListening("counter", 8080))
+		b.waitFor(t, "log shipper: connecting to syslog+tls://10.0.2.2")
 		if s, p := b.counts(t); s != 3 || p != 3 {
 			t.Errorf("counts %d/%d, want 3/3", s, p)
 		}
 		if err := b.v.Shutdown(2 * time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := logs.recv.Start(); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -241,6 +258,11 @@ func TestDiskImage(t *testing.T) {
 		b.waitFor(t, contract.AppListening("counter", 8080))
 		if s, p := b.counts(t); s != 4 || p != 4 {
 			t.Errorf("counts %d/%d, want 4/4", s, p)
+		}
+		// The previous boot's lines, buffered while the endpoint was
+		// down, arrive, before this boot's.
+		if prev, now := logs.wait(t, "counter", "durable state=3 persist=3"), logs.wait(t, "counter", "durable state=4 persist=4"); prev > now {
+			t.Errorf("the buffered line came after this boot's (%d > %d)", prev, now)
 		}
 		if err := b.v.Shutdown(2 * time.Minute); err != nil {
 			t.Fatal(err)
