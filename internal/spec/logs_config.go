@@ -227,8 +227,9 @@ func (c *configChecker) remoteLogs(v *jval, p jsonPath) *RemoteLogs {
 	return &r
 }
 
-// sizeRE is the schema's size pattern: ParseMemory alone would also take
-// "2e7" or "0x1p24", which the schema (and a reader) would not.
+// sizeRE is the schema's size pattern (Go's \s spelled out): ParseFloat
+// alone would also take "2e7" or "0x1p24", which the schema (and a
+// reader) would not. ParseMemory checks it first.
 var sizeRE = regexp.MustCompile(`^[\t\n\f\r ]*[0-9]*\.?[0-9]+[\t\n\f\r ]*([KkMmGgTt][Ii]?)?[Bb]?[\t\n\f\r ]*$`)
 
 // logsBuffer reads "bufferSize": a size with a unit ("64M") or a number
@@ -238,10 +239,6 @@ func (c *configChecker) logsBuffer(v *jval, p jsonPath) int64 {
 	switch v.kind {
 	case kindString:
 		var err error
-		if !sizeRE.MatchString(v.str) {
-			c.fail(p, "%q is not a size: use e.g. \"64M\" or \"1G\"", v.str)
-			return 0
-		}
 		if n, err = ParseMemory(v.str); err != nil {
 			c.fail(p, "%v", err)
 			return 0

@@ -106,6 +106,11 @@ func (c *configChecker) memSize(v *jval, p jsonPath) int64 {
 // ParseMemory reads a memory size: a number with an optional binary unit
 // K, M, G or T (also written KiB, MB...), e.g. "256M", "1.5G".
 func ParseMemory(s string) (int64, error) {
+	// The grammar first, the schema's own pattern: ParseFloat alone also
+	// takes "2e7", "5." or "0x1p4", and the unit trimming below took "5iB".
+	if !sizeRE.MatchString(s) {
+		return 0, fmt.Errorf("%q is not a size: use e.g. \"256M\" or \"1G\"", s)
+	}
 	t := strings.TrimSpace(s)
 	u := strings.ToUpper(t)
 	u = strings.TrimSuffix(strings.TrimSuffix(u, "B"), "I")

@@ -134,3 +134,18 @@ func FuzzParseMemory(f *testing.F) {
 		}
 	})
 }
+
+// ParseMemory takes exactly the schema's size grammar: ParseFloat alone
+// took "2e7" and "5.", and the unit trimming took "5iB".
+func TestParseMemoryGrammar(t *testing.T) {
+	for _, ok := range []string{"256M", "1.5G", " 64 MiB ", "100", ".5K", "2kb"} {
+		if _, err := ParseMemory(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"2e7", "5.", "0x10", "+5M", "-1M", "5iB", "Inf", "1_000", "5\u00a0M", "M"} {
+		if n, err := ParseMemory(bad); err == nil {
+			t.Errorf("%q accepted as %d", bad, n)
+		}
+	}
+}
