@@ -28,6 +28,7 @@ http.createServer((req, res) => {
       return send(200, { busy: true });
     case '/cpu.stat':
     case '/memory.max':
+    case '/memory.high':
     case '/cpu.max':
       try {
         return send(200, { text: fs.readFileSync('/sys/fs/cgroup' + req.url, 'utf8') });
