@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"io"
 	"math/rand/v2"
 	"strings"
@@ -267,13 +268,13 @@ func (f *Follower) sleep(ctx context.Context, d time.Duration) {
 	defer cancel()
 	done := make(chan struct{})
 	defer close(done)
-	go func() {
+	crash.Go("follow wake", func() {
 		select {
 		case <-f.wake:
 			cancel()
 		case <-done:
 		}
-	}()
+	})
 	f.cfg.Clock.Sleep(sctx, d)
 }
 

@@ -167,12 +167,12 @@ func (s *Shipper) Start(ctx context.Context) error {
 	wg.Add(2)
 	crash.Go("log buffer", func() { defer wg.Done(); s.spoolLoop(ctx) })
 	crash.Go("log shipper", func() { defer wg.Done(); s.sendLoop(ctx) })
-	go func() {
+	crash.Go("log shipper close", func() {
 		wg.Wait()
 		s.tr.close()
 		sp.close()
 		close(s.done)
-	}()
+	})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/nodeboot/nodeboot/internal/crash"
 	"net"
 	"strconv"
 	"sync"
@@ -155,7 +156,7 @@ func (t *syslogTransport) dial(ctx context.Context) error {
 		return fmt.Errorf("connecting to %s: %w", t.name, explainTLS(err))
 	}
 	dead := make(chan struct{})
-	go func() {
+	crash.Go("log shipper reader", func() {
 		// Never returns data; ends when the peer closes or resets.
 		buf := make([]byte, 512)
 		for {
@@ -164,7 +165,7 @@ func (t *syslogTransport) dial(ctx context.Context) error {
 				return
 			}
 		}
-	}()
+	})
 	t.conn, t.bw, t.dead = conn, bufio.NewWriterSize(conn, 64<<10), dead
 	return nil
 }
