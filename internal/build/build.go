@@ -590,11 +590,7 @@ func writeDisk(ctx context.Context, o Options, out string, m *Manifest, tree *im
 		// kernel has) unless --compression none asks for none at all.
 		RootCompression: rootCompression(o.Compression),
 	})
-	var small *disk.TooSmallError
-	if errors.As(err, &small) && small.What == "image" {
-		return nil, fmt.Errorf("%w: pass --size %dM or more", err, (small.Min+(1<<20)-1)>>20)
-	}
-	if err != nil {
+	if err = withSizeHint(err); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -887,4 +883,14 @@ func rootCompression(c image.Compression) string {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
+}
+
+// withSizeHint adds the --size that would fit to an image the disk writer
+// found too small (the PC and the Pi layouts alike).
+func withSizeHint(err error) error {
+	var small *disk.TooSmallError
+	if errors.As(err, &small) && small.What == "image" {
+		return fmt.Errorf("%w: pass --size %dM or more", err, (small.Min+(1<<20)-1)>>20)
+	}
+	return err
 }

@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -43,11 +42,7 @@ func writePi(ctx context.Context, o Options, out string, m *Manifest, tree *imag
 		Seed:            m.ImageVersion,
 		RootCompression: rootCompression(o.Compression),
 	})
-	var small *disk.TooSmallError
-	if errors.As(err, &small) && small.What == "image" {
-		return nil, fmt.Errorf("%w: pass --size %dM or more", err, (small.Min+(1<<20)-1)>>20)
-	}
-	if err != nil {
+	if err = withSizeHint(err); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
