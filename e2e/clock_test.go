@@ -165,6 +165,7 @@ func TestClock(t *testing.T) {
 	t.Cleanup(v.Kill)
 	m := &managed{v: v, appPort: appPort, apiPort: apiPort}
 	m.waitFor(t, "app timeapp listening on port 8080", 0)
+	m.waitFor(t, "management API on https port", 0) // it starts after the apps listen
 	app := func() clockApp {
 		t.Helper()
 		var a clockApp
@@ -284,6 +285,7 @@ func TestClock(t *testing.T) {
 		}
 		m.waitFor(t, "init started", from)
 		m.waitFor(t, "app timeapp listening on port 8080", from)
+		m.waitFor(t, "management API on https port", from) // it starts after the apps listen
 		con := v.Console()[from:]
 		i := strings.Index(con, contract.ClockRestored)
 		if i < 0 {

@@ -87,6 +87,7 @@ func TestJSAPI(t *testing.T) {
 	wait("web: web up web")
 	wait("worker: worker ready as worker")
 	wait(contract.AppListening("web", 8080))
+	wait("management API on https port") // it starts after the apps listen
 	status := func() *contract.Status {
 		t.Helper()
 		o, err := nodeboot(ctx, proj, "status", node, "--json")

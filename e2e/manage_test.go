@@ -58,6 +58,7 @@ func bootManaged(t *testing.T, ctx context.Context, img string) *managed {
 	t.Cleanup(v.Kill)
 	m := &managed{v: v, appPort: appPort, apiPort: apiPort}
 	m.waitFor(t, "app versioned listening on port 8080", 0)
+	m.waitFor(t, "management API on https port", 0) // it starts after the apps listen
 	return m
 }
 
@@ -351,6 +352,7 @@ func TestManage(t *testing.T) {
 		}
 		m.waitFor(t, "init started", from)
 		m.waitFor(t, "app versioned listening on port 8080", from)
+		m.waitFor(t, "management API on https port", from) // it starts after the apps listen
 		if got := m.serving(t); got != "v2" {
 			t.Errorf("after the reboot the app answers %q, want v2", got)
 		}

@@ -253,6 +253,7 @@ func bootKeeper(t *testing.T, ctx context.Context, img string) (*managed, keeper
 	b := bootDisk(t, ctx, img, "512M", true, vm.Forward{Host: apiPort, Guest: cli.APIPort})
 	m := &managed{v: b.v, appPort: b.port, apiPort: apiPort}
 	m.waitFor(t, contract.AppListening("keeper", 8080), 0)
+	m.waitFor(t, "management API on https port", 0) // it starts after the apps listen
 	var st keeperStatus
 	if err := json.Unmarshal([]byte(get(t, fmt.Sprintf("http://127.0.0.1:%d/", m.appPort))), &st); err != nil {
 		t.Fatal(err)
