@@ -38,6 +38,19 @@ const (
 // counters are the memory.events lines a watcher reports.
 type counters struct{ high, max, oom, oomKill int64 }
 
+// DefaultEvery is how often at most an app's pressure is reported while
+// it lasts: an app that stays above its memoryHigh raises "high" on every
+// check, and a line (and an event) every few seconds would flood the
+// console, the log shipper and the app's own handler.
+const DefaultEvery = time.Minute
+
+// appState is what the watcher remembers of one app.
+type appState struct {
+	last     counters  // as read at the last check
+	pending  counters  // risen since the last report, not yet reported
+	reported time.Time // the last report; zero: never
+}
+
 // Watcher checks its sources each time Check is called.
 type Watcher struct {
 	// Apps returns each app's memory.events path (a missing file is
@@ -47,16 +60,32 @@ type Watcher struct {
 	MemInfo string
 	// Emit receives each finding: app "" is the node.
 	Emit func(app, message string)
+	// Every is the least time between two reports of one app (default
+	// DefaultEvery): the first rise is reported at once, the rises
+	// during the next Every are added up and reported together at the
+	// first check after it. An OOM kill is reported at once: a process
+	// of the app died.
+	Every time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 
-	last map[string]counters
+	apps map[string]*appState
 	low  bool
 }
 
 // Check reads every source once and emits what got worse since the last
 // Check.
 func (w *Watcher) Check() {
-	if w.last == nil {
-		w.last = map[string]counters{}
+	if w.apps == nil {
+		w.apps = map[string]*appState{}
+	}
+	now := time.Now
+	if w.Now != nil {
+		now = w.Now
+	}
+	every := w.Every
+	if every <= 0 {
+		every = DefaultEvery
 	}
 	if w.Apps != nil {
 		files := w.Apps()
@@ -71,16 +100,34 @@ func (w *Watcher) Check() {
 				continue
 			}
 			c := parseEvents(b)
-			prev := w.last[app]
-			w.last[app] = c
+			st := w.apps[app]
+			if st == nil {
+				st = &appState{}
+				w.apps[app] = st
+			}
+			prev := st.last
+			st.last = c
 			if c.high < prev.high || c.max < prev.max || c.oomKill < prev.oomKill {
 				// A new cgroup (the app restarted into a fresh one):
 				// its counters start again from zero.
 				prev = counters{}
 			}
-			if msg := describe(app, prev, c); msg != "" {
-				w.Emit(app, msg)
+			st.pending.add(prev, c)
+			if st.pending == (counters{}) {
+				continue
 			}
+			t := now()
+			if due := st.reported.IsZero() || t.Sub(st.reported) >= every || st.pending.oomKill > 0; !due {
+				continue // added up, reported once every has passed
+			}
+			msg := describe(app, counters{}, st.pending)
+			if !st.reported.IsZero() && t.Sub(st.reported) < 2*every {
+				// Still under pressure since the last report: say
+				// over how long these rises came.
+				msg = strings.Replace(msg, " memory pressure: ", fmt.Sprintf(" memory pressure (still, in the last %v): ", t.Sub(st.reported).Round(time.Second)), 1)
+			}
+			st.pending, st.reported = counters{}, t
+			w.Emit(app, msg)
 		}
 	}
 	if w.MemInfo != "" {
@@ -98,6 +145,13 @@ func (w *Watcher) Check() {
 			}
 		}
 	}
+}
+
+// add adds the rises from prev to c that describe reports.
+func (p *counters) add(prev, c counters) {
+	p.high += max(c.high-prev.high, 0)
+	p.max += max(c.max-prev.max, 0)
+	p.oomKill += max(c.oomKill-prev.oomKill, 0)
 }
 
 // describe says what changed from prev to c, "" when nothing did.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 type finding struct{ app, msg string }
@@ -34,9 +35,13 @@ func TestAppCgroup(t *testing.T) {
 	web := filepath.Join(dir, "web.events")
 	write(t, web, events(0, 0, 0))
 	var got []finding
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	w := &Watcher{
 		Apps: func() map[string]string { return map[string]string{"web": web, "gone": filepath.Join(dir, "none")} },
 		Emit: func(app, msg string) { got = append(got, finding{app, msg}) },
+		// Each check a report's interval after the last: this test is
+		// about what is counted, TestRateLimit about when it is said.
+		Now: func() time.Time { now = now.Add(2 * DefaultEvery); return now },
 	}
 	w.Check()
 	if len(got) != 0 {
@@ -89,5 +94,59 @@ func TestNode(t *testing.T) {
 	step(60 << 10)
 	if len(got) != 2 {
 		t.Fatalf("a second episode: %v", got)
+	}
+}
+
+// TestRateLimit: an app that stays above its memoryHigh raises "high" at
+// every check; the first rise is said at once, the next ones are added up
+// and said once the interval has passed, with how long they took; an OOM
+// kill is said at once; after a quiet interval, a new rise is said at once
+// again, as a first one.
+func TestRateLimit(t *testing.T) {
+	web := filepath.Join(t.TempDir(), "web.events")
+	var got []finding
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &Watcher{
+		Apps: func() map[string]string { return map[string]string{"web": web} },
+		Emit: func(app, msg string) { got = append(got, finding{app, msg}) },
+		Now:  func() time.Time { return now },
+	}
+	high := 0
+	check := func(rise int) {
+		high += rise
+		write(t, web, events(high, 0, 0))
+		w.Check()
+		now = now.Add(2 * time.Second)
+	}
+	check(0)
+	check(5)
+	if len(got) != 1 || got[0].msg != "app web memory pressure: above its memoryHigh, throttled 5 time(s)" {
+		t.Fatalf("first crossing: %v", got)
+	}
+	// 29 more checks, each with a rise, in the following 58 s: nothing.
+	for i := 0; i < 29; i++ {
+		check(2)
+	}
+	if len(got) != 1 {
+		t.Fatalf("reported again within a minute: %v", got[1:])
+	}
+	// The check a minute after the first report says the sum.
+	check(2)
+	if len(got) != 2 || got[1].msg != "app web memory pressure (still, in the last 1m0s): above its memoryHigh, throttled 60 time(s)" {
+		t.Fatalf("summary after a minute: %v", got)
+	}
+	// An OOM kill does not wait, and carries the rises before it.
+	check(1)
+	write(t, web, events(high, 0, 1))
+	w.Check()
+	if len(got) != 3 || got[2].msg != "app web memory pressure (still, in the last 4s): above its memoryHigh, throttled 1 time(s); 1 process(es) killed by the OOM killer" {
+		t.Fatalf("OOM kill: %v", got)
+	}
+	// Quiet for ten minutes, then a new crossing: at once, as a first one.
+	now = now.Add(10 * time.Minute)
+	write(t, web, events(high+3, 0, 1))
+	w.Check()
+	if len(got) != 4 || got[3].msg != "app web memory pressure: above its memoryHigh, throttled 3 time(s)" {
+		t.Fatalf("new crossing after a quiet time: %v", got)
 	}
 }
