@@ -77,6 +77,7 @@ type Shipper struct {
 	qunsaid  uint64 // lines dropped from the queue, not yet said in the stream
 	refused  uint64 // lines the endpoint refused for good, not yet said
 	wake     chan struct{}
+	netUp    chan struct{} // NetworkUp; ends a backoff
 
 	sp      *spool
 	spWake  chan struct{}
@@ -111,6 +112,7 @@ func New(cfg Config) *Shipper {
 		cfg:    cfg,
 		qlimit: int(min(int64(queueBytes), max(cfg.Cap/4, 64<<10))),
 		wake:   make(chan struct{}, 1),
+		netUp:  make(chan struct{}, 1),
 		spWake: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -268,6 +270,12 @@ func (s *Shipper) sendLoop(ctx context.Context) {
 		case err == nil:
 			s.delivered(len(recs))
 			attempt = 0
+			// A network-up while delivery works is news to nobody:
+			// it must not cut short the backoff of a later outage.
+			select {
+			case <-s.netUp:
+			default:
+			}
 		case errors.Is(err, errPermanent):
 			s.setErr(err)
 			n := uint64(0)
@@ -282,10 +290,15 @@ func (s *Shipper) sendLoop(ctx context.Context) {
 			s.qmu.Unlock()
 		default:
 			s.setErr(err)
-			if !sleep(ctx, backoff(attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff)) {
+			woken, ok := s.backoffSleep(ctx, backoff(attempt, s.cfg.MinBackoff, s.cfg.MaxBackoff))
+			if !ok {
 				return
 			}
-			attempt++
+			if woken {
+				attempt = 0
+			} else {
+				attempt++
+			}
 			continue
 		}
 		s.qmu.Lock()
@@ -319,6 +332,22 @@ func backoff(attempt int, lo, hi time.Duration) time.Duration {
 		d *= 2
 	}
 	return min(d, hi)
+}
+
+// backoffSleep waits d, or less when the network comes up (woken).
+// A NetworkUp that came while the failed batch was being sent counts:
+// it may be the very reason the batch failed.
+func (s *Shipper) backoffSleep(ctx context.Context, d time.Duration) (woken, ok bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false, false
+	case <-s.netUp:
+		return true, true
+	case <-t.C:
+		return false, true
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -373,4 +402,17 @@ func (s *Shipper) Status() contract.LogsStatus {
 	st.LastError, st.LastErrorAt = s.lastErr, s.errAt
 	s.smu.Unlock()
 	return st
+}
+
+// NetworkUp says the node's network just came up (a DHCP lease bound, a
+// static address set): an endpoint that could not be reached may be
+// reachable now, so a delivery waiting out its backoff is tried at once
+// and the backoff starts again from MinBackoff. Without it the first
+// lines of a boot could wait up to MaxBackoff for the failures made
+// before the node had an address.
+func (s *Shipper) NetworkUp() {
+	select {
+	case s.netUp <- struct{}{}:
+	default:
+	}
 }

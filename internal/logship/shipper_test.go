@@ -459,3 +459,28 @@ func queueEmpty(s *Shipper) bool {
 	defer s.qmu.Unlock()
 	return len(s.queue) == 0
 }
+
+// The endpoint cannot be reached until the node's network is up; PID 1
+// then calls NetworkUp, and the first delivery must not wait out the
+// backoff the failures before it built up (an hour here, so only the
+// wake can deliver within the test's wait).
+func TestNetworkUpEndsTheBackoff(t *testing.T) {
+	env := newTLSEnv(t)
+	env.recv.Stop()
+	cfg := env.config(t.TempDir())
+	cfg.MinBackoff, cfg.MaxBackoff = time.Hour, time.Hour
+	s, _ := start(t, cfg)
+	s.Add(Record{Stream: Init, Msg: "booting"})
+	waitStatus(t, s, "a failed delivery", func(st contract.LogsStatus) bool { return st.LastError != "" })
+	if err := env.recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.NetworkUp()
+	msgs, ok := env.recv.Wait(generous, count(1))
+	if !ok {
+		t.Fatalf("after NetworkUp: %d messages delivered, want 1 (still in the backoff)", len(msgs))
+	}
+	if msgs[0].Msg != "booting" {
+		t.Errorf("delivered %q", msgs[0].Msg)
+	}
+}

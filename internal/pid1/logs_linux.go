@@ -136,6 +136,17 @@ func (w shipWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// logsNetworkUp ends the shipper's backoff: its first lines were tried
+// before the network was configured.
+func logsNetworkUp() {
+	shipping.Lock()
+	s := shipping.s
+	shipping.Unlock()
+	if s != nil {
+		s.NetworkUp()
+	}
+}
+
 // stopLogShipping moves the queued lines to the buffer on /data (sent
 // after the next boot) and closes it, at most timeout.
 func stopLogShipping(timeout time.Duration) {

@@ -23,6 +23,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/crash"
 	"github.com/nodeboot/nodeboot/internal/datafs"
+	"github.com/nodeboot/nodeboot/internal/follow"
 	"github.com/nodeboot/nodeboot/internal/netconf"
 	"github.com/nodeboot/nodeboot/internal/persist"
 	"github.com/nodeboot/nodeboot/internal/spec"
@@ -350,9 +351,16 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 	networkUp(ifname, st.Addrs())
 }
 
-// networkUp tells the apps (events()) that the node's network is up.
+// networkUp tells the apps (events()) that the node's network is up, and
+// the log shipper and the follower, which tried their endpoints before
+// the node had an address and would otherwise wait out their backoff
+// (up to a minute; up to the follow interval).
 func networkUp(ifname string, addrs []string) {
 	publishEvent(appapi.EventNetwork, "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(addrs, " ")))
+	logsNetworkUp()
+	if f := currentFollower(); f != nil && f.Status().State == follow.StateOffline {
+		f.Wake()
+	}
 }
 
 // watchListening logs when an app's port accepts connections: the boot's
