@@ -203,9 +203,17 @@ type osStream interface {
 
 // makeOSPayload builds the project in dir as 'nodeboot build --format
 // disk' does (or takes img, a disk image built before) and makes its
-// signed OS update payload; cleanup removes the build.
-func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25519.PrivateKey, stderr io.Writer) (*ospayload.Payload, func(), error) {
-	cleanup := func() {}
+// signed OS update payload; cleanup removes the build. On an error it has
+// removed the build itself (cleanup is then a no-op), so no failure path of
+// a caller leaves a disk image behind in the user cache.
+func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25519.PrivateKey, stderr io.Writer) (_ *ospayload.Payload, cleanup func(), err error) {
+	cleanup = func() {}
+	defer func() {
+		if err != nil {
+			cleanup()
+			cleanup = func() {}
+		}
+	}()
 	id := ""
 	if img == "" {
 		tmp, err := updateTempDir()

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -26,5 +28,25 @@ func TestPrintOS(t *testing.T) {
 	printOS(&b, &contract.OSStatus{NoSlots: true})
 	if b.Len() != 0 {
 		t.Errorf("an initramfs node printed %q", b.String())
+	}
+}
+
+// TestUpdateBuildFailureLeavesNothing: when building the project's disk
+// image fails, update says why and leaves no build directory behind in
+// the user cache.
+func TestUpdateBuildFailureLeavesNothing(t *testing.T) {
+	dir, n := project(t, helloPkg)
+	n.status.Node.BootID = "boot"
+	n.status.OS = &contract.OSStatus{Slots: []contract.SlotStatus{{Name: "a", State: "good", Booted: true}, {Name: "b", State: "empty"}}}
+	cache := t.TempDir()
+	t.Setenv("XDG_CACHE_HOME", cache)
+	missing := filepath.Join(t.TempDir(), "no-such-bzImage")
+	out, err := nodeboot(t, "update", "pi", dir, "--kernel", missing, "--project", dir)
+	if err == nil || !strings.Contains(err.Error(), missing) {
+		t.Fatalf("update with a missing kernel: %v\n%s", err, out)
+	}
+	left, _ := os.ReadDir(filepath.Join(cache, "nodeboot", "update"))
+	for _, e := range left {
+		t.Errorf("update left %s behind in %s", e.Name(), filepath.Join(cache, "nodeboot", "update"))
 	}
 }
