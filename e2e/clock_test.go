@@ -95,6 +95,12 @@ type clockApp struct {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 	} `json:"events"`
+	// Clock is info().clock.
+	Clock *struct {
+		Synced   bool   `json:"synced"`
+		Source   string `json:"source"`
+		LastSync string `json:"lastSync"`
+	} `json:"clock"`
 }
 
 // TestClock boots a disk image (directly, without firmware) whose real-time clock starts in 2001 (QEMU
@@ -206,8 +212,12 @@ func TestClock(t *testing.T) {
 		if !strings.Contains(v.Console(), want) || !strings.Contains(v.Console(), "to the build time "+floor.Format(time.RFC3339)) {
 			t.Fatalf("console lacks %q ... %q", want, "to the build time "+floor.Format(time.RFC3339))
 		}
-		if a := app(); a.Now.Before(floor) {
+		a := app()
+		if a.Now.Before(floor) {
 			t.Errorf("the app sees %v, before the build time %v", a.Now, floor)
+		}
+		if c := a.Clock; c == nil || c.Synced || c.Source != "build time" || c.LastSync != "" {
+			t.Errorf("info().clock before NTP: %+v", c)
 		}
 		st := status()
 		if st.Clock.Synced || st.Clock.Source != "build time" || st.Clock.Now.Before(floor) {
@@ -266,8 +276,12 @@ func TestClock(t *testing.T) {
 		if fams["nodeboot_clock_saved_timestamp_seconds"] == nil || fams["nodeboot_clock_last_sync_timestamp_seconds"] == nil {
 			t.Error("metrics lack the clock's saved or last sync time")
 		}
+		a := app()
+		if c := a.Clock; c == nil || !c.Synced || c.Source != server || c.LastSync == "" {
+			t.Errorf("info().clock after NTP: %+v", c)
+		}
 		var got []string
-		for _, ev := range app().Events {
+		for _, ev := range a.Events {
 			got = append(got, ev.Type+": "+ev.Message)
 			if ev.Type == "clock" && strings.Contains(ev.Message, "clock synced with "+server) {
 				return
@@ -287,6 +301,12 @@ func TestClock(t *testing.T) {
 		m.waitFor(t, "app timeapp listening on port 8080", from)
 		m.waitFor(t, "management API on https port", from) // it starts after the apps listen
 		con := v.Console()[from:]
+		// The clean shutdown unmounted /data (its journal is clean on
+		// the next boot): nothing of PID 1's held it.
+		down, _, _ := strings.Cut(con, "init started")
+		if !strings.Contains(down, "unmounted /data") || strings.Contains(initLines(down, 500), "busy") {
+			t.Errorf("the reboot did not unmount /data cleanly:\n%s", initLines(down, 40))
+		}
 		i := strings.Index(con, contract.ClockRestored)
 		if i < 0 {
 			t.Fatalf("the second boot did not set its clock forward")

@@ -3,6 +3,7 @@ package boot
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"io"
 	"os"
 	"os/signal"
@@ -174,8 +175,15 @@ func unmountAll(log func(string, ...any)) {
 			continue
 		}
 		if err := unix.Unmount(target, 0); err != nil {
-			if err := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-				log("unmount %s: %v", target, err)
+			if errors.Is(err, unix.EBUSY) {
+				for _, h := range Holders("/proc", target) {
+					log("%s busy: %s", target, h)
+				}
+			}
+			if rerr := unix.Mount("", target, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); rerr != nil {
+				log("unmount %s: %v; remount read-only: %v", target, err, rerr)
+			} else {
+				log("unmount %s: %v; remounted read-only", target, err)
 			}
 			continue
 		}

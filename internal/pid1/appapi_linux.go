@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nodeboot/nodeboot/internal/api"
@@ -27,6 +29,24 @@ type appAPI struct {
 	srv     *appapi.Server
 	secrets *secrets.Store // nil: /data has no room for them
 	sockets map[string]bool
+
+	mu        sync.Mutex
+	listeners []net.Listener
+}
+
+// closeSockets closes the apps' sockets once the apps stopped: a bound
+// socket holds /run, which could not be unmounted at power-off.
+func (a *appAPI) closeSockets() {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	ls := a.listeners
+	a.listeners = nil
+	a.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
 }
 
 // startAppAPI opens every app's socket before the apps start. A socket
@@ -51,6 +71,9 @@ func startAppAPI(log *boot.Logger, rt *spec.Runtime, n *node) *appAPI {
 			continue
 		}
 		a.sockets[ra.Name] = true
+		a.mu.Lock()
+		a.listeners = append(a.listeners, l)
+		a.mu.Unlock()
 		name := ra.Name
 		goSafe("app api "+name, func() {
 			if err := a.srv.Serve(l, name); err != nil {
@@ -176,7 +199,39 @@ type appInfo struct {
 	Memory        contract.Memory    `json:"memory"`
 	Addresses     []string           `json:"addresses"`
 	OS            *contract.OSStatus `json:"os,omitempty"`
-	App           appInfoApp         `json:"app"`
+	// Clock and Network are the states the "clock" and "network" events
+	// announce: events are not replayed, so an app that subscribes after
+	// them learns the state here.
+	Clock   appInfoClock   `json:"clock"`
+	Network appInfoNetwork `json:"network"`
+	App     appInfoApp     `json:"app"`
+}
+
+type appInfoClock struct {
+	Synced   bool       `json:"synced"`
+	Source   string     `json:"source"`
+	LastSync *time.Time `json:"lastSync,omitempty"`
+}
+
+type appInfoNetwork struct {
+	Up        bool   `json:"up"`
+	Interface string `json:"interface,omitempty"`
+}
+
+// liveState is info()'s clock and network: where the node is now.
+func liveState() (appInfoClock, appInfoNetwork) {
+	var c appInfoClock
+	if nodeClock != nil {
+		st := nodeClock.State()
+		c.Synced, c.Source = st.Synced, st.Source
+		if !st.LastSync.IsZero() {
+			t := st.LastSync.UTC()
+			c.LastSync = &t
+		}
+	}
+	netState.Lock()
+	defer netState.Unlock()
+	return c, appInfoNetwork{Up: netState.ifname != "", Interface: netState.ifname}
 }
 
 type appInfoApp struct {
@@ -199,6 +254,7 @@ func (an appNode) Info(app string) any {
 	if info.Addresses == nil {
 		info.Addresses = []string{}
 	}
+	info.Clock, info.Network = liveState()
 	if ma, err := n.app(app); err == nil {
 		info.App = appInfoApp{Name: app, DataDir: ma.rt.DataDir, Port: ma.rt.Port, Health: ma.rt.Health}
 		info.App.Version, info.App.PreviousVersion = ma.tx.Versions()

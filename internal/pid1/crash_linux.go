@@ -44,6 +44,7 @@ func crashSequence(log *boot.Logger) *crash.Sequence {
 		Log: log.Printf,
 		StopApps: func() {
 			supervise.StopAll(runningServices(), stopGrace)
+			closeDataFiles(log) // so that the reboot can unmount /data
 		},
 		StopWait: crashStopWait,
 		// kill(-1) from PID 1 reaches every process but itself: the

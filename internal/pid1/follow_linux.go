@@ -41,6 +41,28 @@ var follower struct {
 	sync.Mutex
 	f   *follow.Follower
 	cfg spec.FollowConfig
+	// stop ends Run, done is closed when it returned; stopped: the node
+	// goes down and no follower starts (stopFollowing).
+	stop    context.CancelFunc
+	done    chan struct{}
+	stopped bool
+}
+
+// stopFollowing ends the follower at shutdown and waits for it until ctx
+// is done: a download in progress writes to /data.
+func stopFollowing(ctx context.Context) {
+	follower.Lock()
+	follower.stopped = true
+	stop, done := follower.stop, follower.done
+	follower.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 }
 
 func currentFollower() *follow.Follower {
@@ -145,11 +167,19 @@ func startFollow(n *node, rt *spec.Runtime, src follow.Source) {
 		State:    follow.File(followState),
 		Log:      n.log.Printf,
 	})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	follower.Lock()
+	if follower.stopped {
+		follower.Unlock()
+		stop()
+		return
+	}
 	follower.f, follower.cfg = f, *rt.Follow
+	follower.stop, follower.done = stop, done
 	follower.Unlock()
 	n.log.Printf("following %s every %v (seed %.4f)", rt.Follow.Ref, interval, f.Status().Seed)
-	goSafe("follow", func() { f.Run(context.Background()) })
+	goSafe("follow", func() { defer close(done); f.Run(ctx) })
 }
 
 // followStatus is the "follow" object of the status answer.

@@ -75,6 +75,10 @@ type node struct {
 	// appAPI serves require('nodeboot') (appapi_linux.go); nil before
 	// it starts.
 	appAPI *appAPI
+	// apiSrv is the management API once it serves; down is set at
+	// shutdown, after which it does not start (shutdown_linux.go).
+	apiSrv *api.Server
+	down   bool
 }
 
 // versionCommand is the argv (after node) and dir for app a running the
@@ -149,6 +153,16 @@ func (n *node) serveAPI() {
 		return
 	}
 	srv := api.New(n, hash, api.Options{Log: n.log.Printf})
+	n.mu.Lock()
+	down := n.down
+	if !down {
+		n.apiSrv = srv
+	}
+	n.mu.Unlock()
+	if down {
+		l.Close()
+		return
+	}
 	n.log.Printf("management API on https port %d", APIPort)
 	goSafe("api", func() {
 		if err := srv.Serve(l, crt, key); err != nil && !errors.Is(err, http.ErrServerClosed) {

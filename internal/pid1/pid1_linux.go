@@ -212,8 +212,13 @@ func run(log *boot.Logger) error {
 		nodeStopping(appapi.CausePowerOff)
 	}
 	log.Printf("%v requested: stopping %d app(s)", action, len(services))
+	// Nothing from outside (a deploy, the follower) may start an app or
+	// write to /data from now on (shutdown_linux.go).
+	n.stopServing(2 * time.Second)
 	supervise.StopAll(services, stopGrace)
 	log.Printf("all apps stopped")
+	closeDataFiles(log) // the apps' log files: /data must be unmounted
+	n.appAPI.closeSockets()
 	saveClock(log)
 	stopLogShipping(2 * time.Second) // logs_linux.go: before /data goes
 	boot.Halt(action, log.Printf, func() { log.Flush(5 * time.Second) })
@@ -261,6 +266,7 @@ func serviceOptions(log *boot.Logger, rt *spec.Runtime, a spec.RuntimeApp) (supe
 	}
 	if f, err := applog.Open(filepath.Join("/data/logs", a.Name+".log"), 0, 0); err == nil {
 		writers = append(writers, f)
+		keepDataFile(f) // closed at shutdown, before /data is unmounted
 	} else {
 		log.Printf("app %s: no log file: %v", a.Name, err)
 	}
@@ -351,11 +357,21 @@ func startNetwork(ctx context.Context, log *boot.Logger, rt *spec.Runtime) {
 	networkUp(ifname, st.Addrs())
 }
 
+// netState is the interface the network came up on this boot ("" before),
+// for info() (liveState).
+var netState struct {
+	sync.Mutex
+	ifname string
+}
+
 // networkUp tells the apps (events()) that the node's network is up, and
 // the log shipper and the follower, which tried their endpoints before
 // the node had an address and would otherwise wait out their backoff
-// (up to a minute; up to the follow interval).
+// (up to a minute; up to the follow interval). It records it for info().
 func networkUp(ifname string, addrs []string) {
+	netState.Lock()
+	netState.ifname = ifname
+	netState.Unlock()
 	publishEvent(appapi.EventNetwork, "", fmt.Sprintf("network up: %s %s", ifname, strings.Join(addrs, " ")))
 	logsNetworkUp()
 	if f := currentFollower(); f != nil && f.Status().State == follow.StateOffline {
