@@ -164,6 +164,35 @@ func TestJSAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("info says the network and clock state", func(t *testing.T) {
+		// Events are not replayed: info() says what the "network" and
+		// "clock" events announced to an app that missed them. The
+		// network is up (the API answered through it); this node has
+		// no NTP server to reach, so the clock is whatever it is, but
+		// said consistently.
+		var i struct {
+			Clock *struct {
+				Synced   *bool   `json:"synced"`
+				Source   *string `json:"source"`
+				LastSync string  `json:"lastSync"`
+			} `json:"clock"`
+			Network *struct {
+				Up        bool   `json:"up"`
+				Interface string `json:"interface"`
+			} `json:"network"`
+		}
+		body := get(t, web+"/info")
+		if err := json.Unmarshal([]byte(body), &i); err != nil {
+			t.Fatalf("%v: %s", err, body)
+		}
+		if n := i.Network; n == nil || !n.Up || n.Interface != "eth0" {
+			t.Errorf("info().network: %s", body)
+		}
+		if c := i.Clock; c == nil || c.Synced == nil || c.Source == nil || *c.Synced != (c.LastSync != "") {
+			t.Errorf("info().clock: %s", body)
+		}
+	})
+
 	t.Run("memory pressure event", func(t *testing.T) {
 		// The web app fills the node's RAM from a child and answers with
 		// the first "memory" event it gets (internal/mempressure: the

@@ -15,6 +15,26 @@ export interface Info {
   bootId: string;
   memory: { totalBytes: number; availableBytes: number };
   addresses: string[];
+  /**
+   * The wall clock now: the state the "clock" event announces, for an app
+   * that started (or subscribed to events()) after it came. Subscribe
+   * first, then check this, and nothing falls between.
+   */
+  clock: {
+    /** An NTP server answered this boot. */
+    synced: boolean;
+    /** The NTP server of the last answer, or where the time was restored from ("saved time", "build time") before any. */
+    source: string;
+    /** RFC 3339; when the last NTP answer was applied (absent before one). */
+    lastSync?: string;
+  };
+  /** The node's network now: the state the "network" event announces. */
+  network: {
+    /** The network was configured this boot (a DHCP lease or the static address). */
+    up: boolean;
+    /** Its interface, once up. */
+    interface?: string;
+  };
   /** The root slots and the last OS update, on disk images. */
   os?: Record<string, unknown>;
   app: {

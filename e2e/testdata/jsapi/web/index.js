@@ -12,6 +12,8 @@ const server = http.createServer(async (req, res) => {
     switch (url.pathname) {
       case '/':
         return reply(200, 'web ' + fs.readFileSync(__dirname + '/version.txt', 'utf8').trim());
+      case '/info':
+        return reply(200, await nodeboot.info());
       case '/service':
         return reply(200, await nodeboot.service(url.searchParams.get('name')));
       case '/secret':

@@ -14,6 +14,10 @@ async function main(): Promise<void> {
   const mem: number = i.memory.availableBytes;
   const dataDir: string = i.app.dataDir;
   const port: number | undefined = i.app.port;
+  const synced: boolean = i.clock.synced;
+  const lastSync: string | undefined = i.clock.lastSync;
+  const netUp: boolean = i.network.up;
+  const ifname: string | undefined = i.network.interface;
   await ready();
   const w: Watchdog = await watchdog(5000);
   await w.stop();
