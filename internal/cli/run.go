@@ -54,7 +54,12 @@ given. With --format disk an APP_DIR is built as a disk image. Each app's port i
 forwarded from a free port on 127.0.0.1; once the first app answers HTTP,
 'ready: http://127.0.0.1:PORT/' is printed. Ctrl-C presses the guest's power
 button: apps get SIGTERM, file systems are synced, the guest powers off.
-A second Ctrl-C kills QEMU.
+A second Ctrl-C kills QEMU. run ends when the guest powers off.
+
+A guest that reboots (nodeboot reboot local, an OS update's trial) boots
+again, as a machine would, and run follows it; one that fails 3 boots in a
+row (PID 1's fatal error, a kernel panic, a watchdog reset, or a reboot
+before its apps came up) is stopped, and run exits 1 saying why.
 
 --boot direct boots a disk image without firmware: nodeboot reads the boot
 entry systemd-boot would pick from the image's ESP and QEMU loads that
@@ -253,12 +258,37 @@ func runImage(ctx context.Context, dir string, bf buildFlags, rf runFlags, stdou
 		}()
 	}
 
+	// QEMU restarts a guest that reboots, as a machine would: run follows
+	// it, but stops a guest that fails boot after boot (runboots.go).
+	loop := make(chan string, 1)
+	go func() {
+		f := &bootFollower{stderr: stderr}
+		for {
+			select {
+			case <-vmCtx.Done():
+				return
+			case <-v.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			if why := f.check(v.Console()); why != "" {
+				loop <- why
+				return
+			}
+		}
+	}()
+
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	presses := 0
 	for {
 		select {
+		case why := <-loop:
+			// Between its failures the guest cannot be powered off
+			// cleanly; each failed boot synced what it could.
+			v.Kill()
+			return fmt.Errorf("%s: run stopped it (the console above shows each boot); fix the cause and run again", why)
 		case <-v.Done():
 			if err := v.Err(); err != nil && presses == 0 {
 				return fmt.Errorf("QEMU: %w", err)
