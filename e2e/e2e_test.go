@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -317,8 +318,9 @@ func TestBoot(t *testing.T) {
 }
 
 // TestRunCommand drives `nodeboot run` as a user does in a terminal: it
-// waits for the ready line, fetches the URL, then presses Ctrl-C and expects
-// a clean power-off and exit status 0.
+// waits for the ready line, fetches the URL, reboots the node through its
+// API (run follows the guest into its second boot and says so), then
+// presses Ctrl-C and expects a clean power-off and exit status 0.
 func TestRunCommand(t *testing.T) {
 	requireQEMU(t)
 	root := repoRoot(t)
@@ -339,7 +341,7 @@ func TestRunCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stderr strings.Builder
+	var stderr syncBuilder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -395,6 +397,42 @@ func TestRunCommand(t *testing.T) {
 	if !strings.Contains(stderr.String(), "amd64 libraries from Debian") {
 		t.Errorf("run did not take the libraries from Debian's packages; stderr:\n%s", stderr.String())
 	}
+
+	// A reboot the node is asked for: QEMU boots the guest again, run
+	// follows it (it stops only a guest that fails boot after boot) and
+	// the app answers again. run recorded the VM as node "local" in the
+	// app dir's project.
+	proj := filepath.Join(root, "examples", "hello")
+	for try := 0; ; try++ {
+		out, err := exec.Command(bin, "reboot", "local", "--project", proj).CombinedOutput()
+		if err == nil {
+			break
+		}
+		if try == 30 {
+			t.Fatalf("nodeboot reboot local: %v\n%s", err, out)
+		}
+		time.Sleep(2 * time.Second) // the API starts after the app listens
+	}
+	const again = "nodeboot run: the guest boots again (boot 2); it rebooted as asked"
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		if strings.Contains(stderr.String(), again) {
+			if _, err := (&http.Client{Timeout: 5 * time.Second}).Get(url); err == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run did not follow the guest's reboot (%q, then the app answering) within 5 minutes", again)
+		}
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("nodeboot run ended at the guest's reboot")
+			}
+			console.WriteString(l + "\n")
+		case <-time.After(time.Second):
+		}
+	}
+
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
 		t.Fatal(err)
 	}
@@ -404,9 +442,28 @@ func TestRunCommand(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("nodeboot run after Ctrl-C: %v", err)
 	}
-	for _, want := range []string{"power button pressed", "hello: exited with status 0", "system halted: power off"} {
+	for _, want := range []string{"system halted: reboot", "power button pressed", "hello: exited with status 0", "system halted: power off"} {
 		if !strings.Contains(console.String(), want) {
 			t.Errorf("console lacks %q", want)
 		}
 	}
+}
+
+// syncBuilder is a strings.Builder a child's output may be copied into
+// while the test reads it.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
