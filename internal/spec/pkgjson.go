@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // Package is what nodeboot reads from package.json.
@@ -327,6 +329,16 @@ func findEntry(dir, pkgFile string, p *Package) (*entryPoint, error) {
 	if start, ok := p.Scripts["start"]; ok {
 		cmd, err := ParseStart(start)
 		if err != nil {
+			bin, ok, berr := binStart(dir, start)
+			if berr != nil {
+				return nil, kindErr(ErrUnsupportedStart, fmt.Errorf("%s: scripts.start %q %w; nodeboot runs node only, directly, without a shell or npm: %s",
+					pkgFile, start, berr, entryHint(guessFile(dir, ""))))
+			}
+			if ok {
+				cmd, err = bin, nil
+			}
+		}
+		if err != nil {
 			if mainErr != nil {
 				return nil, mainErr
 			}
@@ -350,6 +362,82 @@ func findEntry(dir, pkgFile string, p *Package) (*entryPoint, error) {
 	}
 	return nil, kindErr(ErrNoEntry, fmt.Errorf("%s has neither \"main\" nor scripts.start, and there is no index.js in %s: %s",
 		pkgFile, dir, entryHint(guessFile(dir, ""))))
+}
+
+// binStart reads scripts.start as `npm start` does when its first word is
+// a command of a dependency: npm puts node_modules/.bin on PATH, and a
+// package's command there is usually a node script ("#!/usr/bin/env node",
+// Node-RED's "node-red"), which runs the same when node runs its file
+// directly. ok is false when the first word is no such command (the caller
+// reports the start script as it is); err says why a command that is there
+// cannot be run (a shell script, a binary, a link out of the app).
+func binStart(dir, start string) (cmd *StartCommand, ok bool, err error) {
+	words, werr := shellWords(start)
+	if werr != nil || len(words) == 0 || words[0] == "node" || strings.ContainsAny(words[0], "/=") {
+		return nil, false, nil
+	}
+	rel := path.Join("node_modules", ".bin", words[0])
+	bin := filepath.Join(dir, filepath.FromSlash(rel))
+	if _, err := os.Lstat(bin); err != nil {
+		return nil, false, nil
+	}
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, false, fmt.Errorf("runs %s: %w", rel, err)
+	}
+	target, err := filepath.EvalSymlinks(bin)
+	if err != nil {
+		return nil, false, fmt.Errorf("runs %s, which is a dangling link: %w", rel, err)
+	}
+	inApp, err := filepath.Rel(root, target)
+	if err != nil || !filepath.IsLocal(inApp) {
+		return nil, false, fmt.Errorf("runs %s, which leads out of the app directory (%s)", rel, target)
+	}
+	f, err := os.Open(target)
+	if err != nil {
+		return nil, false, fmt.Errorf("runs %s: %w", rel, err)
+	}
+	defer f.Close()
+	head := make([]byte, 256)
+	n, _ := io.ReadFull(f, head)
+	first, _, _ := strings.Cut(string(head[:n]), "\n")
+	first = strings.TrimSuffix(first, "\r")
+	nodeArgs, isNode := nodeShebang(first)
+	if !isNode {
+		if len(first) > 60 || !utf8.ValidString(first) {
+			first = "binary data"
+		}
+		return nil, false, fmt.Errorf("runs %s, which is not a node script (it starts %q)", rel, first)
+	}
+	cmd = &StartCommand{NodeArgs: nodeArgs, File: filepath.ToSlash(inApp)}
+	if len(words) > 1 {
+		cmd.Args = words[1:]
+	}
+	return cmd, true, nil
+}
+
+// nodeShebang tells whether line is a "#!" line that runs node, and the
+// node options it gives: "#!/usr/bin/env node", "#!/usr/bin/env -S node
+// --flag", "#!/usr/bin/node".
+func nodeShebang(line string) (nodeArgs []string, ok bool) {
+	rest, found := strings.CutPrefix(line, "#!")
+	if !found {
+		return nil, false
+	}
+	f := strings.Fields(rest)
+	if len(f) > 0 && path.Base(f[0]) == "env" {
+		f = f[1:]
+		if len(f) > 0 && (f[0] == "-S" || f[0] == "--split-string") {
+			f = f[1:]
+		}
+	}
+	if len(f) == 0 || path.Base(f[0]) != "node" {
+		return nil, false
+	}
+	if len(f) == 1 {
+		return nil, true
+	}
+	return f[1:], true
 }
 
 // resolveEntry finds the file node would load for spec, relative to dir:

@@ -66,6 +66,31 @@ func TestLoadSingleApp(t *testing.T) {
 			appName: "x",
 		},
 		{
+			// `npm start` puts node_modules/.bin on PATH: Node-RED's own
+			// instructions are "start": "node-red", and npm init -y's
+			// "main": "index.js" is missing.
+			name: "start runs a dependency's node bin",
+			files: map[string]string{
+				"package.json":                 `{"name":"flows","main":"index.js","scripts":{"start":"node-red --userDir 'my data'"}}`,
+				"node_modules/.bin/node-red":   "-> ../node-red/red.js",
+				"node_modules/node-red/red.js": "#!/usr/bin/env node\nrequire('./lib')\n",
+			},
+			entry:   "node_modules/node-red/red.js",
+			args:    []string{"--userDir", "my data"},
+			appName: "flows",
+		},
+		{
+			name: "a bin's shebang node options",
+			files: map[string]string{
+				"package.json":                 `{"name":"x","scripts":{"start":"srv"}}`,
+				"node_modules/.bin/srv":        "-> ../srv/bin/srv.mjs",
+				"node_modules/srv/bin/srv.mjs": "#!/usr/bin/env -S node --no-warnings\n",
+			},
+			entry:    "node_modules/srv/bin/srv.mjs",
+			nodeArgs: []string{"--no-warnings"},
+			appName:  "x",
+		},
+		{
 			name:    "index.js fallback",
 			files:   map[string]string{"package.json": `{"name":"x","scripts":{"test":"jest"}}`, "index.js": ""},
 			entry:   "index.js",
@@ -160,6 +185,16 @@ func TestLoadErrors(t *testing.T) {
 			files: map[string]string{"package.json": `{"scripts":{"start":"npm run build && node dist/index.js"}}`},
 			is:    ErrUnsupportedStart,
 			want:  []string{"needs a shell", `set "main": "server.js"`},
+		},
+		{
+			name: "start runs a bin that is not a node script",
+			files: map[string]string{
+				"package.json":                 `{"scripts":{"start":"serve-it"}}`,
+				"node_modules/.bin/serve-it":   "-> ../serve-it/run.sh",
+				"node_modules/serve-it/run.sh": "#!/bin/sh\nexec node x.js\n",
+			},
+			is:   ErrUnsupportedStart,
+			want: []string{`scripts.start "serve-it" runs node_modules/.bin/serve-it, which is not a node script (it starts "#!/bin/sh")`, "nodeboot runs node only"},
 		},
 		{
 			name:  "start file missing",
