@@ -203,6 +203,12 @@ func (s *Shipper) Stop(timeout time.Duration) {
 	select {
 	case <-s.done:
 	case <-time.After(time.Until(deadline)):
+		// A send stuck on the endpoint (a write blocks up to
+		// cfg.Timeout) keeps the loops running: close the buffer
+		// now all the same, or its open segment keeps /data from
+		// being unmounted at power-off. What the send then delivers
+		// is not recorded, so it is sent again after the next boot.
+		s.sp.close()
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -483,4 +484,64 @@ func TestNetworkUpEndsTheBackoff(t *testing.T) {
 	if msgs[0].Msg != "booting" {
 		t.Errorf("delivered %q", msgs[0].Msg)
 	}
+}
+
+// stuckTransport is an endpoint whose send never returns until released,
+// whatever the context: a write blocked on a peer that stopped reading.
+type stuckTransport struct {
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (t *stuckTransport) send(ctx context.Context, recs []Record) error {
+	select {
+	case t.entered <- struct{}{}:
+	default:
+	}
+	<-t.release
+	return errors.New("released")
+}
+func (t *stuckTransport) connected() bool { return false }
+func (t *stuckTransport) close()          {}
+
+// TestStopClosesTheBufferPastAStuckSend: at power-off Stop returns after
+// its timeout even while a send is stuck, and the buffer's files are closed
+// by then, or /data could not be unmounted; the shipper writes no file
+// there afterwards.
+func TestStopClosesTheBufferPastAStuckSend(t *testing.T) {
+	dir := t.TempDir()
+	s := New(Config{Endpoint: Endpoint{Name: "stuck", Kind: Syslog, Addr: "127.0.0.1:9"}, Dir: dir, Cap: 1 << 20})
+	tr := &stuckTransport{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	s.tr = tr
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s.Add(Record{Stream: Stdout, App: "web", Msg: line(0)})
+	<-tr.entered
+	s.Add(Record{Stream: Stdout, App: "web", Msg: line(1)})
+	s.Stop(100 * time.Millisecond)
+	if open := openUnder(t, dir); len(open) > 0 {
+		t.Errorf("after Stop the shipper still holds %q open", open)
+	}
+	close(tr.release)
+	<-s.Done()
+	if open := openUnder(t, dir); len(open) > 0 {
+		t.Errorf("after the send returned the shipper holds %q open", open)
+	}
+}
+
+// openUnder lists this process's open files under dir.
+func openUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	var out []string
+	for _, fd := range fds {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(p, dir+"/") {
+			out = append(out, p)
+		}
+	}
+	return out
 }

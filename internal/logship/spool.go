@@ -32,7 +32,11 @@ type spool struct {
 	skipped  int64  // unreadable bytes skipped since the spool was opened
 	unsaidSk int64  // skipped bytes not yet noted in the stream
 	lastErr  error  // the latest buffer error (a failed write), for status
+	closed   bool   // close was called: no file is opened or written again
 }
+
+// errClosed is what a closed buffer answers.
+var errClosed = errors.New("the log buffer is closed (the node is going down)")
 
 type segment struct {
 	seq   uint64
@@ -227,6 +231,9 @@ func (s *spool) total() int64 {
 func (s *spool) append(recs []Record) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return errClosed
+	}
 	var buf []byte
 	var n int64
 	flush := func() error {
@@ -290,6 +297,9 @@ func (s *spool) write(b []byte, lines int64) error {
 func (s *spool) next(maxBytes int) ([]Record, position, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, s.cur, nil
+	}
 	for {
 		seg := s.segs[0]
 		if s.cur.off >= seg.size {
@@ -370,7 +380,7 @@ func decodeRecords(b []byte, maxBytes int) ([]Record, int) {
 func (s *spool) commit(pos position) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if pos.seq != s.cur.seq || pos.off < s.cur.off {
+	if s.closed || pos.seq != s.cur.seq || pos.off < s.cur.off {
 		return nil
 	}
 	s.cur = pos
@@ -419,6 +429,7 @@ func (s *spool) stats() spoolStats {
 func (s *spool) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.active == nil {
 		return nil
 	}
