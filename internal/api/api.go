@@ -256,7 +256,9 @@ func (s *Server) Serve(l net.Listener, certPEM, keyPEM []byte) error {
 	return hs.ServeTLS(s.limitListener(l), "", "")
 }
 
-// Shutdown stops Serve, waiting for requests in flight until ctx is done.
+// Shutdown stops Serve, waiting for requests in flight until ctx is done;
+// then it closes their connections (a deploy's upload fails and its spool
+// file on /data is removed), so nothing of the API outlives a power-off.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	hs := s.http
@@ -264,5 +266,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if hs == nil {
 		return nil
 	}
-	return hs.Shutdown(ctx)
+	err := hs.Shutdown(ctx)
+	if err != nil {
+		hs.Close()
+	}
+	return err
 }

@@ -870,3 +870,35 @@ func FuzzStatusJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestShutdownEndsRequestsInFlight: at power-off PID 1 gives requests in
+// flight until its deadline, then Shutdown closes their connections, so no
+// handler (a deploy writing to /data, a log stream) outlives the API.
+func TestShutdownEndsRequestsInFlight(t *testing.T) {
+	h := start(t, Options{})
+	req, _ := http.NewRequest("GET", h.base+"/v1/apps/hello/logs?follow=1&lines=2", nil)
+	req.Header.Set("Authorization", h.bearer())
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-h.fake.followed
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the deadline has passed
+	if err := h.srv.Shutdown(ctx); err == nil {
+		t.Error("Shutdown with a stream in flight and no time left said nothing")
+	}
+	read := make(chan error, 1)
+	go func() { _, err := io.ReadAll(resp.Body); read <- err }()
+	select {
+	case <-h.fake.ended:
+	case <-time.After(time.Minute): // a hang guard, not a measure
+		t.Fatal("the log stream's handler still runs after Shutdown returned")
+	}
+	select {
+	case <-read:
+	case <-time.After(time.Minute):
+		t.Fatal("the client's stream is still open after Shutdown returned")
+	}
+}
