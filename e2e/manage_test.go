@@ -353,6 +353,12 @@ func TestManage(t *testing.T) {
 		m.waitFor(t, "init started", from)
 		m.waitFor(t, "app versioned listening on port 8080", from)
 		m.waitFor(t, "management API on https port", from) // it starts after the apps listen
+		// The deployed version's persist binds came off before /data,
+		// which was unmounted: its journal is clean for this boot.
+		down, _, _ := strings.Cut(m.v.Console()[from:], "init started")
+		if !unmountedData.MatchString(down) || strings.Contains(initLines(down, 500), "busy") {
+			t.Errorf("the reboot did not unmount /data cleanly:\n%s", initLines(down, 40))
+		}
 		if got := m.serving(t); got != "v2" {
 			t.Errorf("after the reboot the app answers %q, want v2", got)
 		}
