@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -22,14 +23,29 @@ type Action int
 const (
 	PowerOff Action = iota
 	Reboot
+	// RebootTryboot reboots a Raspberry Pi with the firmware's tryboot
+	// flag: the one boot of the slot an OS update armed.
+	RebootTryboot
 )
 
 func (a Action) String() string {
-	if a == Reboot {
+	switch a {
+	case Reboot:
 		return "reboot"
+	case RebootTryboot:
+		return "reboot (tryboot)"
 	}
 	return "power off"
 }
+
+// IsReboot says whether a restarts the machine.
+func (a Action) IsReboot() bool { return a == Reboot || a == RebootTryboot }
+
+// TrybootArg is reboot(2)'s argument for a tryboot: the Pi's firmware
+// driver (raspberrypi-firmware's reboot notifier) reads "tryboot" from it
+// and sets the flag the bootloader honours once; the leading "0" is the
+// boot partition argument the Pi's `reboot "0 tryboot"` passes too.
+const TrybootArg = "0 tryboot"
 
 // PowerEvents delivers power-off and reboot requests: SIGTERM and SIGUSR2
 // (power off), SIGINT (ctrl-alt-del, once the kernel is told to signal PID 1
@@ -145,7 +161,13 @@ func Halt(a Action, log func(string, ...any), flush func()) {
 		cmd = unix.LINUX_REBOOT_CMD_RESTART
 	}
 	for {
-		if err := unix.Reboot(cmd); err != nil {
+		var err error
+		if a == RebootTryboot {
+			err = reboot2(TrybootArg)
+		} else {
+			err = unix.Reboot(cmd)
+		}
+		if err != nil {
 			log("reboot(2): %v", err)
 		}
 		time.Sleep(time.Second)
@@ -189,4 +211,19 @@ func unmountAll(log func(string, ...any)) {
 		}
 		log("unmounted %s", target)
 	}
+}
+
+// reboot2 is reboot(2) with LINUX_REBOOT_CMD_RESTART2 and an argument,
+// which x/sys/unix's Reboot does not pass.
+func reboot2(arg string) error {
+	p, err := unix.BytePtrFromString(arg)
+	if err != nil {
+		return err
+	}
+	_, _, e := unix.Syscall6(unix.SYS_REBOOT, unix.LINUX_REBOOT_MAGIC1, unix.LINUX_REBOOT_MAGIC2,
+		unix.LINUX_REBOOT_CMD_RESTART2, uintptr(unsafe.Pointer(p)), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -214,7 +214,7 @@ func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25
 			cleanup = func() {}
 		}
 	}()
-	id := ""
+	id, tgt := "", bf.target
 	if img == "" {
 		tmp, err := updateTempDir()
 		if err != nil {
@@ -234,15 +234,25 @@ func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25
 	} else if b, err := os.ReadFile(build.DiskManifestPath(img)); err == nil {
 		var m struct {
 			ImageVersion string `json:"imageVersion"`
+			Target       string `json:"target"`
 		}
 		if json.Unmarshal(b, &m) == nil {
 			id = m.ImageVersion
+			if m.Target != "" {
+				tgt = m.Target
+			}
 		}
 	}
 	// The version is the time the payload is made: it grows with every
 	// update sent, while the image itself carries none, so that the same
 	// inputs still build the same bytes.
-	p, err := ospayload.FromImage(img, ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: id, Arch: bf.arch})
+	o := ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: id, Arch: bf.arch}
+	if tgt == build.TargetPi {
+		// A Pi's payload carries its slot's boot set; the node refuses
+		// one for another target.
+		o.Target, o.Arch = ospayload.TargetPi, "arm64"
+	}
+	p, err := ospayload.FromImage(img, o)
 	if err != nil {
 		return nil, cleanup, fmt.Errorf("making the OS update from %s: %w", img, err)
 	}

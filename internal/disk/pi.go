@@ -4,12 +4,16 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/google/renameio/v2"
 
 	"github.com/nodeboot/nodeboot/internal/image"
@@ -241,4 +245,94 @@ func PiBootFiles(kernelDir, firmwareDir string) ([]fatFile, error) {
 		}
 	}
 	return files, nil
+}
+
+// PiBootFS describes a slot's boot partition file system, as a node writes
+// it when it receives an OS update.
+type PiBootFS struct {
+	Size   int64 // the partition's size
+	Offset int64 // where the partition starts on its disk (the FAT's hidden sectors)
+	Label  string
+	// VolumeID is the FAT serial; MTime every entry's time.
+	VolumeID uint32
+	MTime    time.Time
+	Files    []piboot.BootFile // the boot set and cmdline.txt
+}
+
+// WritePiBootFS writes o's FAT32 file system to w from w's first byte (a
+// boot partition's device): the same writer WritePi uses, so a slot that
+// an update wrote is laid out like one the image was built with. Nothing
+// is synced.
+func WritePiBootFS(w io.WriterAt, o PiBootFS) error {
+	files := make([]fatFile, 0, len(o.Files))
+	for _, f := range o.Files {
+		files = append(files, fatFile{Path: "/" + f.Name, Data: f.Data})
+	}
+	return writeFAT32(w, 0, fatOptions{Size: o.Size, Hidden: uint32(o.Offset / 512), VolumeID: o.VolumeID, Label: o.Label, Time: o.MTime}, files)
+}
+
+// ReadPiBootSet reads slot A's boot set (partition 2, everything but
+// cmdline.txt) and its cmdline.txt from a Pi image: what an OS update made
+// from the image carries. The files are read with go-diskfs's FAT reader.
+func ReadPiBootSet(imgPath string) (files []piboot.BootFile, cmdline string, err error) {
+	f, err := os.Open(imgPath)
+	if err != nil {
+		return nil, "", err
+	}
+	defer f.Close()
+	_, parts, err := ReadMBR(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", imgPath, err)
+	}
+	var p *MBRPartition
+	for i := range parts {
+		if parts[i].Number == piboot.PartBootA {
+			p = &parts[i]
+		}
+	}
+	if p == nil {
+		return nil, "", fmt.Errorf("%s has no partition %d: it is not a Pi image (`nodeboot build --target pi`)", imgPath, piboot.PartBootA)
+	}
+	fsys, err := fat32.Read(file.New(f, true), p.Size, p.Offset, 512)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s partition %d: %w", imgPath, p.Number, err)
+	}
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		ents, err := fsys.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range ents {
+			name := e.Name()
+			if name == "." || name == ".." || !e.IsDir() && !e.Type().IsRegular() {
+				continue
+			}
+			full := strings.TrimPrefix(path.Join(dir, name), "/")
+			if e.IsDir() {
+				if err := walk(full); err != nil {
+					return err
+				}
+				continue
+			}
+			b, err := readAll(fsys, "/"+full)
+			if err != nil {
+				return fmt.Errorf("%s: %w", full, err)
+			}
+			if strings.EqualFold(full, piboot.CmdlineFile) {
+				cmdline = string(b)
+				continue
+			}
+			files = append(files, piboot.BootFile{Name: full, Data: b})
+		}
+		return nil
+	}
+	// ReadDir takes io/fs paths ("." is the root), OpenFile absolute ones.
+	if err := walk("."); err != nil {
+		return nil, "", fmt.Errorf("%s partition %d: %w", imgPath, p.Number, err)
+	}
+	if cmdline == "" {
+		return nil, "", fmt.Errorf("%s partition %d has no %s", imgPath, p.Number, piboot.CmdlineFile)
+	}
+	return files, cmdline, nil
 }

@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/fat32"
 	"github.com/nodeboot/nodeboot/internal/piboot"
 )
 
@@ -159,5 +162,66 @@ func TestPiMissingInputs(t *testing.T) {
 	_, err = WritePi(PiOptions{Path: filepath.Join(t.TempDir(), "pi.img"), Size: 224 * MiB, RootSize: 16 * MiB, Root: f.tree, KernelDir: kdir, FirmwareDir: fwdir, BootSize: 40 * MiB})
 	if err == nil || !strings.Contains(err.Error(), "start4.elf") {
 		t.Errorf("WritePi without start4.elf: %v", err)
+	}
+}
+
+// TestPiBootFSRoundTrip is an OS update's way through a Pi slot: the boot
+// set read from a built image (go-diskfs's reader), written by
+// WritePiBootFS into slot B's partition of the same image with a cmdline
+// for slot B, then the image with autoboot.txt's [all] pointing at B
+// passes CheckPi (which reads slot B with go-diskfs and checks its
+// cmdline.txt names root B).
+func TestPiBootFSRoundTrip(t *testing.T) {
+	img, l := writePiImage(t)
+	files, cmdline, err := ReadPiBootSet(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmdline != l.Cmdline {
+		t.Errorf("cmdline %q, want %q", cmdline, l.Cmdline)
+	}
+	names := map[string]bool{}
+	for _, f := range files {
+		names[f.Name] = true
+	}
+	for _, want := range []string{"config.txt", piboot.KernelFile, "start4.elf", "bcm2711-rpi-4-b.dtb", "overlays/disable-bt.dtbo"} {
+		if !names[want] {
+			t.Errorf("the boot set lacks %s: %v", want, names)
+		}
+	}
+	if names["cmdline.txt"] || names["autoboot.txt"] {
+		t.Errorf("the boot set holds the node's own files: %v", names)
+	}
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := l.Partition(piboot.PartBootB)
+	cl := piboot.Cmdline(piboot.BaseCmdline(cmdline), l.Signature, "b", false)
+	if err := WritePiBootFS(io.NewOffsetWriter(f, b.Offset), PiBootFS{Size: b.Size, Offset: b.Offset, Label: "NODEBOOT-B",
+		Files: append(files, piboot.BootFile{Name: "cmdline.txt", Data: []byte(cl)})}); err != nil {
+		t.Fatal(err)
+	}
+	// Make slot B the committed one, as an update's commit would.
+	ctl := l.Partition(piboot.PartControl)
+	fsys, err := fat32.Read(file.New(f, false), ctl.Size, ctl.Offset, 512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	af, err := fsys.OpenFile("/autoboot.txt", os.O_RDWR)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := af.Write(piboot.Autoboot{TrybootAB: true, Boot: 3, Try: 2}.Format()); err != nil {
+		t.Fatal(err)
+	}
+	af.Close()
+	if err := CheckPi(img); err != nil {
+		t.Fatalf("slot B as an update wrote it: %v", err)
+	}
+	got, err := ReadPiFile(img, piboot.PartBootB, "cmdline.txt")
+	if err != nil || string(got) != cl || !strings.Contains(cl, piboot.PartUUID(l.Signature, piboot.PartRootB)) {
+		t.Errorf("slot B's cmdline.txt %q (%v), want %q", got, err, cl)
 	}
 }

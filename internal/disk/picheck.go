@@ -236,3 +236,41 @@ func ReadPiFile(imgPath string, part int, name string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("%s has no partition %d", imgPath, part)
 }
+
+// WritePiFile overwrites an existing file of FAT partition part of a Pi
+// image with data of the same length, through go-diskfs's FAT writer:
+// what tests use to play a node's in-place commit of autoboot.txt on an
+// image file.
+func WritePiFile(imgPath string, part int, name string, data []byte) error {
+	f, err := os.OpenFile(imgPath, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, parts, err := ReadMBR(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", imgPath, err)
+	}
+	for _, p := range parts {
+		if p.Number != part {
+			continue
+		}
+		fsys, err := fat32.Read(file.New(f, false), p.Size, p.Offset, 512)
+		if err != nil {
+			return fmt.Errorf("%s partition %d: %w", imgPath, part, err)
+		}
+		w, err := fsys.OpenFile("/"+name, os.O_RDWR)
+		if err != nil {
+			return fmt.Errorf("%s partition %d: %w", imgPath, part, err)
+		}
+		if _, err := w.Write(data); err != nil {
+			w.Close()
+			return fmt.Errorf("%s partition %d: %s: %w", imgPath, part, name, err)
+		}
+		if err := w.Close(); err != nil {
+			return err
+		}
+		return f.Sync()
+	}
+	return fmt.Errorf("%s has no partition %d", imgPath, part)
+}

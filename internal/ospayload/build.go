@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodeboot/nodeboot/internal/disk"
+	"github.com/nodeboot/nodeboot/internal/piboot"
 )
 
 // BuildOptions say how to sign a payload.
@@ -69,6 +70,9 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 	if o.ChunkSize == 0 {
 		o.ChunkSize = DefaultChunkSize
 	}
+	if o.Target == TargetPi {
+		return fromPiImage(img, o)
+	}
 	boot, err := disk.ReadBoot(img)
 	if err != nil {
 		return nil, err
@@ -100,20 +104,75 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 		return nil, fmt.Errorf("%s: root slot %s: its squashfs (%d bytes) is larger than the slot (%d bytes): the image is damaged", img, slot.Label, rootSize, slot.Size)
 	}
 
-	m := &Manifest{
+	return finish(img, f, o, &Manifest{
+		Title:   slotTitle.ReplaceAllString(boot.Entry.Title, ""),
+		Cmdline: disk.BaseCmdline(boot.Entry.Options),
+	}, boot.Kernel, slot.Offset, rootSize)
+}
+
+// TargetPi is a Raspberry Pi image's target: its kernel section is the
+// slot's boot set (piboot.WriteBootSet), and its root the squashfs of
+// root slot A (partition 5).
+const TargetPi = "pi"
+
+// fromPiImage makes the payload of a Pi image (`nodeboot build --target
+// pi`): slot A's boot set without cmdline.txt, which the node writes for
+// its own disk, the base of that cmdline.txt, and root slot A.
+func fromPiImage(img string, o BuildOptions) (*Payload, error) {
+	files, cmdline, err := disk.ReadPiBootSet(img)
+	if err != nil {
+		return nil, err
+	}
+	var set bytes.Buffer
+	if err := piboot.WriteBootSet(&set, files); err != nil {
+		return nil, fmt.Errorf("%s: %w", img, err)
+	}
+	f, err := os.Open(img)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	_, parts, err := disk.ReadMBR(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", img, err)
+	}
+	var root *disk.MBRPartition
+	for i := range parts {
+		if parts[i].Number == piboot.PartRootA {
+			root = &parts[i]
+		}
+	}
+	if root == nil {
+		return nil, fmt.Errorf("%s has no partition %d (root slot A): rebuild it with `nodeboot build --target pi`", img, piboot.PartRootA)
+	}
+	rootSize, err := disk.SquashfsSize(f, root.Offset)
+	if err != nil {
+		return nil, fmt.Errorf("%s: root slot A: %w", img, err)
+	}
+	if rootSize > root.Size {
+		return nil, fmt.Errorf("%s: root slot A: its squashfs (%d bytes) is larger than the slot (%d bytes): the image is damaged", img, rootSize, root.Size)
+	}
+	return finish(img, f, o, &Manifest{Title: "nodeboot", Cmdline: piboot.BaseCmdline(cmdline)}, set.Bytes(), root.Offset, rootSize)
+}
+
+// finish hashes the kernel section and the root file system into m and
+// signs it.
+func finish(img string, f *os.File, o BuildOptions, m *Manifest, kernel []byte, rootOff, rootSize int64) (*Payload, error) {
+	var err error
+	*m = Manifest{
+		Title:     m.Title,
+		Cmdline:   m.Cmdline,
 		Version:   o.Version,
 		Arch:      o.Arch,
 		Target:    o.Target,
 		Built:     o.Built,
-		Title:     slotTitle.ReplaceAllString(boot.Entry.Title, ""),
-		Cmdline:   disk.BaseCmdline(boot.Entry.Options),
 		ChunkSize: o.ChunkSize,
 		KeyChain:  o.KeyChain,
 	}
-	if m.Kernel, err = hashSection(bytes.NewReader(boot.Kernel), int64(len(boot.Kernel)), o.ChunkSize); err != nil {
+	if m.Kernel, err = hashSection(bytes.NewReader(kernel), int64(len(kernel)), o.ChunkSize); err != nil {
 		return nil, fmt.Errorf("%s: hashing the kernel: %w", img, err)
 	}
-	if m.RootFS, err = hashSection(io.NewSectionReader(f, slot.Offset, rootSize), rootSize, o.ChunkSize); err != nil {
+	if m.RootFS, err = hashSection(io.NewSectionReader(f, rootOff, rootSize), rootSize, o.ChunkSize); err != nil {
 		return nil, fmt.Errorf("%s: hashing the root file system: %w", img, err)
 	}
 	m.Image = o.Image
@@ -126,7 +185,7 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Payload{Header: hdr, img: img, kernel: boot.Kernel, rootOff: slot.Offset}, nil
+	return &Payload{Header: hdr, img: img, kernel: kernel, rootOff: rootOff}, nil
 }
 
 // slotTitle is what disk.BootEntry adds to a title.

@@ -92,11 +92,18 @@ func TestUpdateRebootCause(t *testing.T) {
 	nodeStopping = func(cause string) { causes = append(causes, cause) }
 	t.Cleanup(func() { nodeStopping = old })
 	power := make(chan boot.Action, 1)
-	if err := (powerRebooter{boot.NewLogger(io.Discard), power}).Reboot("into the trial of img-2"); err != nil {
+	if err := (powerRebooter{boot.NewLogger(io.Discard), power, boot.Reboot}).Reboot("into the trial of img-2"); err != nil {
 		t.Fatal(err)
 	}
 	if a := <-power; a != boot.Reboot {
 		t.Errorf("power action %v, want a reboot", a)
+	}
+	// A Pi's trial reboot carries the tryboot flag.
+	if err := (powerRebooter{boot.NewLogger(io.Discard), power, boot.RebootTryboot}).Reboot("into the trial of img-3"); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-power; a != boot.RebootTryboot || !a.IsReboot() {
+		t.Errorf("power action %v, want a tryboot reboot", a)
 	}
 	if len(causes) != 1 || causes[0] != "update" {
 		t.Errorf("causes recorded: %q, want [update]", causes)

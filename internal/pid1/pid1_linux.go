@@ -206,7 +206,7 @@ func run(log *boot.Logger) error {
 	// maxLockSeconds.
 	_ = n.appAPI.waitLocks(context.Background(), n.names(), action.String())
 	// An OS update's reboot recorded "update" already; that one stays.
-	if action == boot.Reboot {
+	if action.IsReboot() {
 		nodeStopping(appapi.CauseReboot)
 	} else {
 		nodeStopping(appapi.CausePowerOff)

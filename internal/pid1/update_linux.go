@@ -25,6 +25,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/spec"
 	"github.com/nodeboot/nodeboot/internal/supervise"
 	"github.com/nodeboot/nodeboot/internal/trialgate"
+	"github.com/nodeboot/nodeboot/internal/tryboot"
 	"github.com/nodeboot/nodeboot/internal/update"
 )
 
@@ -76,6 +77,8 @@ func currentUpdater() *update.Updater {
 type powerRebooter struct {
 	log   *boot.Logger
 	power chan<- boot.Action
+	// action is boot.Reboot unless set (boot.RebootTryboot on a Pi).
+	action boot.Action
 }
 
 func (r powerRebooter) Reboot(reason string) error {
@@ -83,8 +86,12 @@ func (r powerRebooter) Reboot(reason string) error {
 	// Only the updater reboots this way: the apps' onShutdown handlers
 	// learn that it is for an OS update.
 	nodeStopping(appapi.CauseUpdate)
+	a := r.action
+	if a == boot.PowerOff {
+		a = boot.Reboot
+	}
 	select {
-	case r.power <- boot.Reboot:
+	case r.power <- a:
 	default: // a power action is already on its way
 	}
 	return nil
@@ -97,12 +104,12 @@ func bootUpdate(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *u
 	cfg, err := updateConfig(log, rt, power)
 	if err != nil {
 		log.Printf("OS updates off: %v", err)
-		cfg = update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power}}
+		cfg = update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power, boot.Reboot}}
 	}
 	u, err := update.New(cfg)
 	if err != nil {
 		log.Printf("OS updates off: %v", err)
-		u, _ = update.New(update.Config{Reboot: powerRebooter{log, power}})
+		u, _ = update.New(update.Config{Reboot: powerRebooter{log, power, boot.Reboot}})
 	}
 	osUpdater.Lock()
 	osUpdater.u = u
@@ -135,10 +142,13 @@ func bootUpdate(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) *u
 // updateConfig finds the disk's slots and the ESP and reads what the image
 // says about itself.
 func updateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) (update.Config, error) {
-	cfg := update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power}}
+	cfg := update.Config{Arch: runtime.GOARCH, Target: "uefi", Reboot: powerRebooter{log, power, boot.Reboot}}
 	cmdline, err := os.ReadFile("/proc/cmdline")
 	if err != nil {
 		return cfg, err
+	}
+	if update.IsPiCmdline(string(cmdline)) {
+		return piUpdateConfig(log, rt, power, cfg, string(cmdline))
 	}
 	d, err := update.DiscoverSlots("/sys", "/dev", string(cmdline))
 	if err != nil {
@@ -162,6 +172,39 @@ func updateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action) 
 	cfg.Slots, cfg.Booted, cfg.DiskSize = slots, booted, diskSize
 	cfg.Keys = trustedKeys(log)
 	cfg.Running = runningImage(rt, booted)
+	return cfg, nil
+}
+
+// piUpdateConfig is updateConfig on a Raspberry Pi: the slots by MBR
+// partition number, the control partition (1) mounted where the ESP is on
+// a PC (it holds autoboot.txt and the slots' manifests), the firmware's
+// tryboot as the A/B switch (internal/tryboot), and its reboot.
+func piUpdateConfig(log *boot.Logger, rt *spec.Runtime, power chan<- boot.Action, cfg update.Config, cmdline string) (update.Config, error) {
+	cfg.Target = "pi"
+	d, err := update.DiscoverPi("/sys", "/dev", cmdline)
+	if err != nil {
+		return cfg, err
+	}
+	if err := os.MkdirAll(espMount, 0o755); err != nil {
+		return cfg, err
+	}
+	if err := unix.Mount(d.Control, espMount, "vfat", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC|unix.MS_NOATIME, "umask=0077,flush"); err != nil {
+		return cfg, fmt.Errorf("mounting the control partition %s: %w", d.Control, err)
+	}
+	if err := os.MkdirAll(stateDir, 0o700); err != nil {
+		return cfg, fmt.Errorf("the update records: %w", err)
+	}
+	state := update.OSDir{Root: stateDir}
+	cfg.ESP, cfg.State = update.OSDir{Root: espMount}, state
+	cfg.Slots, cfg.Booted, cfg.DiskSize = d.Slots, d.Booted, d.DiskSize
+	cfg.Pi = &update.PiConfig{
+		Switch:    &tryboot.Switch{Control: tryboot.OSControl{Root: espMount}, State: state},
+		Boot:      d.Boot,
+		Signature: d.Signature,
+		TryReboot: powerRebooter{log, power, boot.RebootTryboot},
+	}
+	cfg.Keys = trustedKeys(log)
+	cfg.Running = runningImage(rt, d.Booted)
 	return cfg, nil
 }
 

@@ -37,6 +37,9 @@ func (u *Updater) Boot() (*BootState, error) {
 	if len(u.cfg.Slots) == 0 {
 		return &BootState{NoSlots: true}, nil
 	}
+	if u.cfg.Pi != nil {
+		return u.piBoot()
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	esp := u.cfg.ESP
@@ -239,6 +242,9 @@ func (u *Updater) Commit() (*Outcome, error) {
 	if len(u.cfg.Slots) == 0 {
 		return nil, ErrNoSlots
 	}
+	if u.cfg.Pi != nil {
+		return u.piCommit()
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ents, err := u.entries()
@@ -252,20 +258,7 @@ func (u *Updater) Commit() (*Outcome, error) {
 	if err := u.bless(es[0]); err != nil {
 		return nil, err
 	}
-	st, err := u.loadState()
-	if err != nil {
-		return nil, err
-	}
-	o := &Outcome{Image: u.cfg.Running, OK: true, At: u.cfg.Clock.Now().UTC()}
-	if t := st.Trial; t != nil && t.Slot == u.cfg.Booted {
-		o.Image, o.From = t.Image, t.From
-	}
-	st.Trial, st.Last = nil, o
-	delete(st.Failed, u.cfg.Booted)
-	if err := u.saveState(st); err != nil {
-		return nil, err
-	}
-	return o, nil
+	return u.recordCommit()
 }
 
 // Fail ends the booted slot's trial badly, at once: PID 1 calls it when an
@@ -287,6 +280,9 @@ func (u *Updater) Fail(reason string) error {
 }
 
 func (u *Updater) fail(reason string) error {
+	if u.cfg.Pi != nil {
+		return u.piFail(reason)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ents, err := u.entries()
@@ -297,23 +293,8 @@ func (u *Updater) fail(reason string) error {
 	if len(es) == 0 || !es[0].c.Counted {
 		return ErrNotTrial
 	}
-	st, err := u.loadState()
-	if err != nil {
+	if _, err := u.recordFailure(reason); err != nil {
 		return err
-	}
-	if st.Trial == nil || st.Trial.Slot != u.cfg.Booted {
-		st.Trial = &trial{Slot: u.cfg.Booted, Image: u.cfg.Running}
-	}
-	st.Trial.Reason = oneLine(reason)
-	if err := u.saveState(st); err != nil {
-		return err
-	}
-	b, err := json.Marshal(failure{Image: st.Trial.Image, Reason: st.Trial.Reason, Notes: st.Trial.Notes})
-	if err != nil {
-		return err
-	}
-	if err := u.cfg.ESP.WriteFile(failurePath(u.cfg.Booted), b); err != nil {
-		return fmt.Errorf("recording the trial's failure on the ESP: %w", err)
 	}
 	if es[0].c.Left == 0 {
 		return nil

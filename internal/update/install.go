@@ -68,6 +68,9 @@ func (u *Updater) Check(h *ospayload.Header, o InstallOptions) error {
 		}
 		return e
 	}
+	if c.Pi != nil {
+		return u.piCheck(m, other)
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	ents, err := u.entries()
@@ -163,6 +166,9 @@ func (u *Updater) Install(ctx context.Context, r io.Reader, o InstallOptions) (*
 	if err := w.close(); err != nil {
 		return nil, err
 	}
+	if u.cfg.Pi != nil {
+		return u.piArm(h, slot)
+	}
 	return u.arm(h, slot)
 }
 
@@ -210,7 +216,10 @@ func (w *slotWriter) open() error {
 		}
 		_, failed := st.Failed[w.slot.Name]
 		armed := st.Trial != nil && st.Trial.Slot == w.slot.Name
-		if failed || armed {
+		// A Pi slot's image is known from the records only: the slot
+		// holds it no more.
+		forgot := u.cfg.Pi != nil && u.piForget(st, w.slot.Name)
+		if failed || armed || forgot {
 			// The slot no longer holds that image: a failure or an armed
 			// trial recorded for it is over.
 			delete(st.Failed, w.slot.Name)
@@ -226,7 +235,11 @@ func (w *slotWriter) open() error {
 			return err
 		}
 	}
-	if w.kernel, err = esp.OpenFile(stagingPath(w.slot.Name), !w.resume); err != nil {
+	if u.cfg.Pi != nil {
+		if w.kernel, err = u.cfg.State.OpenFile(piStagingPath(w.slot.Name), !w.resume); err != nil {
+			return fmt.Errorf("opening the boot set's place in the state directory: %w", err)
+		}
+	} else if w.kernel, err = esp.OpenFile(stagingPath(w.slot.Name), !w.resume); err != nil {
 		return fmt.Errorf("opening the kernel's place on the ESP: %w", err)
 	}
 	if w.dev, err = w.slot.Open(); err != nil {
@@ -347,8 +360,12 @@ func (u *Updater) arm(h *ospayload.Header, slot *Slot) (*Armed, error) {
 	return &Armed{Slot: slot.Name, Image: img, From: u.cfg.Running, Entry: name}, nil
 }
 
-// RebootIntoTrial reboots into an armed trial.
+// RebootIntoTrial reboots into an armed trial (on a Pi, with the tryboot
+// flag: the one boot of the armed slot).
 func (u *Updater) RebootIntoTrial() error {
+	if u.cfg.Pi != nil {
+		return u.cfg.Pi.TryReboot.Reboot("trial boot of an OS update (tryboot)")
+	}
 	if u.cfg.Reboot == nil {
 		return errors.New("update: no way to reboot")
 	}

@@ -124,6 +124,10 @@ type Config struct {
 	DiskSize int64
 	Clock    Clock
 	Reboot   Rebooter
+	// Pi makes this a Raspberry Pi node (Target "pi"): the firmware's
+	// tryboot switches the slots, each slot has its own boot partition,
+	// and ESP is the control partition (pi.go).
+	Pi *PiConfig
 }
 
 // Errors Install, Check and the trial calls wrap; the API maps them to
@@ -256,6 +260,11 @@ func New(cfg Config) (*Updater, error) {
 		}
 		if cfg.slot(cfg.Booted) == nil {
 			return nil, fmt.Errorf("update: the booted slot %q is not one of the disk's root slots", cfg.Booted)
+		}
+		if cfg.Pi != nil {
+			if err := cfg.checkPi(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return &Updater{cfg: cfg}, nil
@@ -477,6 +486,16 @@ func (u *Updater) Status() (*Status, error) {
 	}
 	rec := u.loadReceive()
 	s := &Status{Last: st.Last}
+	if u.cfg.Pi != nil {
+		committed, err := u.cfg.Pi.Switch.Committed()
+		if err != nil {
+			return nil, err
+		}
+		for _, sl := range u.cfg.Slots {
+			s.Slots = append(s.Slots, u.piSlotState(sl, st, rec, committed, s))
+		}
+		return s, nil
+	}
 	for _, sl := range u.cfg.Slots {
 		ss := SlotStatus{Name: sl.Name, PartUUID: sl.PartUUID, Size: sl.Size, Booted: sl.Name == u.cfg.Booted, State: "empty"}
 		if ss.Booted {
