@@ -133,7 +133,7 @@ func PiContext(ctx context.Context, logf func(string, ...any)) (*Pi, error) {
 		KernelSource: "module:" + PiKernelModule + "@" + kver,
 		FirmwareSrc:  "module:" + PiFirmwareModule + "@" + fver,
 	}
-	p.Kernel = &Kernel{Path: filepath.Join(kdir, "vmlinuz"), Source: p.KernelSource, License: filepath.Join(kdir, "LICENSE.linux")}
+	p.Kernel = &Kernel{Path: filepath.Join(kdir, "vmlinuz"), Source: p.KernelSource, Version: versionString(filepath.Join(kdir, "vmlinuz")), License: filepath.Join(kdir, "LICENSE.linux")}
 	if err := Check(p.Kernel.Path, "arm64"); err != nil {
 		return nil, err
 	}
@@ -218,14 +218,20 @@ func Check(path, arch string) error {
 	return fmt.Errorf("unsupported architecture %q", arch)
 }
 
-// versionString extracts the kernel version from an x86 bzImage: the header
-// holds an offset (at 0x20e, relative to 0x200) to a NUL-terminated string.
+// versionString extracts the kernel version from an x86 bzImage (the
+// header holds an offset, at 0x20e relative to 0x200, to a NUL-terminated
+// string) or an arm64 Image (whose header has none: the release is read
+// from the kernel's banner, linux_banner, "Linux version 6.12.47-v8 (...").
 func versionString(path string) string {
 	f, err := os.Open(path)
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
+	var magic [4]byte
+	if _, err := f.ReadAt(magic[:], 0x38); err == nil && binary.LittleEndian.Uint32(magic[:]) == 0x644d5241 {
+		return arm64Version(f)
+	}
 	var off [2]byte
 	if _, err := f.ReadAt(off[:], 0x20e); err != nil {
 		return ""
@@ -245,6 +251,42 @@ func versionString(path string) string {
 		return ""
 	}
 	return s
+}
+
+// arm64Version finds the first "Linux version " followed by a release
+// (a digit first) in an uncompressed arm64 Image, reading it in blocks
+// that overlap by the banner's length.
+func arm64Version(f *os.File) string {
+	const banner = "Linux version "
+	buf := make([]byte, 1<<20)
+	var off int64
+	for {
+		n, err := f.ReadAt(buf, off)
+		b := buf[:n]
+		for i := 0; ; {
+			j := bytes.Index(b[i:], []byte(banner))
+			if j < 0 {
+				break
+			}
+			rest := b[i+j+len(banner):]
+			if len(rest) < 64 && err == nil {
+				break // read it again with what follows, in the next block
+			}
+			if len(rest) > 0 && rest[0] >= '0' && rest[0] <= '9' {
+				if k := bytes.IndexAny(rest, " \x00\n"); k > 0 {
+					v := string(rest[:k])
+					if strings.IndexFunc(v, func(r rune) bool { return r < '!' || r > '~' }) < 0 && len(v) <= 64 {
+						return v
+					}
+				}
+			}
+			i += j + 1
+		}
+		if err != nil || n < len(buf) {
+			return ""
+		}
+		off += int64(n - len(banner) - 64)
+	}
 }
 
 // InitSize reads a bzImage's init_size: the memory its decompressed kernel

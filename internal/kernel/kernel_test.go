@@ -3,6 +3,7 @@ package kernel
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -155,5 +156,43 @@ func TestDefaultWithoutGoRefetchesCorruptCache(t *testing.T) {
 	b, _ := os.ReadFile(k2.Path)
 	if hits.Load() != 2 || !bytes.Equal(a, b) {
 		t.Errorf("a truncated cached kernel was not fetched again (%d requests, %d bytes)", hits.Load(), len(b))
+	}
+}
+
+// TestArm64Version reads the release from an arm64 Image's banner (its
+// header has no version field): in the first block, across the boundary
+// of two read blocks, and not from a "Linux version " without a release.
+func TestArm64Version(t *testing.T) {
+	for name, at := range map[string]int{"early": 0x10000, "across blocks": 1<<20 - 20, "late": 3<<20 + 7} {
+		img := make([]byte, 4<<20)
+		binary.LittleEndian.PutUint32(img[0x38:], 0x644d5241)
+		copy(img[0x1000:], "Linux version %s (%s@%s)\x00")
+		copy(img[at:], "Linux version 6.12.47-v8 (builder@host) (gcc 12) #1 SMP PREEMPT\n\x00")
+		p := filepath.Join(t.TempDir(), "Image")
+		if err := os.WriteFile(p, img, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if v := versionString(p); v != "6.12.47-v8" {
+			t.Errorf("%s: version %q, want 6.12.47-v8", name, v)
+		}
+	}
+}
+
+// TestPiKernelVersion: the pinned Pi kernel's release reaches the build's
+// manifest through Kernel.Version.
+func TestPiKernelVersion(t *testing.T) {
+	p, err := PiContext(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := p.Kernel.Version; !strings.Contains(v, ".") || v[0] < '0' || v[0] > '9' {
+		t.Errorf("Pi kernel version %q", v)
+	}
+	k, err := Default("arm64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := k.Version; !strings.Contains(v, ".") || v[0] < '0' || v[0] > '9' {
+		t.Errorf("arm64 kernel version %q", v)
 	}
 }
