@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -52,6 +54,9 @@ func TestPi(t *testing.T) {
 	if m.Arch != "arm64" || m.Target != "pi" || !strings.Contains(m.Kernel.Source, "kernel.rpi") || m.Firmware == nil || !strings.Contains(m.Firmware.Source, "gokrazy/firmware") {
 		t.Errorf("manifest: arch %s, target %s, kernel %s, firmware %+v", m.Arch, m.Target, m.Kernel.Source, m.Firmware)
 	}
+	if v := m.Kernel.Version; !strings.Contains(v, ".") || v[0] < '0' || v[0] > '9' {
+		t.Errorf("manifest: kernel version %q, want the Pi kernel's release", v)
+	}
 	if err := disk.CheckPi(img); err != nil {
 		t.Fatalf("the image breaks the Pi firmware's rules: %v", err)
 	}
@@ -80,7 +85,12 @@ func TestPi(t *testing.T) {
 	// driver is kept from loading for this boot only; a real Pi's
 	// watchdog works.
 	cmdline += " initcall_blacklist=bcm2835_wdt_driver_init"
+	apiPort, err := vm.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	v, err := vm.Start(ctx, vm.Config{
+		Forwards: []vm.Forward{{Host: apiPort, Guest: cli.APIPort}},
 		Arch:    "arm64",
 		Machine: vm.MachineRaspi3b,
 		Kernel:  filepath.Join(dir, piboot.KernelFile),
@@ -108,5 +118,29 @@ func TestPi(t *testing.T) {
 	}
 	if c := v.Console(); strings.Contains(c, "/data is a tmpfs") {
 		t.Errorf("/data is a tmpfs, not the data partition:\n%s", v.Tail(40))
+	}
+	// OS updates are on: PID 1 found the slots by their MBR numbers,
+	// mounted partition 1 (vfat) and read autoboot.txt through the
+	// tryboot switch.
+	if c := v.Console(); !strings.Contains(c, "booted root slot A") || strings.Contains(c, "OS updates off") || strings.Contains(c, "OS update state:") {
+		t.Errorf("OS updates on the Pi:\n%s", v.Tail(40))
+	}
+	// The management API over the USB network: the slots as the updater
+	// sees them.
+	api := fmt.Sprintf("127.0.0.1:%d", apiPort)
+	if _, err := v.WaitFor(wctx, "management API on https port", 0); err != nil {
+		t.Fatal(err)
+	}
+	js, err := nodeboot(ctx, proj, "status", api, "--json")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, js)
+	}
+	var st contract.Status
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, js)
+	}
+	if st.OS == nil || len(st.OS.Slots) != 2 || st.OS.Slots[0].Name != "a" || !st.OS.Slots[0].Booted || st.OS.Slots[0].State != "good" ||
+		st.OS.Slots[1].State != "empty" || st.OS.Slots[1].PartUUID != strings.Replace(st.OS.Slots[0].PartUUID, "-05", "-06", 1) {
+		t.Errorf("os status: %s", js)
 	}
 }

@@ -103,8 +103,9 @@ const (
 	MachineMicroVM = "microvm"
 	// MachineRaspi3b is QEMU's Raspberry Pi 3B (arm64 only): 1 GiB, four
 	// Cortex-A53, the SD card as Disk, the kernel and DTB loaded directly
-	// (QEMU does not run the Pi's GPU firmware), no network: its USB
-	// Ethernet is not emulated.
+	// (QEMU does not run the Pi's GPU firmware). Its own USB Ethernet
+	// (SMSC LAN9514) is not emulated; the network is a USB CDC Ethernet
+	// device on its emulated USB host (the Pi kernel's cdc_ether: usb0).
 	MachineRaspi3b = "raspi3b"
 )
 
@@ -352,6 +353,11 @@ func raspiArgs(cfg Config, qmpPath string) []string {
 		}
 		args = append(args, "-drive", drive)
 	}
+	netdev := "user,id=n0"
+	for _, f := range cfg.Forwards {
+		netdev += fmt.Sprintf(",hostfwd=tcp:127.0.0.1:%d-:%d", f.Host, f.Guest)
+	}
+	args = append(args, "-netdev", netdev, "-device", "usb-net,netdev=n0")
 	if qmpPath != "" {
 		args = append(args, "-qmp", "unix:"+qmpPath+",server=on,wait=off")
 	}
