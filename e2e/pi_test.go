@@ -24,10 +24,12 @@ import (
 // its first partition, the SD card being the image: the kernel finds its
 // root slot by the MBR PARTUUID in cmdline.txt, PID 1 starts, finds and
 // formats the data partition by its PARTUUID, and the app starts and
-// writes to /data (its console line). What QEMU cannot show: the GPU
-// firmware's part (config.txt, autoboot.txt, tryboot: QEMU loads the
-// kernel itself), the Pi 4 and 5 (no such machines in QEMU 7.2) and the
-// network (the Pi 3's USB Ethernet is not emulated).
+// writes to /data (its console line); PID 1 finds the slots by their MBR
+// numbers and reads autoboot.txt, and the management API, reached through
+// a USB CDC Ethernet device, lists slot A good and B empty. What QEMU
+// cannot show: the GPU firmware's part (config.txt, autoboot.txt, tryboot:
+// QEMU loads the kernel itself), the Pi 4 and 5 (no such machines in QEMU
+// 7.2) and the Pi's own LAN9514 Ethernet.
 func TestPi(t *testing.T) {
 	if _, err := vm.FindQEMU("arm64"); err != nil {
 		if os.Getenv("NODEBOOT_E2E") != "" {
@@ -91,14 +93,14 @@ func TestPi(t *testing.T) {
 	}
 	v, err := vm.Start(ctx, vm.Config{
 		Forwards: []vm.Forward{{Host: apiPort, Guest: cli.APIPort}},
-		Arch:    "arm64",
-		Machine: vm.MachineRaspi3b,
-		Kernel:  filepath.Join(dir, piboot.KernelFile),
-		DTB:     filepath.Join(dir, "bcm2710-rpi-3-b.dtb"),
-		Cmdline: cmdline,
-		Disk:    img,
-		Persist: true,
-		Console: consoleLog(t),
+		Arch:     "arm64",
+		Machine:  vm.MachineRaspi3b,
+		Kernel:   filepath.Join(dir, piboot.KernelFile),
+		DTB:      filepath.Join(dir, "bcm2710-rpi-3-b.dtb"),
+		Cmdline:  cmdline,
+		Disk:     img,
+		Persist:  true,
+		Console:  consoleLog(t),
 	})
 	if err != nil {
 		t.Fatal(err)
