@@ -105,8 +105,8 @@ func TestUpdateRebootCause(t *testing.T) {
 	if a := <-power; a != boot.RebootTryboot || !a.IsReboot() {
 		t.Errorf("power action %v, want a tryboot reboot", a)
 	}
-	if len(causes) != 1 || causes[0] != "update" {
-		t.Errorf("causes recorded: %q, want [update]", causes)
+	if len(causes) != 2 || causes[0] != "update" || causes[1] != "update" {
+		t.Errorf("causes recorded: %q, want update for each", causes)
 	}
 }
 
