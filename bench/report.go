@@ -128,6 +128,18 @@ func (r *Report) system(name string) *System {
 	return nil
 }
 
+// floorFor is the floor b's boot time is held against: the floor booting
+// b's kernel when one ran (a kernel's own cost is not nodeboot's to cut),
+// else def.
+func (r *Report) floorFor(b, def *System) *System {
+	for _, s := range r.Systems {
+		if s.Kind == kindFloor && s.KernelName == b.KernelName {
+			return s
+		}
+	}
+	return def
+}
+
 // first returns the first system of a kind (the one ratios use).
 func (r *Report) first(kind string) *System {
 	for _, s := range r.Systems {
@@ -457,7 +469,7 @@ func (r *Report) bootTable(p func(string, ...any), boots []Boot) {
 func (r *Report) renderTargets(p func(string, ...any)) {
 	floor, peer := r.first(kindFloor), r.first(kindPeer)
 	var bases []*System
-	for _, n := range []string{"initramfs", "disk", "disk-direct"} {
+	for _, n := range []string{"initramfs", "disk", "disk-direct", "initramfs-vmkernel", "disk-vmkernel", "disk-direct-vmkernel", "disk-pckernel"} {
 		if s := r.system(n); s != nil {
 			bases = append(bases, s)
 		}
@@ -470,6 +482,7 @@ func (r *Report) renderTargets(p func(string, ...any)) {
 	var why []string
 	wallOf := func(s *System) float64 { return float64(r.summary(s.Name, wallMetric.get).Median) }
 	for _, b := range bases {
+		floor := r.floorFor(b, floor)
 		row := func(measure string, other *System, a, o float64, render func(float64) string, target float64) {
 			q, met := ratio(a, o, target)
 			p("| %s | %s | %s | %s | %s | %s | ≤ %.2f | %s |\n", b.Name, measure, other.Name, render(a), render(o), q, target, met)

@@ -14,6 +14,7 @@ import (
 	"github.com/nodeboot/nodeboot/internal/disk"
 	"github.com/nodeboot/nodeboot/internal/elfdeps"
 	"github.com/nodeboot/nodeboot/internal/image"
+	"github.com/nodeboot/nodeboot/internal/kernel"
 	"github.com/nodeboot/nodeboot/internal/noderuntime"
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
@@ -125,6 +126,10 @@ func allSystems() []*System {
 			Format: build.FormatDisk, Primed: true, KernelName: "nodeboot-vm"},
 		{Name: "disk-direct-vmkernel", Kind: kindNodeboot, Label: "nodeboot, disk image booted directly, `--kernel nodeboot-vm`", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatDisk, Primed: true, Direct: true, KernelName: "nodeboot-vm"},
+		// The floor again on the vm kernel: the vm rows' targets compare
+		// against a floor that boots the same kernel they do.
+		{Name: "floor-vmkernel", Kind: kindFloor, Label: "floor on `nodeboot-vm`: the vm kernel, an initramfs whose static Go init execs node at once", InitMarker: "floor: init started",
+			KernelName: "nodeboot-vm"},
 		{Name: "disk-pckernel", Kind: kindNodeboot, Label: "nodeboot, disk image through OVMF + systemd-boot, `--kernel nodeboot-pc` (vm profile + PC hardware)", InitMarker: initMarker, Detailed: true,
 			Format: build.FormatDisk, Primed: true, KernelName: "nodeboot-pc"},
 		// Variants for decisions; not in the default set.
@@ -152,7 +157,7 @@ func allSystems() []*System {
 }
 
 // defaultSystems is what `make bench` boots.
-const defaultSystems = "initramfs,disk,disk-direct,floor,debian,initramfs-vmkernel,disk-vmkernel,disk-direct-vmkernel,disk-pckernel"
+const defaultSystems = "initramfs,disk,disk-direct,floor,debian,initramfs-vmkernel,disk-vmkernel,disk-direct-vmkernel,floor-vmkernel,disk-pckernel"
 
 // selectSystems picks the systems named in list (comma-separated), in the
 // harness's order.
@@ -369,6 +374,13 @@ func (s *System) prepareFloor(ctx context.Context, e *env) error {
 		}
 	}
 	s.Kernel = e.kernel
+	if s.KernelName != "" {
+		k, err := kernel.Resolve(ctx, s.KernelName, "amd64", prefixWriter{w: os.Stderr, prefix: "  "})
+		if err != nil {
+			return fmt.Errorf("the floor's kernel %s: %w", s.KernelName, err)
+		}
+		s.Kernel = k.Path
+	}
 	// Uncompressed, like nodeboot's default: the kernel unpacks it fastest.
 	s.Initrd = filepath.Join(dir, "initramfs.cpio")
 	if _, err := image.WriteInitramfs(t, s.Initrd, image.None, timeZero); err != nil {

@@ -186,3 +186,25 @@ func TestSelectSystems(t *testing.T) {
 		t.Error("an empty list was accepted")
 	}
 }
+
+// TestFloorFor: a system is held against the floor that boots its own
+// kernel, and against the first floor when no such floor ran.
+func TestFloorFor(t *testing.T) {
+	floor := &System{Name: "floor", Kind: kindFloor}
+	vmFloor := &System{Name: "floor-vmkernel", Kind: kindFloor, KernelName: "nodeboot-vm"}
+	disk := &System{Name: "disk", Kind: kindNodeboot}
+	vmDisk := &System{Name: "disk-vmkernel", Kind: kindNodeboot, KernelName: "nodeboot-vm"}
+	pcDisk := &System{Name: "disk-pckernel", Kind: kindNodeboot, KernelName: "nodeboot-pc"}
+	r := &Report{Systems: []*System{disk, floor, vmDisk, vmFloor, pcDisk}}
+	for _, tc := range []struct {
+		b, want *System
+	}{{disk, floor}, {vmDisk, vmFloor}, {pcDisk, floor}} {
+		if got := r.floorFor(tc.b, r.first(kindFloor)); got != tc.want {
+			t.Errorf("floorFor(%s) = %s, want %s", tc.b.Name, got.Name, tc.want.Name)
+		}
+	}
+	r = &Report{Systems: []*System{vmDisk, floor}}
+	if got := r.floorFor(vmDisk, floor); got != floor {
+		t.Errorf("without a vm floor: floorFor = %s, want floor", got.Name)
+	}
+}
