@@ -103,7 +103,7 @@ func TestArm64(t *testing.T) {
 	defer cancel()
 	var log strings.Builder
 	// node 20: the same major as the other e2e images (the host's).
-	if err := cli.Run(ctx, []string{"build", proj, "--arch", "arm64", "--node", "20", "--format", "disk", "--size", "1G", "-o", img}, &log, &log); err != nil {
+	if err := cli.Run(ctx, []string{"build", proj, "--arch", "arm64", "--kernel", "gokrazy", "--node", "20", "--format", "disk", "--size", "1G", "-o", img}, &log, &log); err != nil {
 		t.Fatalf("build: %v\n%s", err, log.String())
 	}
 	m, err := build.ReadManifestFile(build.DiskManifestPath(img))

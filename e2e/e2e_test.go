@@ -35,6 +35,11 @@ func requireQEMU(t *testing.T) {
 		}
 		t.Skipf("no QEMU (%v); set NODEBOOT_E2E=1 to make this a failure", err)
 	}
+	// Say which kernel the images get: NODEBOOT_KERNEL runs the suite on
+	// another one, and a pass means little without knowing which.
+	if k := os.Getenv("NODEBOOT_KERNEL"); k != "" {
+		t.Logf("amd64 images boot --kernel %s (NODEBOOT_KERNEL); arm64 and Pi images keep gokrazy's", k)
+	}
 }
 
 func repoRoot(t *testing.T) string {

@@ -46,7 +46,7 @@ func TestPi(t *testing.T) {
 	// 1 GiB: raspi3b's SD card must be a power of two in size, and a
 	// small data partition is formatted sooner through the emulated
 	// SD host.
-	if err := cli.Run(ctx, []string{"build", proj, "--target", "pi", "--node", "20", "--size", "1G", "-o", img}, &log, &log); err != nil {
+	if err := cli.Run(ctx, []string{"build", proj, "--target", "pi", "--kernel", "gokrazy", "--node", "20", "--size", "1G", "-o", img}, &log, &log); err != nil {
 		t.Fatalf("build: %v\n%s", err, log.String())
 	}
 	m, err := build.ReadManifestFile(build.DiskManifestPath(img))
