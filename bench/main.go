@@ -126,6 +126,7 @@ type options struct {
 	minRAM   bool
 	ramFrom  int
 	ramTries int
+	ramOnly  string
 	load     bool
 	updates  bool
 	// registry measures a release round trip through a registry;
@@ -151,6 +152,7 @@ func main() {
 	flag.BoolVar(&o.minRAM, "min-ram", true, "find each system's smallest RAM that still answers (one boot per step)")
 	flag.IntVar(&o.ramFrom, "min-ram-from", 64, "smallest RAM (MiB) the bisection tries")
 	flag.IntVar(&o.ramTries, "min-ram-tries", 6, "most boots per system for the RAM bisection")
+	flag.StringVar(&o.ramOnly, "min-ram-systems", "", "comma-separated systems to bisect RAM for (default: every system booted); a bisection on a loaded host costs minutes per system")
 	flag.BoolVar(&o.load, "load", true, "load the app with wrk for 10 s after each boot (requests/s)")
 	flag.BoolVar(&o.updates, "updates", true, "measure two OS updates of a disk-image node (the app changed; another node major version)")
 	flag.BoolVar(&o.updatesOnly, "updates-only", false, "measure only the OS updates and replace their section in the -o file")
@@ -192,6 +194,18 @@ func run(ctx context.Context, o options) error {
 	systems, err := selectSystems(o.systems)
 	if err != nil {
 		return err
+	}
+	if o.ramOnly != "" {
+		// Checked now, not after the timed boots: a misspelt name would
+		// otherwise bisect nothing after an hour.
+		if _, err := selectSystems(o.ramOnly); err != nil {
+			return fmt.Errorf("-min-ram-systems: %w", err)
+		}
+		for _, n := range strings.Split(o.ramOnly, ",") {
+			if n = strings.TrimSpace(n); n != "" && !want2(systems, n) {
+				return fmt.Errorf("-min-ram-systems names %s, which -systems does not boot", n)
+			}
+		}
 	}
 	memMiB, err := parseMiB(o.memory)
 	if err != nil {
@@ -285,7 +299,16 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if o.minRAM {
+		only := map[string]bool{}
+		for _, n := range strings.Split(o.ramOnly, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				only[n] = true
+			}
+		}
 		for _, s := range systems {
+			if len(only) > 0 && !only[s.Name] {
+				continue
+			}
 			wall := rep.summary(s.Name, func(b *Boot) (time.Duration, bool) { return b.Wall, true })
 			if wall.N == 0 {
 				continue
