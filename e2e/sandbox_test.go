@@ -295,10 +295,16 @@ func wellBehaved(t *testing.T, v *vm.VM, u string, memcg bool) {
 			t.Errorf("%s = %s, want %s", name, got, want)
 		}
 	}
+	// The app's cgroup namespace is rooted at its own cgroup, on every
+	// kernel: libuv joins /proc/self/cgroup's path to /sys/fs/cgroup.
+	var view struct{ Self string }
+	if err := json.Unmarshal(res["cgroupView"].Value, &view); err != nil || view.Self != "0::/" {
+		t.Errorf("the app's /proc/self/cgroup = %q (%v), want \"0::/\" (a cgroup namespace rooted at its cgroup)", view.Self, err)
+	}
 	// libuv reads the limit from the app's own /sys/fs/cgroup; a kernel
 	// without a memory cgroup has none to show.
 	if got := string(res["constrainedMemory"].Value); memcg && got != "268435456" || !memcg && got != "0" {
-		t.Errorf("process.constrainedMemory() = %s (memory cgroup: %v)", got, memcg)
+		t.Errorf("process.constrainedMemory() = %s (memory cgroup: %v); the app's cgroup as it sees it: %s", got, memcg, res["cgroupView"].Value)
 	}
 	if a := strings.Trim(string(res["dnsLocalhost"].Value), `"`); a != "127.0.0.1" && a != "::1" {
 		t.Errorf("dns.lookup(localhost) = %s", a)

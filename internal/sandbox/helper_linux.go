@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -39,6 +40,13 @@ func HelperMain() {
 }
 
 func helper() (int, error) {
+	// One OS thread for all of it: a namespace unshared by Enter (the
+	// cgroup namespace) belongs to the calling thread only, and the
+	// cgroup2 mount and the fork of the app must come from that thread.
+	// Unpinned, Go ran the fork on another thread and the app's
+	// /proc/self/cgroup read "0::/apps/<name>", a path its /sys/fs/cgroup
+	// does not have, so libuv found no memory limit (constrainedMemory 0).
+	runtime.LockOSThread()
 	f := os.NewFile(SpecFD, "sandbox-spec")
 	var s Spec
 	if err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&s); err != nil {

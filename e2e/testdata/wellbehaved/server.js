@@ -70,6 +70,12 @@ const checks = {
   networkInterfaces: () => Object.keys(os.networkInterfaces()),
   userInfo: () => os.userInfo().username,
   constrainedMemory: () => (process.constrainedMemory ? process.constrainedMemory() : null),
+  // What libuv reads for constrainedMemory: the app's cgroup as it sees it
+  // (an error code in place of a file it cannot read).
+  cgroupView: () => {
+    const read = (p) => { try { return fs.readFileSync(p, 'utf8').trim(); } catch (e) { return e.code; } };
+    return { self: read('/proc/self/cgroup'), max: read('/sys/fs/cgroup/memory.max'), high: read('/sys/fs/cgroup/memory.high') };
+  },
   sharedMemory: () => { const sab = new SharedArrayBuffer(1 << 20); new Int32Array(sab)[0] = 1; return sab.byteLength; },
 };
 
