@@ -172,9 +172,26 @@ func TestDiskImage(t *testing.T) {
 	}
 
 	t.Run("first boot grows and creates /data, and the app answers", func(t *testing.T) {
-		b := bootDisk(t, ctx, img, "512M", false)
+		apiPort, err := vm.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := bootDisk(t, ctx, img, "512M", false, vm.Forward{Host: apiPort, Guest: cli.APIPort})
 		b.waitFor(t, "durable state=1 persist=1")
 		b.waitFor(t, contract.AppListening("counter", 8080))
+		// The log endpoint requires a client certificate, which the image
+		// does not hold: nothing is sent (the lines wait on /data) until
+		// the owner gives the node one.
+		b.waitFor(t, "asks for a client certificate and this node has none")
+		b.waitFor(t, "management API on https port")
+		if m := logs.recv.Messages(); len(m) != 0 {
+			t.Errorf("the receiver got %d lines from a node without a client certificate", len(m))
+		}
+		certFile, keyFile := logs.clientCert(t, "counter")
+		node := fmt.Sprintf("127.0.0.1:%d", apiPort)
+		if out, err := nodeboot(ctx, proj, "logs", "login", node, "--cert", certFile, "--key", keyFile); err != nil || !strings.Contains(out, "client certificate CN=counter") {
+			t.Fatalf("logs login: %v\n%s", err, out)
+		}
 		con := b.v.Console()
 		for _, want := range []string{"creating an ext4 file system", "mounted ext4"} {
 			if !strings.Contains(con, want) {

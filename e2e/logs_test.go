@@ -14,10 +14,32 @@ import (
 
 // remoteLogs is a TLS syslog receiver (RFC 5425) on the host, which a
 // guest on QEMU's user network reaches at 10.0.2.2, and the
-// nodeboot.json "logs" that points a node at it.
+// nodeboot.json "logs" that points a node at it. It requires a client
+// certificate signed by its CA (mutual TLS), which the node gets from
+// `nodeboot logs login`, never from the image.
 type remoteLogs struct {
 	recv   *logshiptest.Syslog
+	ca     *logshiptest.CA
 	config string // the "logs" member of nodeboot.json
+}
+
+// clientCert issues a client certificate for a node and writes it and
+// its key to files, for `nodeboot logs login`.
+func (r *remoteLogs) clientCert(t *testing.T, node string) (certFile, keyFile string) {
+	t.Helper()
+	cert, key, err := r.ca.Issue(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, node+".pem"), filepath.Join(dir, node+".key")
+	if err := os.WriteFile(certFile, cert, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
 }
 
 func startRemoteLogs(t *testing.T) *remoteLogs {
@@ -26,7 +48,7 @@ func startRemoteLogs(t *testing.T) *remoteLogs {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := logshiptest.ServerTLS(ca, nil, net.IPv4(10, 0, 2, 2), net.IPv4(127, 0, 0, 1))
+	srv, err := logshiptest.ServerTLS(ca, ca.Pool(), net.IPv4(10, 0, 2, 2), net.IPv4(127, 0, 0, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +63,7 @@ func startRemoteLogs(t *testing.T) *remoteLogs {
 		t.Fatal(err)
 	}
 	_, port, _ := net.SplitHostPort(recv.Addr)
-	return &remoteLogs{recv: recv, config: fmt.Sprintf(`"logs": {"remote": {"url": "syslog+tls://10.0.2.2:%s", "ca": %q, "bufferSize": "4M"}}`, port, caFile)}
+	return &remoteLogs{recv: recv, ca: ca, config: fmt.Sprintf(`"logs": {"remote": {"url": "syslog+tls://10.0.2.2:%s", "ca": %q, "bufferSize": "4M"}}`, port, caFile)}
 }
 
 // wait waits until a line of app (InitAppName for PID 1) containing

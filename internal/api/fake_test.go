@@ -30,6 +30,7 @@ type fakeNode struct {
 	rollErr   error
 	secrets   fakeSecrets
 	pull      fakePull
+	logsCert  fakeLogsCert
 }
 
 type deployCall struct {

@@ -34,6 +34,8 @@ func (s *Server) register() {
 		{Route: Route{Method: "DELETE", Pattern: "/v1/apps/{app}/secrets/{name}"}, h: s.removeSecret},
 		{Route: Route{Method: "PUT", Pattern: contract.PathFollowAuth}, h: s.setFollowAuth},
 		{Route: Route{Method: "DELETE", Pattern: contract.PathFollowAuth}, h: s.removeFollowAuth},
+		{Route: Route{Method: "PUT", Pattern: contract.PathLogsAuth}, h: s.setLogsAuth},
+		{Route: Route{Method: "DELETE", Pattern: contract.PathLogsAuth}, h: s.removeLogsAuth},
 		{Route: Route{Method: "PUT", Pattern: contract.PathUpdate}, h: s.updateOS},
 		{Route: Route{Method: "POST", Pattern: contract.PathUpdateOffset}, h: s.updateOffset},
 		{Route: Route{Method: "POST", Pattern: "/v1/reboot"}, h: s.power("reboot")},

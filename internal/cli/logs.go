@@ -39,6 +39,7 @@ follow until Ctrl-C. With --json, each line is one JSON object:
 	cmd.Flags().BoolVar(&nf.json, "json", false, `print one JSON object per line: {"app":APP,"line":TEXT}`)
 	cmd.Flags().BoolVarP(&lf.follow, "follow", "f", false, "keep printing new lines until Ctrl-C")
 	cmd.Flags().IntVarP(&lf.lines, "lines", "n", 100, "how many of the last lines to print first")
+	cmd.AddCommand(newLogsLogin(stdout)...)
 	return cmd
 }
 

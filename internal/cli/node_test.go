@@ -38,6 +38,8 @@ type testNode struct {
 	actions   []string
 	// pull is the body of the last PUT /v1/follow/auth it kept.
 	pull string
+	// logsCert is the body of the last PUT /v1/logs/auth it kept.
+	logsCert string
 	// changes are the requests that would change the node (not GETs).
 	changes []string
 	// updateKey verifies OS updates as the node's image would; failTrial
@@ -68,6 +70,8 @@ func (n *testNode) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n.updateOS(w, r)
 	case r.URL.Path == contract.PathFollowAuth:
 		n.followAuth(w, r)
+	case r.URL.Path == contract.PathLogsAuth:
+		n.logsAuth(w, r)
 	case r.URL.Path == "/v1/reboot" || r.URL.Path == "/v1/poweroff":
 		a := strings.TrimPrefix(r.URL.Path, "/v1/")
 		n.actions = append(n.actions, a)

@@ -208,6 +208,9 @@ func printLogs(w io.Writer, l *contract.LogsStatus) {
 	fmt.Fprintf(w, "\nremote logs to %s: %s\n", l.Endpoint, state)
 	fmt.Fprintf(w, "  %d lines (%s of %s) waiting, %d delivered, %d dropped\n",
 		l.BufferedLines, bytesIEC(uint64(max(l.BufferedBytes, 0))), bytesIEC(uint64(max(l.CapBytes, 0))), l.Delivered, l.Dropped)
+	if l.ClientCert != "" {
+		fmt.Fprintf(w, "  client certificate: %s\n", l.ClientCert)
+	}
 	if l.LastError != "" {
 		at := ""
 		if !l.LastErrorAt.IsZero() {

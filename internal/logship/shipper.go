@@ -340,6 +340,14 @@ func backoff(attempt int, lo, hi time.Duration) time.Duration {
 	return min(d, hi)
 }
 
+// Reconnect drops the connection and tries the waiting lines at once:
+// the client certificate changed (`nodeboot logs login`), and the next
+// connection presents the new one.
+func (s *Shipper) Reconnect() {
+	s.tr.close()
+	s.NetworkUp()
+}
+
 // backoffSleep waits d, or less when the network comes up (woken).
 // A NetworkUp that came while the failed batch was being sent counts:
 // it may be the very reason the batch failed.

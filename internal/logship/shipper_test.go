@@ -361,6 +361,10 @@ func TestWrongCARefusedWithClearError(t *testing.T) {
 	}
 }
 
+// An endpoint that requires a client certificate: until the node has one
+// nothing is sent (a TLS 1.3 server would refuse it only after the lines
+// were written, and they would be lost) and the status says how to give
+// one; once written, Reconnect delivers what waited.
 func TestClientCertificate(t *testing.T) {
 	ca, err := logshiptest.NewCA("logs CA")
 	if err != nil {
@@ -379,17 +383,37 @@ func TestClientCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	file := filepath.Join(t.TempDir(), "client", "client.pem")
 	cfg := Config{
 		Endpoint: Endpoint{Name: "syslog+tls://" + recv.Addr, Kind: Syslog, Addr: recv.Addr,
-			TLS: &tls.Config{RootCAs: ca.Pool(), Certificates: []tls.Certificate{cert}}},
-		Dir: t.TempDir(), Cap: 1 << 20, MinBackoff: 10 * time.Millisecond,
+			TLS: &tls.Config{RootCAs: ca.Pool(), GetClientCertificate: ClientCertFile(file)}},
+		Dir: t.TempDir(), Cap: 1 << 20, MinBackoff: time.Hour, MaxBackoff: time.Hour,
 	}
 	s, _ := start(t, cfg)
 	s.Add(Record{Stream: Stdout, App: "web", Msg: line(0)})
+	st := waitStatus(t, s, "the refusal", func(st contract.LogsStatus) bool { return st.LastError != "" })
+	if !strings.Contains(st.LastError, "asks for a client certificate and this node has none") || !strings.Contains(st.LastError, "nodeboot logs login") {
+		t.Errorf("error without a certificate: %q", st.LastError)
+	}
+	if m := recv.Messages(); len(m) != 0 {
+		t.Fatalf("the receiver got %v without a client certificate", m)
+	}
+	if _, err := ParseClientCert(certPEM, keyPEM, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteClientCert(file, certPEM, keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o400 {
+		t.Fatalf("stored pair: %v %v", fi, err)
+	}
+	if fi, err := os.Stat(filepath.Dir(file)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("its directory: %v %v", fi, err)
+	}
+	if d := DescribeClientCert(file); !strings.Contains(d, "CN=node") || !strings.Contains(d, "valid until") {
+		t.Errorf("described as %q", d)
+	}
+	s.Reconnect()
 	msgs, ok := recv.Wait(generous, count(1))
 	if !ok {
 		t.Fatalf("not delivered with a client certificate: %+v", s.Status())

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodeboot/nodeboot/internal/api"
 	"github.com/nodeboot/nodeboot/internal/boot"
 	"github.com/nodeboot/nodeboot/internal/contract"
 	"github.com/nodeboot/nodeboot/internal/logship"
@@ -67,7 +69,7 @@ func newShipper(log *boot.Logger, l *spec.RuntimeLogs) (*logship.Shipper, error)
 		ep.Kind, ep.URL = logship.OTLP, e.HTTPURL()
 	}
 	if e.TLS {
-		ep.TLS, err = logsTLS(e.Host, l.ClientCert)
+		ep.TLS, err = logsTLS(e.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -83,8 +85,9 @@ func newShipper(log *boot.Logger, l *spec.RuntimeLogs) (*logship.Shipper, error)
 }
 
 // logsTLS is the client side of the endpoint's TLS: its CA from the
-// image, and the client certificate when the image has one.
-func logsTLS(host string, clientCert bool) (*tls.Config, error) {
+// image, and the client certificate `nodeboot logs login` gave the node
+// (on /data, read at each connection), presented when the endpoint asks.
+func logsTLS(host string) (*tls.Config, error) {
 	ca, err := os.ReadFile(contract.LogsCA)
 	if err != nil {
 		return nil, fmt.Errorf("the endpoint's CA: %w (rebuild the image)", err)
@@ -93,15 +96,70 @@ func logsTLS(host string, clientCert bool) (*tls.Config, error) {
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, fmt.Errorf("%s holds no certificate (rebuild the image)", contract.LogsCA)
 	}
-	c := &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12}
-	if clientCert {
-		cert, err := tls.LoadX509KeyPair(contract.LogsClientCert, contract.LogsClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("the client certificate: %w (rebuild the image)", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
+	return &tls.Config{RootCAs: pool, ServerName: host, MinVersion: tls.VersionTLS12,
+		GetClientCertificate: logship.ClientCertFile(contract.LogsClientFile)}, nil
+}
+
+// The API's PUT and DELETE /v1/logs/auth answer 501 for a node that is
+// not one; this one must be.
+var _ api.LogsAuthNode = (*node)(nil)
+
+// shippingTLS is the endpoint's URL when the node ships its logs over
+// TLS, the only case where a client certificate means anything.
+func shippingTLS() (string, error) {
+	shipping.Lock()
+	s, url := shipping.s, shipping.url
+	shipping.Unlock()
+	if s == nil && url == "" {
+		return "", fmt.Errorf("%w: nodeboot.json has no \"logs\": {\"remote\": ...}", api.ErrNoRemoteLogs)
 	}
-	return c, nil
+	if e, err := spec.ParseLogsURL(url, true); err == nil && !e.TLS {
+		return "", fmt.Errorf("%w: %s is plain text; a client certificate is for syslog+tls:// or otlp+https://", api.ErrNoRemoteLogs, url)
+	}
+	return url, nil
+}
+
+// SetLogsClientCert implements api.LogsAuthNode: the API checked the
+// pair; it is kept on /data (never in the image) and the shipper
+// reconnects with it at once.
+func (n *node) SetLogsClientCert(ctx context.Context, c contract.LogsClientCredentials) (*contract.LogsAuthResult, error) {
+	url, err := shippingTLS()
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := logship.ParseClientCert([]byte(c.Cert), []byte(c.Key), time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := logship.WriteClientCert(contract.LogsClientFile, []byte(c.Cert), []byte(c.Key)); err != nil {
+		return nil, fmt.Errorf("storing the client certificate on /data: %w", err)
+	}
+	n.log.Printf("remote logs: client certificate %s set (valid until %s)", leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))
+	logsReconnect()
+	return &contract.LogsAuthResult{Endpoint: url, Subject: leaf.Subject.String(), NotAfter: leaf.NotAfter}, nil
+}
+
+// RemoveLogsClientCert implements api.LogsAuthNode.
+func (n *node) RemoveLogsClientCert(ctx context.Context) (*contract.LogsAuthResult, error) {
+	url, err := shippingTLS()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Remove(contract.LogsClientFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing the client certificate: %w", err)
+	}
+	n.log.Printf("remote logs: client certificate removed")
+	logsReconnect()
+	return &contract.LogsAuthResult{Endpoint: url}, nil
+}
+
+func logsReconnect() {
+	shipping.Lock()
+	s := shipping.s
+	shipping.Unlock()
+	if s != nil {
+		s.Reconnect()
+	}
 }
 
 // appLogWriter is the shipper's writer among an app's console writers
@@ -167,6 +225,7 @@ func logsStatus() *contract.LogsStatus {
 	switch {
 	case s != nil:
 		st := s.Status()
+		st.ClientCert = logship.DescribeClientCert(contract.LogsClientFile)
 		return &st
 	case err != nil:
 		return &contract.LogsStatus{Endpoint: url, LastError: err.Error()}

@@ -27,10 +27,8 @@ type RemoteLogs struct {
 	// endpoint's certificate is checked against; required for TLS: a
 	// node has no CA bundle of its own.
 	CA string `json:"ca,omitempty"`
-	// Cert and Key are a client certificate and its key (PEM files),
-	// for endpoints that require one (mutual TLS).
-	Cert string `json:"cert,omitempty"`
-	Key  string `json:"key,omitempty"`
+	// A client certificate (mutual TLS) is not here: each node is given
+	// its own (`nodeboot logs login`, contract.LogsClientFile).
 	// Insecure allows the plain-text schemes (tests, a trusted LAN).
 	Insecure bool `json:"insecure,omitempty"`
 	// BufferBytes bounds the buffer on /data; 0 means DefaultLogsBuffer.
@@ -47,7 +45,7 @@ const (
 
 var (
 	logsKeys       = []string{"remote"}
-	remoteLogsKeys = []string{"url", "ca", "cert", "key", "insecure", "bufferSize"}
+	remoteLogsKeys = []string{"url", "ca", "insecure", "bufferSize"}
 )
 
 // LogsEndpoint is a parsed logs.remote.url.
@@ -163,14 +161,20 @@ func (c *configChecker) remoteLogs(v *jval, p jsonPath) *RemoteLogs {
 	}
 	var urlVal *jval
 	for _, m := range members {
+		kp := p.key(m.key)
+		if m.key == "cert" || m.key == "key" {
+			// Once part of logs.remote: the answer says why they are
+			// gone rather than "unknown".
+			c.fail(kp, "a client certificate and its key are not built into the image (its OS update is pushed to registries and carried on sticks, and a key shared by the whole fleet cannot be revoked for one node): remove \"cert\" and \"key\" and give each node its own with `nodeboot logs login NODE --cert node.pem --key node.key` (docs/logs.md)")
+			continue
+		}
 		if !c.known(m, p, remoteLogsKeys, nil) {
 			continue
 		}
-		kp := p.key(m.key)
 		switch m.key {
 		case "url":
 			urlVal = m.val
-		case "ca", "cert", "key":
+		case "ca":
 			if s, ok := c.str(m.val, kp); ok {
 				if strings.TrimSpace(s) == "" || !c.noNUL(s, kp) {
 					if strings.TrimSpace(s) == "" {
@@ -178,14 +182,7 @@ func (c *configChecker) remoteLogs(v *jval, p jsonPath) *RemoteLogs {
 					}
 					break
 				}
-				switch m.key {
-				case "ca":
-					r.CA = s
-				case "cert":
-					r.Cert = s
-				case "key":
-					r.Key = s
-				}
+				r.CA = s
 			}
 		case "insecure":
 			if m.val.kind != kindBool {
@@ -218,11 +215,8 @@ func (c *configChecker) remoteLogs(v *jval, p jsonPath) *RemoteLogs {
 		if r.CA == "" {
 			c.fail(p, `missing "ca": a node has no CA certificates of its own; name the PEM file of the CA that signed the endpoint's certificate, e.g. "ca": "certs/logs-ca.pem" (for a public endpoint, the build host's bundle: "/etc/ssl/certs/ca-certificates.crt")`)
 		}
-	} else if r.CA != "" || r.Cert != "" || r.Key != "" {
-		c.fail(p, `"ca", "cert" and "key" are for TLS: use syslog+tls:// or otlp+https://, or remove them`)
-	}
-	if (r.Cert == "") != (r.Key == "") {
-		c.fail(p, `"cert" and "key" go together: the client certificate and its private key (PEM files)`)
+	} else if r.CA != "" {
+		c.fail(p, `"ca" is for TLS: use syslog+tls:// or otlp+https://, or remove it`)
 	}
 	return &r
 }
@@ -262,13 +256,12 @@ func (c *configChecker) logsBuffer(v *jval, p jsonPath) int64 {
 }
 
 // RuntimeLogs is runtime.json's "logs": what PID 1 needs to ship its log
-// lines. The CA and the client certificate are files of the image
-// (contract.LogsCA, LogsClientCert, LogsClientKey).
+// lines. The CA is a file of the image (contract.LogsCA); the client
+// certificate, if any, is on /data (contract.LogsClientFile).
 type RuntimeLogs struct {
 	URL         string `json:"url"`
 	Insecure    bool   `json:"insecure,omitempty"`
 	BufferBytes int64  `json:"bufferBytes"`
-	ClientCert  bool   `json:"clientCert,omitempty"`
 }
 
 // runtimeLogs is the runtime form of logs.remote (nil when unset).
@@ -277,7 +270,7 @@ func runtimeLogs(c *LogsConfig) *RuntimeLogs {
 		return nil
 	}
 	r := c.Remote
-	rl := &RuntimeLogs{URL: r.URL, Insecure: r.Insecure, BufferBytes: r.BufferBytes, ClientCert: r.Cert != ""}
+	rl := &RuntimeLogs{URL: r.URL, Insecure: r.Insecure, BufferBytes: r.BufferBytes}
 	if rl.BufferBytes == 0 {
 		rl.BufferBytes = DefaultLogsBuffer
 	}

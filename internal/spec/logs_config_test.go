@@ -6,16 +6,16 @@ import (
 )
 
 func TestLogsConfig(t *testing.T) {
-	cfg, err := ParseConfig([]byte(`{"logs": {"remote": {"url": "syslog+tls://logs.example.com", "ca": "certs/ca.pem", "cert": "c.pem", "key": "k.pem", "bufferSize": "64M"}}}`), "nodeboot.json")
+	cfg, err := ParseConfig([]byte(`{"logs": {"remote": {"url": "syslog+tls://logs.example.com", "ca": "certs/ca.pem", "bufferSize": "64M"}}}`), "nodeboot.json")
 	if err != nil || cfg.Logs == nil || cfg.Logs.Remote == nil {
 		t.Fatalf("%+v, %v", cfg, err)
 	}
 	r := cfg.Logs.Remote
-	if r.URL != "syslog+tls://logs.example.com" || r.CA != "certs/ca.pem" || r.Cert != "c.pem" || r.Key != "k.pem" || r.BufferBytes != 64<<20 {
+	if r.URL != "syslog+tls://logs.example.com" || r.CA != "certs/ca.pem" || r.BufferBytes != 64<<20 {
 		t.Errorf("%+v", r)
 	}
 	rl := runtimeLogs(cfg.Logs)
-	if rl.URL != r.URL || rl.BufferBytes != 64<<20 || !rl.ClientCert || rl.Check() != nil {
+	if rl.URL != r.URL || rl.BufferBytes != 64<<20 || rl.Check() != nil {
 		t.Errorf("runtime %+v", rl)
 	}
 	if rl := runtimeLogs(&LogsConfig{Remote: &RemoteLogs{URL: "otlp+http://h", Insecure: true}}); rl.BufferBytes != DefaultLogsBuffer {
@@ -33,8 +33,9 @@ func TestLogsConfig(t *testing.T) {
 		`{"logs": {"remote": {"url": "otlp+http://h"}}}`:                                  `use otlp+https://`,
 		`{"logs": {"remote": {"url": "syslog+tls://h"}}}`:                                 `logs.remote: missing "ca": a node has no CA certificates of its own`,
 		`{"logs": {"remote": {"url": "syslog+tls://h", "ca": "a", "insecure": true}}}`:    `logs.remote.insecure: is only for syslog+tcp:// and otlp+http://`,
-		`{"logs": {"remote": {"url": "syslog+tcp://h", "insecure": true, "ca": "a"}}}`:    `"ca", "cert" and "key" are for TLS`,
-		`{"logs": {"remote": {"url": "syslog+tls://h", "ca": "a", "cert": "c"}}}`:         `"cert" and "key" go together`,
+		`{"logs": {"remote": {"url": "syslog+tcp://h", "insecure": true, "ca": "a"}}}`:    `"ca" is for TLS`,
+		`{"logs": {"remote": {"url": "syslog+tls://h", "ca": "a", "cert": "c"}}}`:         `logs.remote.cert: a client certificate and its key are not built into the image`,
+		`{"logs": {"remote": {"url": "syslog+tls://h", "ca": "a", "key": "k.pem"}}}`:      "remove \"cert\" and \"key\" and give each node its own with `nodeboot logs login NODE --cert node.pem --key node.key`",
 		`{"logs": {"remote": {"url": "syslog+tls://h:0", "ca": "a"}}}`:                    `logs.remote.url: port "0" is not a number from 1 to 65535`,
 		`{"logs": {"remote": {"url": "syslog+tls://h:", "ca": "a"}}}`:                     `port "" is not a number`,
 		`{"logs": {"remote": {"url": "syslog+tls://h/x", "ca": "a"}}}`:                    `a syslog endpoint has no path: write syslog+tls://h`,

@@ -193,7 +193,8 @@ func TestSchemaAgreesWithValidator(t *testing.T) {
 		{"follow upper repo", `{"follow":{"ref":"r.example/Web:stable"}}`, false, true},
 
 		{"logs syslog tls", `{"logs":{"remote":{"url":"syslog+tls://logs.example.com:6514","ca":"certs/ca.pem","bufferSize":"64M"}}}`, true, false},
-		{"logs client cert", `{"logs":{"remote":{"url":"syslog+tls://[fd00::1]","ca":"ca.pem","cert":"c.pem","key":"k.pem","insecure":false}}}`, true, false},
+		{"logs client cert", `{"logs":{"remote":{"url":"syslog+tls://[fd00::1]","ca":"ca.pem","cert":"c.pem","key":"k.pem","insecure":false}}}`, false, false},
+		{"logs ipv6 not insecure", `{"logs":{"remote":{"url":"syslog+tls://[fd00::1]","ca":"ca.pem","insecure":false}}}`, true, false},
 		{"logs otlp path", `{"logs":{"remote":{"url":"otlp+https://otel.example.com/ingest/v1/logs","ca":"ca.pem","bufferSize":1048576}}}`, true, false},
 		{"logs insecure tcp", `{"logs":{"remote":{"url":"syslog+tcp://10.0.2.2:5514","insecure":true}}}`, true, false},
 		{"logs insecure otlp", `{"logs":{"remote":{"url":"otlp+http://10.0.2.2:4318","insecure":true}}}`, true, false},
