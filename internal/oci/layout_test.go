@@ -126,7 +126,7 @@ func TestLayoutTampered(t *testing.T) {
 	// and the layout's index rewritten to point at it: the signature no
 	// longer verifies.
 	retarget(t, dir, func(rec []byte) []byte {
-		return bytes.Replace(rec, []byte(`"mediaType": "application/vnd.nodeboot.release.v1+json",`), []byte(`"mediaType": "application/vnd.nodeboot.release.v1+json", "rollout": {"paused": true},`), 1)
+		return bytes.Replace(rec, []byte(`"mediaType":"application/vnd.nodeboot.release.v1+json",`), []byte(`"mediaType":"application/vnd.nodeboot.release.v1+json","rollout":{"paused":true},`), 1)
 	})
 	if _, err := Open(ref, Options{}).Release(ctx(t), "", trusted); !errors.Is(err, ospayload.ErrBadSignature) {
 		t.Fatalf("changed record: %v, want ErrBadSignature", err)

@@ -121,7 +121,7 @@ func TestVerifyRecord(t *testing.T) {
 	if _, _, err := VerifyRecord(raw, "", []ed25519.PublicKey{pub(key)}); !errors.Is(err, ospayload.ErrBadSignature) {
 		t.Errorf("no signature: %v", err)
 	}
-	for _, s := range []string{`{}`, `[]`, string(raw) + `{}`, strings.Replace(string(raw), `"mtime"`, `"mtimes"`, 1), strings.Replace(string(raw), `"role": "code"`, `"role": "x"`, 1)} {
+	for _, s := range []string{`{}`, `[]`, string(raw) + `{}`, strings.Replace(string(raw), `"mtime"`, `"mtimes"`, 1), strings.Replace(string(raw), `"role":"code"`, `"role":"x"`, 1)} {
 		if _, err := ParseRecord([]byte(s)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseRecord(%.60q) = %v, want ErrInvalid", s, err)
 		}
