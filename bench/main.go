@@ -347,7 +347,7 @@ func run(ctx context.Context, o options) error {
 		rep.Updates = runs
 	}
 	if o.registry {
-		r := measureRegistry(ctx, e)
+		r := measureRegistry(ctx, e, o)
 		rep.Registry = &r
 	}
 	if o.rebuild {
