@@ -11,6 +11,8 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodeboot/nodeboot/internal/disk"
 )
 
 // Grow extends the data partition dev (the last partition) to the end of its
@@ -50,9 +52,9 @@ func Grow(dev string) (int64, error) {
 	tbl, err := gpt.Read(store, 512, 512)
 	if err != nil {
 		if _, merr := mbrSignature(diskDev); merr == nil {
-			// A Raspberry Pi image: growing a logical partition means
-			// rewriting its EBR and the extended partition, not done yet.
-			return 0, fmt.Errorf("%s has an MBR (a Raspberry Pi image), whose data partition nodeboot does not grow yet", diskDev)
+			// A Raspberry Pi image: the data partition is the last
+			// logical one; its EBR and the extended partition grow.
+			return growMBR(f, diskDev, dev, pno, size)
 		}
 		return 0, fmt.Errorf("reading the GPT of %s: %w", diskDev, err)
 	}
@@ -89,10 +91,40 @@ func Grow(dev string) (int64, error) {
 		return 0, fmt.Errorf("writing the GPT of %s: %w", diskDev, err)
 	}
 	// The kernel keeps its own idea of the partition's size until told.
-	bp := unix.BlkpgPartition{Start: int64(part.Start) * 512, Length: int64(part.Size), Pno: int32(pno)}
-	arg := unix.BlkpgIoctlArg{Op: unix.BLKPG_RESIZE_PARTITION, Datalen: int32(unsafe.Sizeof(bp)), Data: (*byte)(unsafe.Pointer(&bp))}
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKPG, uintptr(unsafe.Pointer(&arg))); errno != 0 {
-		return 0, fmt.Errorf("telling the kernel the new size of %s: %w", dev, errno)
+	if err := resizePartition(f, pno, int64(part.Start)*512, int64(part.Size)); err != nil {
+		return 0, fmt.Errorf("telling the kernel the new size of %s: %w", dev, err)
 	}
 	return int64(part.Size), nil
+}
+
+// growMBR grows the last logical partition of an MBR disk (a Pi image's
+// data partition) to the disk's end, and tells the kernel.
+func growMBR(f *os.File, diskDev, dev string, pno int, size int64) (int64, error) {
+	p, grew, err := disk.GrowMBRLast(f, size)
+	if err != nil {
+		return 0, fmt.Errorf("growing the data partition of %s: %w", diskDev, err)
+	}
+	if p.Number != pno {
+		return 0, fmt.Errorf("%s is partition %d, the last one on %s is %d: not growing it", dev, pno, diskDev, p.Number)
+	}
+	if !grew {
+		return 0, nil
+	}
+	if err := f.Sync(); err != nil {
+		return 0, fmt.Errorf("writing the partition table of %s: %w", diskDev, err)
+	}
+	if err := resizePartition(f, pno, p.Offset, p.Size); err != nil {
+		return 0, fmt.Errorf("telling the kernel the new size of %s: %w", dev, err)
+	}
+	return p.Size, nil
+}
+
+// resizePartition tells the kernel a partition's new extent (BLKPG).
+func resizePartition(f *os.File, pno int, start, length int64) error {
+	bp := unix.BlkpgPartition{Start: start, Length: length, Pno: int32(pno)}
+	arg := unix.BlkpgIoctlArg{Op: unix.BLKPG_RESIZE_PARTITION, Datalen: int32(unsafe.Sizeof(bp)), Data: (*byte)(unsafe.Pointer(&bp))}
+	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKPG, uintptr(unsafe.Pointer(&arg))); errno != 0 {
+		return errno
+	}
+	return nil
 }

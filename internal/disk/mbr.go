@@ -126,3 +126,97 @@ func ReadMBR(r io.ReaderAt) (sig uint32, parts []MBRPartition, err error) {
 	}
 	return sig, parts, errors.New("the EBR chain does not end")
 }
+
+// GrowMBRLast extends the last logical partition of an MBR disk (a Pi
+// image's data partition) and the extended partition holding it to the
+// disk's end (size bytes, rounded down to a MiB; at most MBR's 2 TiB),
+// writing the MBR's extended entry first, then the previous EBR's link,
+// then the partition's own EBR: each one sector, so a power cut between
+// them leaves a table the kernel reads (the partition at its old size) and
+// the next boot grows it again. It returns the partition as it is now,
+// and whether it grew. The caller syncs.
+func GrowMBRLast(rw interface {
+	io.ReaderAt
+	io.WriterAt
+}, size int64) (MBRPartition, bool, error) {
+	mbr := make([]byte, 512)
+	if _, err := rw.ReadAt(mbr, 0); err != nil {
+		return MBRPartition{}, false, fmt.Errorf("reading the MBR: %w", err)
+	}
+	if mbr[510] != 0x55 || mbr[511] != 0xaa {
+		return MBRPartition{}, false, errors.New("no MBR: the first sector lacks the 55 AA signature")
+	}
+	extIdx := -1
+	var extLBA, extEnd int64
+	var lastPrimaryEnd int64
+	for i := 0; i < 4; i++ {
+		e := mbr[446+16*i:]
+		lba, n := int64(binary.LittleEndian.Uint32(e[8:])), int64(binary.LittleEndian.Uint32(e[12:]))
+		switch e[4] {
+		case 0:
+		case 0x05, MBRTypeExtendedLBA:
+			extIdx, extLBA, extEnd = i, lba, lba+n
+		default:
+			lastPrimaryEnd = max(lastPrimaryEnd, lba+n)
+		}
+	}
+	if extIdx < 0 {
+		return MBRPartition{}, false, errors.New("the MBR has no extended partition: no logical partition to grow")
+	}
+	// Walk the EBR chain to the last logical partition.
+	var prevEBR int64 = -1
+	ebr := extLBA
+	b := make([]byte, 512)
+	num := 5
+	for ; ; num++ {
+		if num >= 5+60 {
+			return MBRPartition{}, false, errors.New("the EBR chain does not end")
+		}
+		if _, err := rw.ReadAt(b, ebr*512); err != nil {
+			return MBRPartition{}, false, fmt.Errorf("reading the EBR at sector %d: %w", ebr, err)
+		}
+		if b[510] != 0x55 || b[511] != 0xaa {
+			return MBRPartition{}, false, fmt.Errorf("the EBR at sector %d lacks the 55 AA signature", ebr)
+		}
+		next := b[462:]
+		if next[4] == 0 {
+			break
+		}
+		prevEBR, ebr = ebr, extLBA+int64(binary.LittleEndian.Uint32(next[8:]))
+	}
+	e := b[446:]
+	start := ebr + int64(binary.LittleEndian.Uint32(e[8:]))
+	cur := int64(binary.LittleEndian.Uint32(e[12:]))
+	p := MBRPartition{Number: num, Type: e[4], Offset: start * 512, Size: cur * 512}
+	if e[4] == 0 {
+		return p, false, errors.New("the last EBR holds no partition")
+	}
+	if start+cur < lastPrimaryEnd || start+cur > extEnd {
+		return p, false, fmt.Errorf("partition %d is not the last one on the disk: not growing it", num)
+	}
+	end := min(size, int64(0xFFFFFFFF)*512) / MiB * MiB / 512 // sectors
+	if end <= start+cur {
+		return p, false, nil
+	}
+	putMBREntry(mbr[446+16*extIdx:], mbr[446+16*extIdx+4], extLBA, end-extLBA)
+	if _, err := rw.WriteAt(mbr, 0); err != nil {
+		return p, false, fmt.Errorf("writing the MBR: %w", err)
+	}
+	if prevEBR >= 0 {
+		pb := make([]byte, 512)
+		if _, err := rw.ReadAt(pb, prevEBR*512); err != nil {
+			return p, false, fmt.Errorf("reading the EBR at sector %d: %w", prevEBR, err)
+		}
+		// The link covers the next EBR and its partition.
+		putMBREntry(pb[462:], pb[462+4], ebr-extLBA, end-ebr)
+		if _, err := rw.WriteAt(pb, prevEBR*512); err != nil {
+			return p, false, fmt.Errorf("writing the EBR at sector %d: %w", prevEBR, err)
+		}
+	}
+	putMBREntry(e, e[4], start-ebr, end-start)
+	if _, err := rw.WriteAt(b, ebr*512); err != nil {
+		return p, false, fmt.Errorf("writing the EBR of partition %d: %w", num, err)
+	}
+	p.Size = (end - start) * 512
+	return p, true, nil
+}

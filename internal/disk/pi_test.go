@@ -225,3 +225,80 @@ func TestPiBootFSRoundTrip(t *testing.T) {
 		t.Errorf("slot B's cmdline.txt %q (%v), want %q", got, err, cl)
 	}
 }
+
+// TestGrowMBRLast grows a real Pi image's data partition after the file
+// was made larger (an image written to a bigger SD card): sfdisk, an
+// independent reader, sees partition 7 and the extended partition reach
+// the new end, every other partition unchanged, and the image still
+// passes CheckPi. A second call, and one on an image of its own size,
+// change nothing.
+func TestGrowMBRLast(t *testing.T) {
+	img, l := writePiImage(t)
+	f, err := os.OpenFile(img, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if p, grew, err := GrowMBRLast(f, l.Size); err != nil || grew || p.Number != 7 || p.Size != l.Partition(7).Size {
+		t.Fatalf("at its own size: %+v grew=%v %v", p, grew, err)
+	}
+	const bigger = 512*MiB + 300*1024 // not a whole MiB: the end rounds down
+	if err := f.Truncate(bigger); err != nil {
+		t.Fatal(err)
+	}
+	p, grew, err := GrowMBRLast(f, bigger)
+	if err != nil || !grew {
+		t.Fatalf("GrowMBRLast = %+v, %v, %v", p, grew, err)
+	}
+	data := l.Partition(7)
+	if p.Number != 7 || p.Offset != data.Offset || p.Offset+p.Size != 512*MiB {
+		t.Errorf("grown to %+v, want partition 7 from %d to 512 MiB", p, data.Offset)
+	}
+	if _, grew, err := GrowMBRLast(f, bigger); err != nil || grew {
+		t.Errorf("again: grew=%v %v", grew, err)
+	}
+	_, parts, err := ReadMBR(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range parts {
+		want := l.Partition(q.Number)
+		switch q.Number {
+		case 4:
+			want.Size = 512*MiB - want.Offset
+		case 7:
+			want.Size = 512*MiB - want.Offset
+		}
+		if q != want {
+			t.Errorf("partition %d: %+v, want %+v", q.Number, q, want)
+		}
+	}
+	sfdisk := needTool(t, "sfdisk", "fdisk")
+	out, err := exec.Command(sfdisk, "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json: %v", err)
+	}
+	var dump struct {
+		PartitionTable struct {
+			Partitions []struct {
+				Node        string `json:"node"`
+				Start, Size int64
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(out, &dump); err != nil {
+		t.Fatal(err)
+	}
+	ps := dump.PartitionTable.Partitions
+	if len(ps) != 7 || !strings.HasSuffix(ps[6].Node, "7") || ps[6].Start != data.Offset/512 || (ps[6].Start+ps[6].Size)*512 != 512*MiB ||
+		ps[3].Start+ps[3].Size != 512*MiB/512 {
+		t.Errorf("sfdisk sees:\n%s", out)
+	}
+	// sfdisk --verify finds nothing wrong with the table.
+	if out, err := exec.Command(sfdisk, "--verify", img).CombinedOutput(); err != nil || strings.Contains(string(out), "overlap") {
+		t.Errorf("sfdisk --verify: %v\n%s", err, out)
+	}
+	if err := CheckPi(img); err != nil {
+		t.Errorf("after growing: %v", err)
+	}
+}
