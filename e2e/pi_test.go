@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,6 +65,12 @@ func TestPi(t *testing.T) {
 		t.Fatalf("the image breaks the Pi firmware's rules: %v", err)
 	}
 
+	// An SD card larger than the image (2 GiB: raspi3b's card must be a
+	// power of two): the data partition grows to its end at first boot.
+	if err := os.Truncate(img, 2<<30); err != nil {
+		t.Fatal(err)
+	}
+
 	// What the firmware would load on a Pi 3 B (partition 1).
 	dir := t.TempDir()
 	for _, name := range []string{piboot.KernelFile, "bcm2710-rpi-3-b.dtb"} {
@@ -116,6 +124,14 @@ func TestPi(t *testing.T) {
 	} {
 		if _, err := v.WaitFor(wctx, marker, 0); err != nil {
 			t.Fatalf("waiting for %q: %v", marker, err)
+		}
+	}
+	if m := regexp.MustCompile(`grew the data partition from (\d+) MiB to (\d+) MiB`).FindStringSubmatch(v.Console()); m == nil {
+		t.Errorf("the data partition did not grow:\n%s", v.Tail(40))
+	} else if from, _ := strconv.Atoi(m[1]); true {
+		t.Log(m[0])
+		if to, _ := strconv.Atoi(m[2]); to < from+1000 {
+			t.Errorf("the data partition grew from %d MiB to %d MiB, want the card's extra GiB", from, to)
 		}
 	}
 	if c := v.Console(); strings.Contains(c, "/data is a tmpfs") {
