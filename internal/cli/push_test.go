@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -240,5 +241,55 @@ func TestReleaseBadInput(t *testing.T) {
 			}
 			n.mu.Unlock()
 		}
+	}
+}
+
+// TestPushOSArm64 publishes the OS update of an arm64 disk image to the
+// real registry with `push --os --arch arm64` and reads it back: the
+// signed payload says arm64, so an amd64 node refuses it and an arm64 one
+// takes it.
+func TestPushOSArm64(t *testing.T) {
+	dir := pushProject(t)
+	tmp := t.TempDir()
+	kernel := make([]byte, 300000)
+	binary.LittleEndian.PutUint32(kernel[0x38:], 0x644d5241) // an arm64 Image's magic
+	write(t, tmp, map[string]string{"Image": string(kernel), "systemd-bootaa64.efi": strings.Repeat("efi", 1000)})
+	tr := image.NewTree()
+	if err := tr.AddData("/init", []byte("#!/not/a/shell\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := filepath.Join(tmp, "disk.img")
+	if _, err := disk.Write(disk.Options{Path: img, Size: 768 * disk.MiB, Root: tr, Kernel: filepath.Join(tmp, "Image"), Arch: "arm64",
+		Cmdline: "console=ttyAMA0 panic=5", SystemdBoot: filepath.Join(tmp, "systemd-bootaa64.efi"), Seed: "push-arm64", Title: "shop"}); err != nil {
+		t.Fatal(err)
+	}
+	reg := testregistry.Start(t, testregistry.Options{Auth: true})
+	t.Setenv("DOCKER_CONFIG", reg.DockerConfig("", ""))
+	ref := reg.Host + "/fleet/shop:arm"
+	if out, err := nodeboot(t, "push", dir, ref, "--os", "--arch", "arm64", "--image", img); err != nil || !strings.Contains(out, "OS update") {
+		t.Fatalf("push --os --arch arm64: %v\n%s", err, out)
+	}
+	cr, _ := creds.Load(dir)
+	key := cr.UpdateKey.Public().(ed25519.PublicKey)
+	r, _ := oci.ParseRef(ref, false)
+	rel, err := oci.Open(r, oci.Options{CacheDir: t.TempDir()}).Release(context.Background(), "", []ed25519.PublicKey{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := rel.FetchOS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := p.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	h, err := ospayload.Verify(rc, []ed25519.PublicKey{key})
+	if err != nil {
+		t.Fatalf("the OS update read back from the registry: %v", err)
+	}
+	if m := h.Manifest; m.Arch != "arm64" || m.Target != "uefi" || !strings.Contains(m.Cmdline, "console=ttyAMA0") || m.Kernel.Size != int64(len(kernel)) {
+		t.Errorf("manifest: arch %s target %s cmdline %q kernel %d bytes", m.Arch, m.Target, m.Cmdline, m.Kernel.Size)
 	}
 }
