@@ -292,4 +292,32 @@ func TestPushOSArm64(t *testing.T) {
 	if m := h.Manifest; m.Arch != "arm64" || m.Target != "uefi" || !strings.Contains(m.Cmdline, "console=ttyAMA0") || m.Kernel.Size != int64(len(kernel)) {
 		t.Errorf("manifest: arch %s target %s cmdline %q kernel %d bytes", m.Arch, m.Target, m.Cmdline, m.Kernel.Size)
 	}
+
+	// Without --arch the update is the image's arch, not the host's; an
+	// --arch the image's kernel contradicts is refused before any push.
+	ref2 := reg.Host + "/fleet/shop:arm-noflag"
+	if out, err := nodeboot(t, "push", dir, ref2, "--os", "--image", img); err != nil {
+		t.Fatalf("push --os of an arm64 image without --arch: %v\n%s", err, out)
+	}
+	r2, _ := oci.ParseRef(ref2, false)
+	rel2, err := oci.Open(r2, oci.Options{CacheDir: t.TempDir()}).Release(context.Background(), "", []ed25519.PublicKey{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := rel2.FetchOS(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc2, err := p2.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc2.Close()
+	if h2, err := ospayload.Verify(rc2, []ed25519.PublicKey{key}); err != nil || h2.Manifest.Arch != "arm64" {
+		t.Errorf("push --os without --arch of an arm64 image: %v, arch %v", err, h2)
+	}
+	out, err := nodeboot(t, "push", dir, reg.Host+"/fleet/shop:wrong", "--os", "--arch", "amd64", "--image", img)
+	if err == nil || !strings.Contains(err.Error()+out, "holds an arm64 kernel, not amd64") {
+		t.Errorf("push --os --arch amd64 of an arm64 image: %v\n%s", err, out)
+	}
 }

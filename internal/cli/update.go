@@ -246,7 +246,14 @@ func makeOSPayload(ctx context.Context, dir, img string, bf buildFlags, key ed25
 	// The version is the time the payload is made: it grows with every
 	// update sent, while the image itself carries none, so that the same
 	// inputs still build the same bytes.
-	o := ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: id, Arch: bf.arch}
+	o := ospayload.BuildOptions{Key: key, Version: uint64(time.Now().Unix()), Image: id}
+	if bf.flags == nil || bf.flags.Changed("arch") || img == "" {
+		// Built here for --arch, or an --arch the user gave for an image
+		// built before: checked against the image's kernel. Otherwise the
+		// image says (an arm64 image's update is an arm64 update whatever
+		// the host is).
+		o.Arch = bf.arch
+	}
 	if tgt == build.TargetPi {
 		// A Pi's payload carries its slot's boot set; the node refuses
 		// one for another target.

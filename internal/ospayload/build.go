@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,7 +26,10 @@ type BuildOptions struct {
 	KeyChain []Endorsement
 	// Version of the image; it must grow with every build sent to a node.
 	Version uint64
-	// Arch is the image's GOARCH ("amd64" if empty).
+	// Arch is the image's GOARCH; empty: the arch of the image's kernel.
+	// A UEFI image whose kernel is for another arch is refused: the node
+	// would refuse the payload only after its whole upload, and a
+	// mislabelled one says the wrong thing everywhere in between.
 	Arch string
 	// Target is the boot layout ("uefi" if empty).
 	Target string
@@ -58,9 +62,6 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 	if o.Version == 0 {
 		return nil, errors.New("an OS update needs a version of at least 1")
 	}
-	if o.Arch == "" {
-		o.Arch = "amd64"
-	}
 	if o.Target == "" {
 		o.Target = "uefi"
 	}
@@ -71,11 +72,24 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 		o.ChunkSize = DefaultChunkSize
 	}
 	if o.Target == TargetPi {
+		if o.Arch == "" {
+			o.Arch = "arm64"
+		}
 		return fromPiImage(img, o)
 	}
 	boot, err := disk.ReadBoot(img)
 	if err != nil {
 		return nil, err
+	}
+	// A kernel of neither kind is left to the node's own checks (the
+	// payload says amd64 unless told): only a known mismatch is refused.
+	switch k := KernelArch(boot.Kernel); {
+	case k != "" && o.Arch == "":
+		o.Arch = k
+	case k != "" && o.Arch != k:
+		return nil, fmt.Errorf("%s holds an %s kernel, not %s: drop --arch (the update takes the image's) or build the image with --arch %s", img, k, o.Arch, o.Arch)
+	case o.Arch == "":
+		o.Arch = "amd64"
 	}
 	layout, err := disk.ReadLayout(img)
 	if err != nil {
@@ -108,6 +122,18 @@ func FromImage(img string, o BuildOptions) (*Payload, error) {
 		Title:   slotTitle.ReplaceAllString(boot.Entry.Title, ""),
 		Cmdline: disk.BaseCmdline(boot.Entry.Options),
 	}, boot.Kernel, slot.Offset, rootSize)
+}
+
+// KernelArch is the GOARCH of a kernel's bytes, "" if they are neither an
+// x86 bzImage ("HdrS" at 0x202) nor an arm64 Image ("ARM\x64" at 0x38).
+func KernelArch(k []byte) string {
+	switch {
+	case len(k) >= 0x206 && string(k[0x202:0x206]) == "HdrS":
+		return "amd64"
+	case len(k) >= 0x3c && binary.LittleEndian.Uint32(k[0x38:]) == 0x644d5241:
+		return "arm64"
+	}
+	return ""
 }
 
 // TargetPi is a Raspberry Pi image's target: its kernel section is the

@@ -42,6 +42,7 @@ func realImage(t testing.TB, rootSize int) (string, []byte, *disk.Layout) {
 	t.Helper()
 	dir := t.TempDir()
 	kernel := random(1<<20+4321, 1)
+	copy(kernel[0x202:], "HdrS") // an x86 kernel's boot header: the payload takes its arch
 	kp := filepath.Join(dir, "bzImage")
 	efi := filepath.Join(dir, "systemd-bootx64.efi")
 	if err := os.WriteFile(kp, kernel, 0o600); err != nil {
@@ -85,6 +86,28 @@ func buildPayload(t testing.TB, img string, o BuildOptions) []byte {
 		t.Fatalf("wrote %d bytes, Size says %d", n, p.Size())
 	}
 	return b.Bytes()
+}
+
+// TestFromImageArch: the payload's arch is its kernel's, and an --arch
+// that is not is refused before anything is sent.
+func TestFromImageArch(t *testing.T) {
+	img, _, _ := realImage(t, 1<<20)
+	key := testKey(1)
+	if _, err := FromImage(img, BuildOptions{Key: key, Version: 1, Arch: "arm64"}); err == nil || !strings.Contains(err.Error(), "holds an amd64 kernel, not arm64") {
+		t.Errorf("an amd64 image as an arm64 update: %v", err)
+	}
+	for _, arch := range []string{"", "amd64"} {
+		p, err := FromImage(img, BuildOptions{Key: key, Version: 1, Arch: arch})
+		if err != nil || p.Header.Manifest.Arch != "amd64" {
+			t.Errorf("Arch %q: %v", arch, err)
+		}
+	}
+	if got := KernelArch(append(make([]byte, 0x38), "ARM\x64"...)); got != "arm64" {
+		t.Errorf("an arm64 Image's magic: %q", got)
+	}
+	if got := KernelArch(make([]byte, 0x300)); got != "" {
+		t.Errorf("not a kernel: %q", got)
+	}
 }
 
 func TestFromImage(t *testing.T) {
