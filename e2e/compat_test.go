@@ -22,14 +22,21 @@ import (
 	"github.com/nodeboot/nodeboot/internal/vm"
 )
 
-// compatModules installs e2e/testdata/compat's pinned packages with npm
-// (npm ci from its lockfile, through the user's npm configuration) once per
-// lockfile and host node, in the user cache dir: better-sqlite3 compiles
-// against the host's node, which takes minutes on a small machine. It
-// returns the directory holding node_modules.
+// compatModules installs e2e/testdata/compat's pinned packages: see
+// lockedModules.
 func compatModules(t *testing.T) string {
 	t.Helper()
-	src := filepath.Join(repoRoot(t), "e2e", "testdata", "compat")
+	return lockedModules(t, "compat")
+}
+
+// lockedModules installs the pinned packages of e2e/testdata/<name> with
+// npm (npm ci from its lockfile, through the user's npm configuration) once
+// per lockfile and host node, in the user cache dir: better-sqlite3
+// compiles against the host's node, which takes minutes on a small machine.
+// It returns the directory holding node_modules.
+func lockedModules(t *testing.T, name string) string {
+	t.Helper()
+	src := filepath.Join(repoRoot(t), "e2e", "testdata", name)
 	lock, err := os.ReadFile(filepath.Join(src, "package-lock.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +57,7 @@ func compatModules(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(cache, "nodeboot", "e2e-compat", hex.EncodeToString(h.Sum(nil))[:16])
+	dir := filepath.Join(cache, "nodeboot", "e2e-"+name, hex.EncodeToString(h.Sum(nil))[:16])
 	if _, err := os.Stat(filepath.Join(dir, ".complete")); err == nil {
 		return dir
 	}
