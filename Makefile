@@ -45,7 +45,7 @@ NEED := qemu-system-x86:/usr/bin/qemu-system-x86_64 \
         python3:/usr/bin/python3 \
         chrony:/usr/sbin/chronyd
 
-.PHONY: all build init-binaries release npm demo test test-long fuzz deps kernel-deps check bench clean
+.PHONY: all build init-binaries release npm demo test test-long node-tests fuzz deps kernel-deps check bench clean
 
 all: build
 
@@ -115,6 +115,14 @@ test: deps check fuzz
 # its full count. Their last figures are in docs/reliability.md.
 test-long: deps kernel-deps check
 	NODEBOOT_E2E=1 NODEBOOT_LONG=1 $(GO) test -timeout 600m ./...
+
+# node-tests measures nodeboot from outside with Node's own tests (the
+# OS-boundary part of test/parallel and a wider sample, from the nodejs
+# source package of the Debian archive apt is configured for), run by the
+# same node on the host and in a booted image; figures in
+# docs/node-tests.md. An hour or more under TCG; test-long runs it too.
+node-tests: deps
+	NODEBOOT_E2E=1 NODEBOOT_LONG=1 $(GO) test -timeout 300m -run '^TestNodeSuite$$' -v ./e2e
 
 # fuzz gives every FuzzXxx a short run beyond its checked-in corpus
 # (testdata/fuzz/), on tmpfs so that targets writing files (the bundle
