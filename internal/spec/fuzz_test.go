@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -145,6 +146,32 @@ func FuzzPackageJSON(f *testing.F) {
 			// get here; resolveEntry rejects it.
 			if _, err := resolveEntry(t.TempDir(), cmd.File); err == nil {
 				t.Fatalf("empty entry resolved")
+			}
+		}
+	})
+}
+
+// FuzzNodeShebang feeds arbitrary first lines of a dependency's command
+// (node_modules/.bin) to the shebang reader: no panics; what it accepts
+// starts with "#!", names node, and gives node options without blanks.
+func FuzzNodeShebang(f *testing.F) {
+	for _, s := range []string{"#!/usr/bin/env node", "#!/usr/bin/env -S node --no-warnings", "#!/bin/sh", "#!node", "\x7fELF", "#!/usr/bin/env"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args, ok := nodeShebang(line)
+		if !ok {
+			if args != nil {
+				t.Fatalf("%q: refused with options %q", line, args)
+			}
+			return
+		}
+		if !strings.HasPrefix(line, "#!") || !strings.Contains(line, "node") {
+			t.Fatalf("%q accepted as a node script", line)
+		}
+		for _, a := range args {
+			if a == "" || strings.ContainsAny(a, " \t\n") {
+				t.Fatalf("%q: option %q", line, a)
 			}
 		}
 	})
