@@ -94,8 +94,14 @@ func setVersion(t *testing.T, proj, content string) {
 	}
 }
 
+// apiClient talks to a node's API with the project's credentials.
+// Keep-alives are off: each call makes a new client, and a kept-alive
+// connection left behind stays open on the node for its idle timeout. A
+// test polling once a second held ~30 of them, and the node, which takes
+// at most 32 from one source (every host connection comes from slirp's
+// 10.0.2.2), closed the next one at once: the CLI's status got EOF.
 func apiClient(c *creds.Creds) *http.Client {
-	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: c.ClientTLS()}}
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: c.ClientTLS(), DisableKeepAlives: true}}
 }
 
 // syncBuf is a writer the test reads while a command writes to it.
