@@ -5,6 +5,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -232,6 +233,23 @@ func (c *Client) doJSON(ctx context.Context, method, path string, v any) error {
 	defer resp.Body.Close()
 	if err := decodeJSON(resp.Body, v); err != nil {
 		return fmt.Errorf("%s %s on %s: %w", method, path, c.address, err)
+	}
+	return nil
+}
+
+// putJSON sends in as JSON with PUT and decodes the answer into out.
+func (c *Client) putJSON(ctx context.Context, path string, in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	resp, err := c.do(ctx, http.MethodPut, path, bytes.NewReader(b), int64(len(b)), map[string]string{"Content-Type": "application/json"})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := decodeJSON(resp.Body, out); err != nil {
+		return fmt.Errorf("PUT %s on %s: %w", path, c.address, err)
 	}
 	return nil
 }

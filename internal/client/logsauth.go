@@ -1,10 +1,7 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 
 	"github.com/nodeboot/nodeboot/internal/contract"
@@ -13,18 +10,9 @@ import (
 // SetLogsClientCert is PUT /v1/logs/auth: the node checks the pair, keeps
 // it on /data and reconnects to its remote log endpoint with it.
 func (c *Client) SetLogsClientCert(ctx context.Context, lc contract.LogsClientCredentials) (*contract.LogsAuthResult, error) {
-	b, err := json.Marshal(lc)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPut, contract.PathLogsAuth, bytes.NewReader(b), int64(len(b)), map[string]string{"Content-Type": "application/json"})
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
 	var r contract.LogsAuthResult
-	if err := decodeJSON(resp.Body, &r); err != nil {
-		return nil, fmt.Errorf("PUT %s on %s: %w", contract.PathLogsAuth, c.address, err)
+	if err := c.putJSON(ctx, contract.PathLogsAuth, lc, &r); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }
